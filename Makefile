@@ -1,0 +1,28 @@
+# Quick start: `make train` (trains configs/quickstart.yaml), `make test` (runs the test suite).
+# Each installs the Debian packages that are missing and builds in Release first.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CONFIG ?= configs/quickstart.yaml
+ARGS ?=
+
+.PHONY: deps build train test bench clean
+deps:
+	@bash tools/install-deps.sh
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+train: build
+	$(BUILD)/mmdflow train --config $(CONFIG) $(ARGS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	$(BUILD)/mmdflow bench --config configs/paper/noise_injection.yaml --particles 1000,10000,100000 $(ARGS)
+
+clean:
+	rm -rf $(BUILD)

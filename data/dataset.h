@@ -1,0 +1,30 @@
+// Input distributions rho and teacher-labelled datasets (MATH.md, "Particles and networks").
+#pragma once
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include <string>
+
+namespace mmdflow {
+
+class ParticleNet;
+
+enum class InputDist { Sphere, Gaussian };  // uniform on S^{d-1} | N(0, I_d)
+
+InputDist parse_input(const std::string& name);  // throws std::invalid_argument
+std::string to_string(InputDist dist);
+
+// n inputs [n, d], drawn in double on CPU from gen, then converted: the same seed gives the same
+// inputs for every dtype and device.
+at::Tensor sample_inputs(InputDist dist, int64_t n, int64_t d, at::Generator& gen,
+                         const at::TensorOptions& opts);
+
+struct Dataset {
+  at::Tensor X;  // [n, d]
+  at::Tensor Y;  // [n, o] = f_teacher(X)
+  int64_t size() const { return X.size(0); }
+};
+
+Dataset make_dataset(InputDist dist, int64_t n, const ParticleNet& teacher, at::Generator& gen);
+
+}  // namespace mmdflow

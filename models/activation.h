@@ -1,0 +1,126 @@
+// Hidden activations s and output non-linearities G of the particle family (MATH.md).
+// Scalar functors are used by the fused CPU kernels; ATen versions by the generic path.
+#pragma once
+#include <cmath>
+#include <string>
+
+namespace at {
+class Tensor;
+}
+
+namespace mmdflow {
+
+enum class Activation { ReLU, Tanh };
+enum class OutputKind { Identity, Gaussian, Laplace, IMQ, Cosine, Power };
+
+// G with its parameter: sigma (gaussian), lambda (laplace), c (imq); unused by the others.
+struct OutputFn {
+  OutputKind kind = OutputKind::Identity;
+  double param = 1.0;
+};
+
+// Throw std::invalid_argument naming the valid choices.
+Activation parse_activation(const std::string& name);
+OutputKind parse_output(const std::string& name);
+std::string to_string(Activation a);
+std::string to_string(OutputKind k);
+const char* activation_names();
+const char* output_names();
+
+// ATen versions, elementwise.
+at::Tensor activate(Activation s, const at::Tensor& p);
+at::Tensor activate_grad(Activation s, const at::Tensor& p);  // s'(p)
+at::Tensor output(const OutputFn& g, const at::Tensor& u);
+at::Tensor output_grad(const OutputFn& g, const at::Tensor& u);  // G'(u)
+
+// Scalar functors. value(p) and grad(p) for s; eval(u, &dg) returns G(u) and sets G'(u).
+template <typename T>
+struct ReLUFn {
+  static T value(T p) { return p > T(0) ? p : T(0); }
+  static T grad(T p) { return p > T(0) ? T(1) : T(0); }
+};
+template <typename T>
+struct TanhFn {
+  static T value(T p) { return std::tanh(p); }
+  static T grad(T p) {
+    T t = std::tanh(p);
+    return T(1) - t * t;
+  }
+};
+
+template <typename T>
+struct IdentityOut {
+  explicit IdentityOut(double) {}
+  T eval(T u, T* dg) const {
+    *dg = T(1);
+    return u;
+  }
+};
+template <typename T>
+struct GaussianOut {  // exp(-u^2 / sigma^2)
+  T inv_s2;
+  explicit GaussianOut(double sigma) : inv_s2(T(1.0 / (sigma * sigma))) {}
+  T eval(T u, T* dg) const {
+    T g = std::exp(-u * u * inv_s2);
+    *dg = T(-2) * u * inv_s2 * g;
+    return g;
+  }
+};
+template <typename T>
+struct LaplaceOut {  // exp(-lambda |u|)
+  T lambda;
+  explicit LaplaceOut(double l) : lambda(T(l)) {}
+  T eval(T u, T* dg) const {
+    T g = std::exp(-lambda * std::abs(u));
+    *dg = u > T(0) ? -lambda * g : (u < T(0) ? lambda * g : T(0));
+    return g;
+  }
+};
+template <typename T>
+struct IMQOut {  // 1 / (c^2 + u^2)
+  T c2;
+  explicit IMQOut(double c) : c2(T(c * c)) {}
+  T eval(T u, T* dg) const {
+    T g = T(1) / (c2 + u * u);
+    *dg = T(-2) * u * g * g;
+    return g;
+  }
+};
+template <typename T>
+struct CosineOut {
+  explicit CosineOut(double) {}
+  T eval(T u, T* dg) const {
+    *dg = -std::sin(u);
+    return std::cos(u);
+  }
+};
+template <typename T>
+struct PowerOut {  // u^2
+  explicit PowerOut(double) {}
+  T eval(T u, T* dg) const {
+    *dg = T(2) * u;
+    return u * u;
+  }
+};
+
+// Calls f(SFn{}, GFn{param}) with the functor types of (s, G), so inner loops are monomorphic.
+template <typename T, typename F>
+void dispatch_nonlinearities(Activation s, const OutputFn& g, F&& f) {
+  auto with_g = [&](auto sfn) {
+    switch (g.kind) {
+      case OutputKind::Identity: return f(sfn, IdentityOut<T>(g.param));
+      case OutputKind::Gaussian: return f(sfn, GaussianOut<T>(g.param));
+      case OutputKind::Laplace: return f(sfn, LaplaceOut<T>(g.param));
+      case OutputKind::IMQ: return f(sfn, IMQOut<T>(g.param));
+      case OutputKind::Cosine: return f(sfn, CosineOut<T>(g.param));
+      case OutputKind::Power: return f(sfn, PowerOut<T>(g.param));
+    }
+  };
+  if (s == Activation::ReLU) {
+    with_g(ReLUFn<T>{});
+  } else {
+    with_g(TanhFn<T>{});
+  }
+}
+
+}  // namespace mmdflow

@@ -1,0 +1,119 @@
+#include "models/particle_net.h"
+
+#include <ATen/ATen.h>
+
+namespace mmdflow {
+
+int64_t ParticleFamily::particle_size() const {
+  return hidden * dim + (hidden_bias ? hidden : 0) + outputs * hidden + (output_bias ? outputs : 0);
+}
+
+std::vector<at::Tensor*> Particles::tensors() {
+  std::vector<at::Tensor*> out;
+  for (at::Tensor* t : {&A, &a, &B, &b})
+    if (t->defined()) out.push_back(t);
+  return out;
+}
+
+std::vector<const at::Tensor*> Particles::tensors() const {
+  std::vector<const at::Tensor*> out;
+  for (const at::Tensor* t : {&A, &a, &B, &b})
+    if (t->defined()) out.push_back(t);
+  return out;
+}
+
+namespace {
+template <typename F>
+Particles map(const Particles& z, F f) {
+  Particles r;
+  r.A = f(z.A);
+  r.B = f(z.B);
+  if (z.a.defined()) r.a = f(z.a);
+  if (z.b.defined()) r.b = f(z.b);
+  return r;
+}
+}  // namespace
+
+Particles Particles::slice(int64_t begin, int64_t end) const {
+  return map(*this, [&](const at::Tensor& t) { return t.narrow(0, begin, end - begin); });
+}
+
+Particles Particles::clone() const {
+  return map(*this, [](const at::Tensor& t) { return t.clone(); });
+}
+
+Particles Particles::to(const at::TensorOptions& opts) const {
+  return map(*this, [&](const at::Tensor& t) { return t.to(opts); });
+}
+
+at::Tensor Particles::flat() const {
+  std::vector<at::Tensor> parts;
+  for (const at::Tensor* t : tensors()) parts.push_back(t->reshape({size(), -1}));
+  return at::cat(parts, 1);
+}
+
+ParticleNet::ParticleNet(const ParticleNetOptions& options, at::Generator& gen)
+    : options_(options), family_(options.family()) {
+  reset(gen);
+}
+
+ParticleNet::ParticleNet(const ParticleFamily& family, Particles z)
+    : options_(z.size(), family), family_(family), z_(std::move(z)) {
+  const int64_t N = z_.size(), H = family.hidden, d = family.dim, o = family.outputs;
+  TORCH_CHECK(z_.A.dim() == 3 && z_.A.size(1) == H && z_.A.size(2) == d, "A must be [N, ", H,
+              ", ", d, "], got ", z_.A.sizes());
+  TORCH_CHECK(z_.B.dim() == 3 && z_.B.size(0) == N && z_.B.size(1) == o && z_.B.size(2) == H,
+              "B must be [", N, ", ", o, ", ", H, "], got ", z_.B.sizes());
+  TORCH_CHECK(z_.a.defined() == family.hidden_bias, "hidden bias a given: ", z_.a.defined(),
+              ", family expects: ", family.hidden_bias);
+  TORCH_CHECK(z_.b.defined() == family.output_bias, "output bias b given: ", z_.b.defined(),
+              ", family expects: ", family.output_bias);
+  if (z_.a.defined())
+    TORCH_CHECK(z_.a.sizes() == at::IntArrayRef({N, H}), "a must be [", N, ", ", H, "], got ",
+                z_.a.sizes());
+  if (z_.b.defined())
+    TORCH_CHECK(z_.b.sizes() == at::IntArrayRef({N, o}), "b must be [", N, ", ", o, "], got ",
+                z_.b.sizes());
+}
+
+void ParticleNet::reset(at::Generator& gen) {
+  const int64_t N = options_.particles(), H = family_.hidden, d = family_.dim,
+                o = family_.outputs;
+  // Draw on CPU in double from the trainer's generator, then convert: the same seed gives the
+  // same particles whatever the dtype or device.
+  auto draw = [&](at::IntArrayRef sizes) {
+    auto t = at::normal(options_.init_mean(), options_.init_std(), sizes, gen,
+                        at::TensorOptions().dtype(at::kDouble));
+    return t.to(at::TensorOptions().dtype(options_.dtype()).device(options_.device()));
+  };
+  z_ = Particles{};
+  z_.A = draw({N, H, d});
+  if (family_.hidden_bias) z_.a = draw({N, H});
+  z_.B = draw({N, o, H});
+  if (family_.output_bias) z_.b = draw({N, o});
+}
+
+at::Tensor particle_features(const ParticleFamily& fam, const Particles& z, const at::Tensor& X) {
+  auto P = at::matmul(z.A, X.t());  // [N, H, Bt]
+  if (z.a.defined()) P = P + z.a.unsqueeze(2);
+  auto S = activate(fam.activation, P);    // [N, H, Bt]
+  auto U = at::bmm(z.B, S);                // [N, o, Bt]
+  if (z.b.defined()) U = U + z.b.unsqueeze(2);
+  return output(fam.out, U).transpose(1, 2);  // [N, Bt, o]
+}
+
+at::Tensor ParticleNet::forward(const at::Tensor& X) const {
+  return particle_features(family_, z_, X).mean(0);
+}
+
+std::vector<std::pair<std::string, at::Tensor>> ParticleNet::named_tensors() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  out.emplace_back("A", z_.A);
+  if (z_.a.defined()) out.emplace_back("a", z_.a);
+  out.emplace_back("B", z_.B);
+  if (z_.b.defined()) out.emplace_back("b", z_.b);
+  for (auto& kv : out) kv.second = kv.second.detach().cpu().contiguous();
+  return out;
+}
+
+}  // namespace mmdflow

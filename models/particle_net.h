@@ -1,0 +1,89 @@
+// A measure of N particles z_n = (A_n, a_n, B_n, b_n), i.e. a two-layer network
+// f(x) = (1/N) sum_n G(B_n s(A_n x + a_n) + b_n)  (MATH.md, "Particles and networks").
+#pragma once
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "models/activation.h"
+
+namespace mmdflow {
+
+// The particle family shared by every particle of a measure.
+struct ParticleFamily {
+  int64_t dim = 50;     // d
+  int64_t hidden = 3;   // H
+  int64_t outputs = 1;  // o
+  Activation activation = Activation::ReLU;
+  OutputFn out{OutputKind::Gaussian, 2.0};
+  bool hidden_bias = false;  // a
+  bool output_bias = false;  // b
+  // Coordinates per particle: H d + H [a] + o H + o [b].
+  int64_t particle_size() const;
+};
+
+// Particle coordinates. Undefined a / b mean "no bias".
+struct Particles {
+  at::Tensor A;  // [N, H, d]
+  at::Tensor a;  // [N, H]
+  at::Tensor B;  // [N, o, H]
+  at::Tensor b;  // [N, o]
+
+  int64_t size() const { return A.size(0); }
+  std::vector<at::Tensor*> tensors();  // the defined ones, in the order A, a, B, b
+  std::vector<const at::Tensor*> tensors() const;
+  Particles slice(int64_t begin, int64_t end) const;  // a view of particles [begin, end)
+  Particles clone() const;
+  Particles to(const at::TensorOptions& opts) const;
+  at::Tensor flat() const;  // [N, particle_size]
+};
+
+struct ParticleNetOptions {
+  ParticleNetOptions(int64_t particles, ParticleFamily family)
+      : particles_(particles), family_(family) {}
+#define MMDFLOW_ARG(T, name)                   \
+  ParticleNetOptions& name(const T& v) {       \
+    name##_ = v;                               \
+    return *this;                              \
+  }                                            \
+  const T& name() const { return name##_; }    \
+  T name##_
+  MMDFLOW_ARG(int64_t, particles);
+  MMDFLOW_ARG(ParticleFamily, family);
+  MMDFLOW_ARG(double, init_mean) = 0.0;
+  MMDFLOW_ARG(double, init_std) = 1.0;
+  MMDFLOW_ARG(c10::ScalarType, dtype) = c10::kFloat;
+  MMDFLOW_ARG(c10::Device, device) = c10::Device(c10::kCPU);
+#undef MMDFLOW_ARG
+};
+
+class ParticleNet {
+ public:
+  // Allocates and draws every coordinate i.i.d. N(init_mean, init_std^2) from gen.
+  ParticleNet(const ParticleNetOptions& options, at::Generator& gen);
+  // From explicit weights (tests, checkpoints).
+  ParticleNet(const ParticleFamily& family, Particles z);
+
+  void reset(at::Generator& gen);
+  const ParticleFamily& family() const { return family_; }
+  Particles& particles() { return z_; }
+  const Particles& particles() const { return z_; }
+  int64_t size() const { return z_.size(); }
+
+  at::Tensor forward(const at::Tensor& X) const;  // [Bt, d] -> [Bt, o]
+  // Named tensors for saving: A, a, B, b (defined ones) as float CPU copies.
+  std::vector<std::pair<std::string, at::Tensor>> named_tensors() const;
+
+ private:
+  ParticleNetOptions options_{0, ParticleFamily{}};
+  ParticleFamily family_;
+  Particles z_;
+};
+
+// Reference (autograd-friendly, any device) features of each particle: [N, Bt, o].
+at::Tensor particle_features(const ParticleFamily& fam, const Particles& z, const at::Tensor& X);
+
+}  // namespace mmdflow

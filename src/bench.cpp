@@ -1,0 +1,111 @@
+#include "src/bench.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "src/device.h"
+#include "src/flow.h"
+#include "src/trainer.h"
+
+namespace mmdflow {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point t) {
+  return std::chrono::duration<double>(clock_type::now() - t).count();
+}
+
+void sync(c10::Device dev, const at::Tensor& t) {
+  if (!dev.is_cpu()) t.sum().item<double>();  // waits for the device
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Best GFLOP/s of an [m, k] x [k, n] product, float32, over a few repeats.
+double matmul_gflops(c10::Device dev, int64_t m, int64_t k, int64_t n, int64_t repeats) {
+  at::Generator gen = make_generator(dev, 1);
+  auto opts = at::TensorOptions().dtype(at::kFloat).device(dev);
+  at::Tensor a = at::normal(0, 1, {m, k}, gen, opts), b = at::normal(0, 1, {k, n}, gen, opts);
+  at::Tensor c = at::mm(a, b);
+  double best = 1e30;
+  for (int64_t r = 0; r < repeats; ++r) {
+    auto t = clock_type::now();
+    at::mm_out(c, a, b);
+    sync(dev, c);
+    best = std::min(best, seconds_since(t));
+  }
+  return 2.0 * double(m) * double(k) * double(n) / best / 1e9;
+}
+
+double peak_rss_mib() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_maxrss) / 1024.0;
+}
+
+}  // namespace
+
+void run_bench(const Config& cfg, const BenchOptions& opt) {
+  const c10::Device dev = resolve_device(cfg.device);
+  const ParticleFamily fam = family_of(cfg);
+  const int64_t B = opt.batch > 0 ? opt.batch : cfg.train.batch;
+  std::vector<int64_t> sizes = opt.particles;
+  if (sizes.empty()) sizes.push_back(cfg.student.particles);
+  std::sort(sizes.begin(), sizes.end());  // ascending, so peak RSS after a size is its own
+  const double beta = cfg.noise.beta0;
+  const int products = beta > 0 ? 3 : 2;  // A X^T clean and noisy, dP X
+
+  const double peak = matmul_gflops(dev, 2048, 2048, 2048, 5);
+  fmt::print("mmdflow bench: {} {}, {} threads; d={} H={} o={} M={} B={}, beta={} ({})\n",
+             dev.str(), cfg.dtype, at::get_num_threads(), fam.dim, fam.hidden, fam.outputs,
+             cfg.teacher.particles, B, beta, beta > 0 ? "noise injection" : "plain flow");
+  fmt::print("float32 matrix product 2048x2048x2048: {:.1f} GFLOP/s (the machine's reference)\n",
+             peak);
+  fmt::print("{:>9} {:>10} {:>9} {:>8} {:>13} {:>12}\n", "N", "ms/step", "GFLOP/s", "of-ref",
+             "shape-GFLOP/s", "peak-RSS-MiB");
+
+  at::Generator gen = make_generator(c10::Device(c10::kCPU), cfg.seed);
+  at::Generator noise = make_generator(dev, sub_seed(cfg.seed, 4));
+  for (int64_t N : sizes) {
+    ParticleNet teacher(ParticleNetOptions(cfg.teacher.particles, fam)
+                            .init_std(cfg.teacher.init_std)
+                            .dtype(dtype_of(cfg))
+                            .device(dev),
+                        gen);
+    ParticleNet student(ParticleNetOptions(N, fam)
+                            .init_mean(cfg.student.init_mean)
+                            .init_std(cfg.student.init_std)
+                            .dtype(dtype_of(cfg))
+                            .device(dev),
+                        gen);
+    Dataset batch = make_dataset(parse_input(cfg.data.input), B, teacher, gen);
+    StepOptions so;
+    so.step_size = cfg.flow.step_size;
+    so.beta = beta;
+    so.chunk = cfg.flow.chunk;
+    std::vector<double> ms;
+    for (int64_t r = 0; r < opt.warmup + opt.repeats; ++r) {
+      auto t = clock_type::now();
+      StepStats st = mmd_step(fam, student.particles(), batch.X, batch.Y, so, noise);
+      sync(dev, st.loss);
+      if (r >= opt.warmup) ms.push_back(1e3 * seconds_since(t));
+    }
+    const double med = median(ms);
+    const double gflops = products * first_layer_flops(fam, N, B) / (med * 1e-3) / 1e9;
+    const double shape = matmul_gflops(dev, N * fam.hidden, fam.dim, B, 5);
+    fmt::print("{:>9} {:>10.3f} {:>9.1f} {:>7.0f}% {:>13.1f} {:>12.0f}\n", N, med, gflops,
+               100.0 * gflops / peak, shape, peak_rss_mib());
+    std::fflush(stdout);
+  }
+}
+
+}  // namespace mmdflow

@@ -1,0 +1,362 @@
+#include "src/commands.h"
+
+#define CXXOPTS_VECTOR_DELIMITER '\x1f'  // --set values may hold commas
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <cxxopts.hpp>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "src/bench.h"
+#include "src/compare.h"
+#include "src/config.h"
+#include "src/device.h"
+#include "src/io.h"
+#include "src/trainer.h"
+
+namespace fs = std::filesystem;
+
+namespace mmdflow {
+namespace {
+
+constexpr uint64_t kCompareStream = 5;  // seed stream of the compare inputs
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+constexpr const char* kTopHelp =
+    R"(mmdflow: the Wasserstein gradient flow of the MMD for mean-field two-layer networks
+
+usage: mmdflow <command> [options]
+
+commands:
+  train     train a student network toward a teacher (no --config: the quick start)
+  compare   compare a finished run's student with its teacher
+  bench     time the flow step against this machine's matrix-product throughput
+
+'mmdflow <command> --help' lists a command's options.
+)";
+
+void add_config_options(cxxopts::Options& o) {
+  o.add_options()("c,config", "YAML config file (default: the built-in quick start)",
+                  cxxopts::value<std::string>())(
+      "s,set", "override a config key: key.path=value (repeatable)",
+      cxxopts::value<std::vector<std::string>>())(
+      "device", "cpu | cuda | cuda:K (as --set device=...)", cxxopts::value<std::string>())(
+      "threads", "intra-op threads, 0 = one per core (as --set threads=...)",
+      cxxopts::value<std::string>())("h,help", "show this help");
+}
+
+// Returns nullopt when --help was asked (and printed).
+std::optional<cxxopts::ParseResult> parse(cxxopts::Options& o, int argc, char** argv) {
+  cxxopts::ParseResult r;
+  try {
+    r = o.parse(argc, argv);
+  } catch (const cxxopts::exceptions::exception& e) {
+    throw UsageError(std::string(e.what()) + " (see --help)");
+  }
+  if (r.count("help")) {
+    fmt::print("{}", o.help());
+    return std::nullopt;
+  }
+  if (!r.unmatched().empty())
+    throw UsageError(fmt::format("unexpected argument '{}' (see --help)", r.unmatched()[0]));
+  return r;
+}
+
+Config config_from(const cxxopts::ParseResult& r) {
+  std::vector<std::string> sets;
+  if (r.count("set")) sets = r["set"].as<std::vector<std::string>>();
+  if (r.count("device")) sets.push_back("device=" + r["device"].as<std::string>());
+  if (r.count("threads")) sets.push_back("threads=" + r["threads"].as<std::string>());
+  return load_config(r.count("config") ? r["config"].as<std::string>() : "", sets);
+}
+
+std::string default_out(const cxxopts::ParseResult& r) {
+  std::string stem =
+      r.count("config") ? fs::path(r["config"].as<std::string>()).stem().string() : "quickstart";
+  std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+  return fmt::format("runs/{}-{}", stem, stamp);
+}
+
+std::string fmt_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const int64_t t = int64_t(s + 0.5);
+  if (t >= 3600) return fmt::format("{}h{:02}m", t / 3600, (t / 60) % 60);
+  if (t >= 60) return fmt::format("{}m{:02}s", t / 60, t % 60);
+  return fmt::format("{}s", t);
+}
+
+// One line per epoch, flushed whole.
+class LossLog {
+ public:
+  explicit LossLog(const std::string& path) : path_(path), f_(std::fopen(path.c_str(), "w")) {
+    if (!f_) throw std::runtime_error("cannot write " + path);
+    put("epoch,train_loss,valid_loss,beta,step_size,grad_sq,noisy_grad_sq,seconds\n");
+  }
+  ~LossLog() {
+    if (f_) std::fclose(f_);
+  }
+  void write(const EpochLog& l) {
+    put(fmt::format("{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.3f}\n", l.epoch,
+                    l.train_loss, l.valid_loss, l.beta, l.step_size, l.grad_sq, l.noisy_grad_sq,
+                    l.seconds));
+  }
+
+ private:
+  void put(const std::string& s) {
+    if (std::fwrite(s.data(), 1, s.size(), f_) != s.size() || std::fflush(f_) != 0)
+      throw std::runtime_error("cannot write " + path_);
+  }
+  std::string path_;
+  FILE* f_;
+};
+
+// A self-rewriting line with ETA on a terminal; plain lines every `every` epochs otherwise.
+class Progress {
+ public:
+  Progress(int64_t epochs, int64_t every) : epochs_(epochs), every_(every), tty_(isatty(1)) {}
+  void update(const EpochLog& l) {
+    const double eta = l.seconds / double(l.epoch) * double(epochs_ - l.epoch);
+    const std::string line =
+        fmt::format("epoch {:>{}}/{}  train {:.4e}  valid {:.4e}  beta {:.3g}  |grad|^2 {:.3e}  "
+                    "{} elapsed, ETA {}",
+                    l.epoch, std::to_string(epochs_).size(), epochs_, l.train_loss, l.valid_loss,
+                    l.beta, l.noisy_grad_sq, fmt_duration(l.seconds), fmt_duration(eta));
+    if (tty_) {
+      const auto now = std::chrono::steady_clock::now();
+      if (l.epoch == epochs_ || now - last_ > std::chrono::milliseconds(100)) {
+        fmt::print("\r{}\x1b[K", line);
+        std::fflush(stdout);
+        last_ = now;
+        drawn_ = true;
+      }
+    } else if (l.epoch % every_ == 0 || l.epoch == epochs_ || l.epoch == 1) {
+      fmt::print("{}\n", line);
+      std::fflush(stdout);
+    }
+  }
+  void finish() {
+    if (tty_ && drawn_) fmt::print("\n");
+  }
+
+ private:
+  int64_t epochs_, every_;
+  bool tty_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+void print_resolved(const Config& c, const std::string& out) {
+  fmt::print(
+      "mmdflow train: teacher M={} student N={} | d={} H={} o={} {}/{} | {} flow, step {} | "
+      "beta {} {} | {} epochs, batch {} of {} | {} {}, {} threads\n  -> {}\n",
+      c.teacher.particles, c.student.particles, c.data.dim, c.model.hidden, c.model.outputs,
+      c.model.activation, c.model.output, c.flow.method, c.flow.step_size, c.noise.schedule,
+      c.noise.beta0, c.train.epochs, c.train.batch, c.data.train_size, c.device, c.dtype,
+      c.threads, out);
+  std::fflush(stdout);
+}
+
+int cmd_train(int argc, char** argv) {
+  cxxopts::Options o("mmdflow train",
+                     "Train a student network toward a teacher with the MMD flow (noise injection "
+                     "through the beta schedule).");
+  add_config_options(o);
+  o.add_options()("o,out", "output folder (default: runs/<config>-<date>-<time>)",
+                  cxxopts::value<std::string>());
+  auto r = parse(o, argc, argv);
+  if (!r) return kOk;
+  Config cfg = config_from(*r);
+  cfg.threads = set_threads(cfg.threads);
+  if (cfg.log.print_every == 0) cfg.log.print_every = std::max<int64_t>(1, cfg.train.epochs / 20);
+  const std::string out = r->count("out") ? (*r)["out"].as<std::string>() : default_out(*r);
+  if (fs::exists(out) && (!fs::is_directory(out) || !fs::is_empty(out)))
+    throw UsageError(fmt::format("--out {}: already exists and is not an empty folder", out));
+
+  Trainer trainer(cfg);  // everything validated and built before the folder is made
+  fs::create_directories(out);
+  write_file_atomic(out + "/config.yaml", to_yaml(cfg));
+  print_resolved(cfg, out);
+
+  nlohmann::json summary;
+  summary["initial_valid_loss"] = trainer.initial_valid_loss();
+  double best = trainer.initial_valid_loss();
+  int64_t best_epoch = 0;
+  EpochLog last;
+  bool finite;
+  {
+    LossLog csv(out + "/losses.csv");
+    Progress progress(cfg.train.epochs, cfg.log.print_every);
+    finite = trainer.run([&](const EpochLog& l) {
+      csv.write(l);
+      progress.update(l);
+      if (l.valid_loss < best) best = l.valid_loss, best_epoch = l.epoch;
+      last = l;
+    });
+    progress.finish();
+  }
+  summary["epochs"] = last.epoch;
+  summary["final_train_loss"] = last.train_loss;
+  summary["final_valid_loss"] = last.valid_loss;
+  summary["best_valid_loss"] = best;
+  summary["best_epoch"] = best_epoch;
+  summary["seconds"] = last.seconds;
+  summary["steps"] = trainer.steps();
+  summary["ms_per_step"] = 1e3 * trainer.step_seconds() / double(std::max<int64_t>(1, trainer.steps()));
+  summary["device"] = cfg.device;
+  summary["threads"] = cfg.threads;
+  summary["version"] = MMDFLOW_VERSION;
+  if (!finite) {
+    summary["status"] = "non_finite";
+    write_file_atomic(out + "/summary.json", summary.dump(2) + "\n");
+    fmt::print(stderr,
+               "mmdflow: error: training went non-finite at epoch {} (train loss {}, valid loss "
+               "{}); stopped, logs in {}\n",
+               last.epoch, last.train_loss, last.valid_loss, out);
+    return kNonFinite;
+  }
+  save_tensors(out + "/student.pt", trainer.student().named_tensors());
+  save_tensors(out + "/teacher.pt", trainer.teacher().named_tensors());
+  at::Generator gen = make_generator(c10::Device(c10::kCPU), sub_seed(cfg.seed, kCompareStream));
+  Comparison cmp = compare(family_of(cfg), trainer.student().particles(),
+                           trainer.teacher().particles(), parse_input(cfg.data.input),
+                           cfg.compare.samples, cfg.compare.nearest, gen);
+  fmt::print("{}", format_table(cmp));
+  summary["status"] = "done";
+  summary["compare"] = to_json(cmp);
+  write_file_atomic(out + "/summary.json", summary.dump(2) + "\n");
+  fmt::print("wrote {}/{{losses.csv, config.yaml, summary.json, student.pt, teacher.pt}}\n", out);
+  return kOk;
+}
+
+Particles particles_from(const std::string& path, const ParticleFamily& fam,
+                         const at::TensorOptions& opts) {
+  if (!fs::exists(path)) throw UsageError(fmt::format("{}: no such file", path));
+  Particles z;
+  for (auto& [name, t] : load_tensors(path)) {
+    at::Tensor v = t.to(opts);
+    if (name == "A") z.A = v;
+    else if (name == "a") z.a = v;
+    else if (name == "B") z.B = v;
+    else if (name == "b") z.b = v;
+    else throw UsageError(fmt::format("{}: unexpected tensor '{}'", path, name));
+  }
+  if (!z.A.defined() || !z.B.defined())
+    throw UsageError(fmt::format("{}: tensors A and B are required", path));
+  return ParticleNet(fam, z).particles();  // checks the shapes against the family
+}
+
+int cmd_compare(int argc, char** argv) {
+  cxxopts::Options o("mmdflow compare",
+                     "Compare a finished run's student with its teacher: 1/2 MMD^2 on fresh "
+                     "inputs, nearest student particles of each teacher particle.");
+  o.add_options()("r,run", "the run's output folder", cxxopts::value<std::string>())(
+      "samples", "fresh inputs (default: the run's compare.samples)", cxxopts::value<int64_t>())(
+      "nearest", "student particles listed per teacher particle", cxxopts::value<int64_t>())(
+      "h,help", "show this help");
+  auto r = parse(o, argc, argv);
+  if (!r) return kOk;
+  if (!r->count("run")) throw UsageError("--run DIR is required");
+  const std::string dir = (*r)["run"].as<std::string>();
+  if (!fs::exists(dir + "/config.yaml"))
+    throw UsageError(fmt::format("--run {}: no config.yaml there", dir));
+  Config cfg = load_config(dir + "/config.yaml");
+  set_threads(cfg.threads);
+  const int64_t samples = r->count("samples") ? (*r)["samples"].as<int64_t>() : cfg.compare.samples;
+  const int64_t nearest = r->count("nearest") ? (*r)["nearest"].as<int64_t>() : cfg.compare.nearest;
+  if (samples <= 0) throw UsageError(fmt::format("--samples: must be positive, got {}", samples));
+  if (nearest <= 0) throw UsageError(fmt::format("--nearest: must be positive, got {}", nearest));
+  const ParticleFamily fam = family_of(cfg);
+  const auto opts = at::TensorOptions().dtype(dtype_of(cfg));
+  Particles student = particles_from(dir + "/student.pt", fam, opts);
+  Particles teacher = particles_from(dir + "/teacher.pt", fam, opts);
+  at::Generator gen = make_generator(c10::Device(c10::kCPU), sub_seed(cfg.seed, kCompareStream));
+  fmt::print("{}", format_table(compare(fam, student, teacher, parse_input(cfg.data.input),
+                                        samples, nearest, gen)));
+  return kOk;
+}
+
+std::vector<int64_t> parse_sizes(const std::string& s) {
+  std::vector<int64_t> out;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t end = s.find(',', pos);
+    if (end == std::string::npos) end = s.size();
+    const std::string item = s.substr(pos, end - pos);
+    char* stop = nullptr;
+    const long long v = std::strtoll(item.c_str(), &stop, 10);
+    if (item.empty() || *stop != '\0' || v <= 0)
+      throw UsageError(fmt::format("--particles: '{}' is not a positive integer", item));
+    out.push_back(v);
+    pos = end + 1;
+  }
+  return out;
+}
+
+int cmd_bench(int argc, char** argv) {
+  cxxopts::Options o("mmdflow bench",
+                     "Time the flow step (median over repeats after warm-up) and compare its "
+                     "GFLOP/s on the first-layer products with this machine's float32 "
+                     "matrix-product throughput, measured in the same run.");
+  add_config_options(o);
+  o.add_options()("particles", "student sizes, e.g. 1000,10000 (default: the config's)",
+                  cxxopts::value<std::string>())(
+      "batch", "inputs per step (default: the config's train.batch)", cxxopts::value<int64_t>())(
+      "repeats", "timed steps per size", cxxopts::value<int64_t>()->default_value("20"));
+  auto r = parse(o, argc, argv);
+  if (!r) return kOk;
+  Config cfg = config_from(*r);
+  cfg.threads = set_threads(cfg.threads);
+  BenchOptions bo;
+  if (r->count("particles")) bo.particles = parse_sizes((*r)["particles"].as<std::string>());
+  if (r->count("batch")) bo.batch = (*r)["batch"].as<int64_t>();
+  bo.repeats = (*r)["repeats"].as<int64_t>();
+  if (bo.batch < 0 || bo.repeats <= 0)
+    throw UsageError("--batch and --repeats must be positive");
+  run_bench(cfg, bo);
+  return kOk;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  const std::string cmd = argc > 1 ? argv[1] : "";
+  try {
+    if (cmd == "train") return cmd_train(argc - 1, argv + 1);
+    if (cmd == "compare") return cmd_compare(argc - 1, argv + 1);
+    if (cmd == "bench") return cmd_bench(argc - 1, argv + 1);
+    if (cmd == "--version") {
+      fmt::print("mmdflow {}\n", MMDFLOW_VERSION);
+      return kOk;
+    }
+    if (cmd == "-h" || cmd == "--help" || cmd.empty()) {
+      fmt::print(cmd.empty() ? stderr : stdout, "{}", kTopHelp);
+      return cmd.empty() ? kBadInput : kOk;
+    }
+    throw UsageError(fmt::format("unknown command '{}' (valid: train, compare, bench)", cmd));
+  } catch (const ConfigError& e) {
+    fmt::print(stderr, "mmdflow: error: {}\n", e.what());
+    return kBadInput;
+  } catch (const UsageError& e) {
+    fmt::print(stderr, "mmdflow: error: {}\n", e.what());
+    return kBadInput;
+  } catch (const c10::Error& e) {
+    fmt::print(stderr, "mmdflow: error: {}\n", e.what_without_backtrace());
+    return kError;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "mmdflow: error: {}\n", e.what());
+    return kError;
+  }
+}
+
+}  // namespace mmdflow

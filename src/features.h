@@ -1,0 +1,31 @@
+// The flow's hot path: sums of particle features and weighted feature gradients.
+// Every flow step is built from these two primitives, each linear in N, never O(N^2):
+//   feature_sum   S(x_b) = sum_n phi_{z_n}(x_b)                      -> [Bt, o]
+//   weighted_grad g_n    = grad_z sum_b W_b^T phi_z(x_b) at z = z_n   -> shaped like z
+// A shard (chunk, device, process) of particles only contributes its [Bt, o] partial sum to S;
+// weighted_grad is local to each particle. Gradients are derived by hand (see features.cpp).
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include "models/particle_net.h"
+
+namespace mmdflow {
+
+// Fused: hand-written CPU kernel around two BLAS products. Generic: ATen ops, any device.
+// Auto: Fused on CPU, Generic elsewhere.
+enum class Impl { Auto, Fused, Generic };
+
+at::Tensor feature_sum(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
+                       int64_t chunk = 0, Impl impl = Impl::Auto);  // X [Bt, d] -> [Bt, o]
+
+Particles weighted_grad(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
+                        const at::Tensor& W, int64_t chunk = 0,
+                        Impl impl = Impl::Auto);  // X [Bt, d], W [Bt, o]
+
+// (1/N) sum_n ||g_n||^2 over every coordinate, as a 0-dim tensor on g's device.
+at::Tensor mean_sq_norm(const Particles& g);
+
+// Floating-point operations of one first-layer product A X^T over N particles and Bt inputs.
+double first_layer_flops(const ParticleFamily& fam, int64_t N, int64_t Bt);
+
+}  // namespace mmdflow

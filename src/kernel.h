@@ -1,0 +1,32 @@
+// The random-feature kernel k(z, z') = E_x[phi_z(x)^T phi_z'(x)] and MMD^2 (MATH.md, "Kernel and
+// MMD"), for diagnostics and tests: Gram blocks are O(N^2) and never used by a flow step.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include "data/dataset.h"
+#include "models/particle_net.h"
+
+namespace mmdflow {
+
+struct GramBlocks {
+  at::Tensor nn;  // [N, N] K_{nu nu}
+  at::Tensor nm;  // [N, M] K_{nu nu*}
+  at::Tensor mm;  // [M, M] K_{nu* nu*}
+};
+
+// k^(z, z') = (1/B) sum_b phi_z(x_b)^T phi_z'(x_b) between the particles of two measures.
+at::Tensor gram(const ParticleFamily& f1, const Particles& z1, const ParticleFamily& f2,
+                const Particles& z2, const at::Tensor& X);  // -> [N1, N2]
+GramBlocks gram_blocks(const ParticleFamily& fs, const Particles& student,
+                       const ParticleFamily& ft, const Particles& teacher, const at::Tensor& X);
+// MMD^2 = mean(K_nn) - 2 mean(K_nm) + mean(K_mm), a 0-dim tensor.
+at::Tensor mmd2(const GramBlocks& K);
+
+// Exact kernel of the family H = 1, G = identity, s = ReLU, no biases (arc-cosine kernel of
+// degree 1): z = (w [d], v [o]). w1 [N, d], v1 [N, o], w2 [M, d], v2 [M, o] -> [N, M].
+at::Tensor arccos_kernel(const at::Tensor& w1, const at::Tensor& v1, const at::Tensor& w2,
+                         const at::Tensor& v2, InputDist dist);
+// Exact population MMD^2 between two measures of that family (no data).
+at::Tensor exact_mmd2(const Particles& student, const Particles& teacher, InputDist dist);
+
+}  // namespace mmdflow

@@ -1,0 +1,124 @@
+#include "src/trainer.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "src/device.h"
+#include "src/flow.h"
+
+namespace mmdflow {
+namespace {
+
+enum Stream : uint64_t { kTeacher = 0, kData = 1, kStudent = 2, kShuffle = 3, kNoise = 4 };
+constexpr int64_t kEvalBatch = 1000;  // inputs per product when evaluating a whole set
+
+ParticleNet make_net(const Config& c, const Config::Measure& m, uint64_t stream, c10::Device dev) {
+  at::Generator gen = make_generator(c10::Device(c10::kCPU), sub_seed(c.seed, stream));
+  return ParticleNet(ParticleNetOptions(m.particles, family_of(c))
+                         .init_mean(m.init_mean)
+                         .init_std(m.init_std)
+                         .dtype(dtype_of(c))
+                         .device(dev),
+                     gen);
+}
+
+bool all_finite(const Particles& z) {
+  for (const at::Tensor* t : z.tensors())
+    if (!at::isfinite(*t).all().item<bool>()) return false;
+  return true;
+}
+
+}  // namespace
+
+ParticleFamily family_of(const Config& c) {
+  ParticleFamily f;
+  f.dim = c.data.dim;
+  f.hidden = c.model.hidden;
+  f.outputs = c.model.outputs;
+  f.activation = parse_activation(c.model.activation);
+  f.out.kind = parse_output(c.model.output);
+  f.out.param = f.out.kind == OutputKind::Gaussian ? c.model.sigma
+                : f.out.kind == OutputKind::Laplace ? c.model.lambda
+                                                    : c.model.c;
+  f.hidden_bias = c.model.hidden_bias;
+  f.output_bias = c.model.output_bias;
+  return f;
+}
+
+BetaSchedule beta_schedule_of(const Config& c) {
+  BetaSchedule s;
+  s.kind = parse_beta_kind(c.noise.schedule);
+  s.beta0 = c.noise.beta0;
+  s.factor = c.noise.factor;
+  s.every = c.noise.every;
+  s.tau = c.noise.tau;
+  return s;
+}
+
+c10::ScalarType dtype_of(const Config& c) { return c.dtype == "float64" ? at::kDouble : at::kFloat; }
+
+Trainer::Trainer(const Config& cfg)
+    : cfg_(cfg),
+      device_(resolve_device(cfg.device)),
+      family_(family_of(cfg)),
+      beta_(beta_schedule_of(cfg)),
+      shuffle_gen_(make_generator(c10::Device(c10::kCPU), sub_seed(cfg.seed, kShuffle))),
+      noise_gen_(make_generator(device_, sub_seed(cfg.seed, kNoise))),
+      teacher_(make_net(cfg, cfg.teacher, kTeacher, device_)),
+      student_(make_net(cfg, cfg.student, kStudent, device_)) {
+  at::Generator data_gen = make_generator(c10::Device(c10::kCPU), sub_seed(cfg.seed, kData));
+  const InputDist dist = parse_input(cfg.data.input);
+  train_ = make_dataset(dist, cfg.data.train_size, teacher_, data_gen);
+  valid_ = make_dataset(dist, cfg.data.valid_size, teacher_, data_gen);
+  initial_valid_ = half_mse(family_, student_.particles(), valid_.X, valid_.Y, kEvalBatch,
+                            cfg.flow.chunk)
+                       .item<double>();
+}
+
+bool Trainer::run(const std::function<void(const EpochLog&)>& on_epoch) {
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  const int64_t n = train_.size(), B = cfg_.train.batch;
+  const int64_t batches = (n + B - 1) / B;
+  Particles& z = student_.particles();
+  for (; epoch_ < cfg_.train.epochs;) {
+    StepOptions opt;
+    opt.step_size = cfg_.flow.step_size;
+    opt.beta = beta_.at(epoch_);
+    opt.chunk = cfg_.flow.chunk;
+    at::Tensor perm = at::randperm(n, shuffle_gen_, at::TensorOptions().dtype(at::kLong));
+    perm = perm.to(device_);
+    at::Tensor loss_sum = at::zeros({}, z.A.options().dtype(at::kDouble));
+    StepStats last;
+    const auto ts = clock::now();
+    for (int64_t i = 0; i < batches; ++i) {
+      at::Tensor idx = perm.narrow(0, i * B, std::min(B, n - i * B));
+      opt.clean_grad_sq = (i == batches - 1);
+      last = mmd_step(family_, z, train_.X.index_select(0, idx), train_.Y.index_select(0, idx),
+                      opt, noise_gen_);
+      loss_sum += last.loss;
+    }
+    ++epoch_;
+    steps_ += batches;
+    EpochLog log;
+    log.epoch = epoch_;
+    log.train_loss = loss_sum.item<double>() / double(batches);  // the epoch's one sync point
+    step_seconds_ += std::chrono::duration<double>(clock::now() - ts).count();
+    log.valid_loss =
+        half_mse(family_, z, valid_.X, valid_.Y, kEvalBatch, cfg_.flow.chunk).item<double>();
+    log.beta = opt.beta;
+    log.step_size = opt.step_size;
+    log.grad_sq = last.grad_sq.item<double>();
+    log.noisy_grad_sq = last.noisy_grad_sq.item<double>();
+    log.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+    const bool finite = std::isfinite(log.train_loss) && std::isfinite(log.valid_loss) &&
+                        all_finite(z);
+    on_epoch(log);
+    if (!finite) return false;
+  }
+  return true;
+}
+
+}  // namespace mmdflow

@@ -1,0 +1,61 @@
+// The trainer owns everything a run changes: particles, generators, schedule, logs.
+#pragma once
+#include <ATen/core/Generator.h>
+#include <c10/core/Device.h>
+
+#include <functional>
+#include <optional>
+
+#include "data/dataset.h"
+#include "models/particle_net.h"
+#include "src/config.h"
+#include "src/schedule.h"
+
+namespace mmdflow {
+
+struct EpochLog {
+  int64_t epoch = 0;  // 1-based: the epoch just finished
+  double train_loss = 0, valid_loss = 0, beta = 0, step_size = 0;
+  double grad_sq = 0;        // (1/N) sum ||grad h^(z_n)||^2, epoch's last minibatch, before its step
+  double noisy_grad_sq = 0;  // the same at the noisy particles z_n + beta w_n
+  double seconds = 0;        // since training started
+};
+
+// Resolved run pieces built from a Config: validated, seeded, on the run's device.
+ParticleFamily family_of(const Config& c);
+BetaSchedule beta_schedule_of(const Config& c);
+c10::ScalarType dtype_of(const Config& c);
+
+class Trainer {
+ public:
+  // Builds teacher, data and student; throws ConfigError for settings the machine cannot run.
+  explicit Trainer(const Config& cfg);
+
+  // Runs the remaining epochs, calling on_epoch after each. Returns false when a loss or a
+  // particle went non-finite (that epoch's log is still reported).
+  bool run(const std::function<void(const EpochLog&)>& on_epoch);
+
+  const Config& config() const { return cfg_; }
+  c10::Device device() const { return device_; }
+  const ParticleNet& teacher() const { return teacher_; }
+  const ParticleNet& student() const { return student_; }
+  double initial_valid_loss() const { return initial_valid_; }
+  int64_t steps() const { return steps_; }
+  double step_seconds() const { return step_seconds_; }
+
+ private:
+  Config cfg_;
+  c10::Device device_;
+  ParticleFamily family_;
+  BetaSchedule beta_;
+  at::Generator shuffle_gen_;  // CPU: minibatch order
+  at::Generator noise_gen_;    // on device_: noise injection
+  ParticleNet teacher_;
+  Dataset train_, valid_;
+  ParticleNet student_;
+  double initial_valid_ = 0;
+  int64_t epoch_ = 0, steps_ = 0;
+  double step_seconds_ = 0;
+};
+
+}  // namespace mmdflow
