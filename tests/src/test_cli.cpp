@@ -1,0 +1,142 @@
+// End-to-end tests of the mmdflow binary: exit codes, files written, reproducibility.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include <ATen/ATen.h>
+
+#include "src/io.h"
+
+namespace fs = std::filesystem;
+
+namespace mmdflow {
+namespace {
+
+struct Result {
+  int code;
+  std::string output;
+};
+
+std::string scratch(const std::string& name) {
+  const fs::path dir = fs::path(testing::TempDir()) /
+                       ("mmdflow_cli_" + std::to_string(getpid()) + "_" + name);
+  fs::remove_all(dir);
+  return dir.string();
+}
+
+Result run(const std::string& args) {
+  const std::string log = scratch("log") + ".txt";
+  const std::string cmd = std::string(MMDFLOW_BIN) + " " + args + " > " + log + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  Result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(log)};
+  fs::remove(log);
+  return r;
+}
+
+std::vector<std::string> lines_without_seconds(const std::string& csv) {
+  std::vector<std::string> out;
+  std::stringstream ss(csv);
+  for (std::string line; std::getline(ss, line);) out.push_back(line.substr(0, line.rfind(',')));
+  return out;
+}
+
+TEST(Cli, HelpOnEveryCommand) {
+  for (const char* cmd : {"train", "compare", "bench"}) {
+    Result r = run(std::string(cmd) + " --help");
+    EXPECT_EQ(r.code, 0) << cmd;
+    EXPECT_NE(r.output.find("Usage:"), std::string::npos) << r.output;
+  }
+  EXPECT_EQ(run("--help").code, 0);
+  EXPECT_EQ(run("").code, 2);
+}
+
+TEST(Cli, BadInputExitsTwoWithOneLineAndWritesNothing) {
+  const std::string bad_yaml = scratch("bad") + ".yaml";
+  std::ofstream(bad_yaml) << "seed: 1\ntrain:\n  epochs: 10\n  batchsize: 5\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--set flow.foo=1", "flow.foo: unknown key"},
+      {"--config " + bad_yaml, "train.batchsize: unknown key"},
+      {"--set train.epochs=ten", "train.epochs: must be an integer"},
+      {"--set student.particles=0", "student.particles: must be a positive integer"},
+      {"--set data.train_size=-3", "data.train_size"},
+      {"--set flow.step_size=.nan", "flow.step_size: must be finite"},
+      {"--set flow.step_size=-0.5", "flow.step_size: must be positive"},
+      {"--config /nonexistent.yaml", "cannot read config file"},
+      {"--device cuda", "device"},
+      {"--bogus", "bogus"},
+  };
+  for (const auto& [args, expect] : cases) {
+    const std::string out = scratch("bad_out");
+    Result r = run("train --out " + out + " " + args);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(expect), std::string::npos) << args << "\n" << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    EXPECT_FALSE(fs::exists(out)) << args;
+  }
+  Result r = run("train --out " + scratch("bad_out") + " --config " + bad_yaml);
+  EXPECT_NE(r.output.find("line 4"), std::string::npos) << r.output;
+  EXPECT_EQ(run("frobnicate").code, 2);
+  EXPECT_EQ(run("compare --run /nonexistent").code, 2);
+}
+
+TEST(Cli, NonFiniteRunStopsWithExitThree) {
+  const std::string out = scratch("nonfinite");
+  Result r = run("train --threads 1 --out " + out +
+                 " --set flow.step_size=1e30 --set model.output=power --set train.epochs=50");
+  EXPECT_EQ(r.code, 3) << r.output;
+  EXPECT_NE(r.output.find("non-finite at epoch 1"), std::string::npos) << r.output;
+  const std::string csv = read_file(out + "/losses.csv");
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 2) << csv;  // header + epoch 1, whole lines
+  EXPECT_FALSE(fs::exists(out + "/student.pt"));
+  EXPECT_EQ(nlohmann::json::parse(read_file(out + "/summary.json"))["status"], "non_finite");
+}
+
+TEST(Cli, SameSeedWritesIdenticalLosses) {
+  const std::string a = scratch("seed_a"), b = scratch("seed_b"), c = scratch("seed_c");
+  const std::string args = " --threads 1 --set seed=7 --set train.epochs=20";
+  ASSERT_EQ(run("train --out " + a + args).code, 0);
+  ASSERT_EQ(run("train --out " + b + args).code, 0);
+  ASSERT_EQ(run("train --out " + c + " --threads 1 --set seed=8 --set train.epochs=20").code, 0);
+  auto la = lines_without_seconds(read_file(a + "/losses.csv"));
+  EXPECT_EQ(la.size(), 21u);
+  EXPECT_EQ(la[0], "epoch,train_loss,valid_loss,beta,step_size,grad_sq,noisy_grad_sq");
+  EXPECT_EQ(la, lines_without_seconds(read_file(b + "/losses.csv")));
+  EXPECT_NE(la, lines_without_seconds(read_file(c + "/losses.csv")));
+  EXPECT_EQ(read_file(a + "/student.pt"), read_file(b + "/student.pt"));
+}
+
+TEST(Cli, QuickStartLowersValidLossTenfoldAndCompares) {
+  const std::string out = scratch("quick");
+  Result r = run("train --out " + out);
+  ASSERT_EQ(r.code, 0) << r.output;
+  for (const char* f : {"losses.csv", "config.yaml", "summary.json", "student.pt", "teacher.pt"})
+    EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
+  auto s = nlohmann::json::parse(read_file(out + "/summary.json"));
+  const double first = s["initial_valid_loss"], last = s["final_valid_loss"];
+  EXPECT_LT(last, first / 10) << s.dump(2);
+  EXPECT_EQ(s["status"], "done");
+  EXPECT_EQ(s["compare"]["nearest"][0]["student"].size(), 5u);
+  // `compare` recomputes the same numbers from the saved particles.
+  Result c = run("compare --run " + out);
+  ASSERT_EQ(c.code, 0) << c.output;
+  const double mmd = s["compare"]["half_mmd2"];
+  const std::string shown = fmt::format("{:.6e}", mmd);
+  EXPECT_NE(c.output.find(shown), std::string::npos) << c.output << " vs " << shown;
+  auto saved = load_tensors(out + "/student.pt");
+  ASSERT_EQ(saved.size(), 2u);
+  EXPECT_EQ(saved[0].first, "A");
+  EXPECT_EQ(saved[0].second.sizes(), at::IntArrayRef({200, 3, 10}));
+  // A second run into the same folder is refused.
+  EXPECT_EQ(run("train --out " + out).code, 2);
+}
+
+}  // namespace
+}  // namespace mmdflow
