@@ -47,13 +47,18 @@ uint64_t sub_seed(uint64_t seed, uint64_t stream) {  // splitmix64 of (seed, str
   return (z ^ (z >> 31)) >> 1;  // generators take seeds below 2^63 safely
 }
 
-int64_t set_threads(int64_t n) {
-  if (n <= 0) n = std::max(1u, std::thread::hardware_concurrency());
-  at::set_num_threads(int(n));
-  // OpenBLAS keeps its own pool; set it too where it is the BLAS in use.
+void set_blas_threads(int64_t n) {
   using SetFn = void (*)(int);
   if (auto fn = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
     fn(int(n));
+}
+
+int64_t set_threads(int64_t n) {
+  if (n <= 0) n = std::max(1u, std::thread::hardware_concurrency());
+  at::set_num_threads(int(n));
+  // The fused kernels give each thread whole particle blocks with its own BLAS products: a
+  // second, BLAS-owned thread pool would only compete with them for the cores.
+  set_blas_threads(1);
   return n;
 }
 

@@ -15,7 +15,11 @@ c10::Device resolve_device(const std::string& name);
 at::Generator make_generator(c10::Device device, uint64_t seed);
 // Independent seeds for the run's streams (teacher, data, student, training).
 uint64_t sub_seed(uint64_t seed, uint64_t stream);
-// Sets intra-op threads (0: one per core) for ATen and OpenBLAS; returns the count in use.
+// Sets ATen's intra-op threads (0: one per core) and single-threaded BLAS calls, as the fused
+// kernels parallelise over particle blocks themselves; returns the count in use.
 int64_t set_threads(int64_t n);
+// Threads of OpenBLAS's own pool (where OpenBLAS is the BLAS in use), e.g. for a reference
+// matrix product.
+void set_blas_threads(int64_t n);
 
 }  // namespace mmdflow

@@ -15,12 +15,33 @@ namespace mmdflow {
 // Auto: Fused on CPU, Generic elsewhere.
 enum class Impl { Auto, Fused, Generic };
 
+// Noise injection z + beta w, w ~ N(0, I). On CPU the particles are cut into blocks of
+// kNoiseBlock and block k draws its w from a generator seeded with sub_seed(seed, k), so the
+// noise is a function of (seed, particle) alone: the same for any chunk size or thread count,
+// and drawn inside the fused kernel, block by block, in parallel. Elsewhere it is drawn by the
+// device's generator seeded with `seed`.
+struct Noise {
+  double beta = 0.0;
+  uint64_t seed = 0;
+};
+constexpr int64_t kNoiseBlock = 128;
+
+// z + beta w as tensors (the fused kernel draws the same w on CPU).
+Particles perturb(const Particles& z, const Noise& noise);
+
 at::Tensor feature_sum(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
                        int64_t chunk = 0, Impl impl = Impl::Auto);  // X [Bt, d] -> [Bt, o]
 
+// The gradients at the noisy particles z + beta w when noise.beta > 0 (shaped like z).
 Particles weighted_grad(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
-                        const at::Tensor& W, int64_t chunk = 0,
-                        Impl impl = Impl::Auto);  // X [Bt, d], W [Bt, o]
+                        const at::Tensor& W, int64_t chunk = 0, Impl impl = Impl::Auto,
+                        const Noise& noise = {});  // X [Bt, d], W [Bt, o]
+
+// One descent step z <- z - step g, g = weighted_grad(...), without storing g whole on CPU.
+// Returns (1/N) sum_n ||g_n||^2 as a 0-dim tensor.
+at::Tensor descend(const ParticleFamily& fam, Particles& z, const at::Tensor& X,
+                   const at::Tensor& W, double step, int64_t chunk = 0, Impl impl = Impl::Auto,
+                   const Noise& noise = {});
 
 // (1/N) sum_n ||g_n||^2 over every coordinate, as a 0-dim tensor on g's device.
 at::Tensor mean_sq_norm(const Particles& g);

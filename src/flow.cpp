@@ -21,38 +21,19 @@ at::Tensor half_mse(const ParticleFamily& fam, const Particles& z, const at::Ten
   return total / (2.0 * n);
 }
 
-Particles perturb(const Particles& z, double beta, at::Generator& gen) {
-  Particles zn;
-  auto noisy = [&](const at::Tensor& t) {
-    return t + beta * at::normal(0.0, 1.0, t.sizes(), gen, t.options());
-  };
-  zn.A = noisy(z.A);
-  if (z.a.defined()) zn.a = noisy(z.a);
-  zn.B = noisy(z.B);
-  if (z.b.defined()) zn.b = noisy(z.b);
-  return zn;
-}
-
 StepStats mmd_step(const ParticleFamily& fam, Particles& z, const at::Tensor& X,
-                   const at::Tensor& Y, const StepOptions& opt, at::Generator& gen) {
+                   const at::Tensor& Y, const StepOptions& opt) {
   const int64_t Bt = X.size(0);
   StepStats st;
   at::Tensor r = residual(fam, z, X, Y, opt.chunk, opt.impl);  // [Bt, o], clean particles
   st.loss = r.square().sum() / (2.0 * Bt);
   at::Tensor W = r / double(Bt);  // grad h^(z) = grad_z sum_b phi_z(x_b)^T W_b
-  Particles g;
-  if (opt.beta == 0.0) {
-    g = weighted_grad(fam, z, X, W, opt.chunk, opt.impl);
-    st.noisy_grad_sq = mean_sq_norm(g);
-    if (opt.clean_grad_sq) st.grad_sq = st.noisy_grad_sq;
-  } else {
-    g = weighted_grad(fam, perturb(z, opt.beta, gen), X, W, opt.chunk, opt.impl);
-    st.noisy_grad_sq = mean_sq_norm(g);
-    if (opt.clean_grad_sq) st.grad_sq = mean_sq_norm(weighted_grad(fam, z, X, W, opt.chunk, opt.impl));
-  }
-  auto gt = g.tensors();
-  auto zt = z.tensors();
-  for (size_t i = 0; i < zt.size(); ++i) zt[i]->add_(*gt[i], -opt.step_size);
+  if (opt.clean_grad_sq)  // before the step: the clean particles' gradient, for the log
+    st.grad_sq = opt.beta == 0.0 ? at::Tensor()
+                                 : mean_sq_norm(weighted_grad(fam, z, X, W, opt.chunk, opt.impl));
+  st.noisy_grad_sq = descend(fam, z, X, W, opt.step_size, opt.chunk, opt.impl,
+                             Noise{opt.beta, opt.noise_seed});
+  if (opt.clean_grad_sq && opt.beta == 0.0) st.grad_sq = st.noisy_grad_sq;
   return st;
 }
 

@@ -1,6 +1,7 @@
 #include "src/trainer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <chrono>
 #include <cmath>
@@ -11,7 +12,7 @@
 namespace mmdflow {
 namespace {
 
-enum Stream : uint64_t { kTeacher = 0, kData = 1, kStudent = 2, kShuffle = 3, kNoise = 4 };
+enum Stream : uint64_t { kTeacher = 0, kData = 1, kStudent = 2, kTrain = 3 };
 constexpr int64_t kEvalBatch = 1000;  // inputs per product when evaluating a whole set
 
 ParticleNet make_net(const Config& c, const Config::Measure& m, uint64_t stream, c10::Device dev) {
@@ -64,8 +65,7 @@ Trainer::Trainer(const Config& cfg)
       device_(resolve_device(cfg.device)),
       family_(family_of(cfg)),
       beta_(beta_schedule_of(cfg)),
-      shuffle_gen_(make_generator(c10::Device(c10::kCPU), sub_seed(cfg.seed, kShuffle))),
-      noise_gen_(make_generator(device_, sub_seed(cfg.seed, kNoise))),
+      gen_(make_generator(c10::Device(c10::kCPU), sub_seed(cfg.seed, kTrain))),
       teacher_(make_net(cfg, cfg.teacher, kTeacher, device_)),
       student_(make_net(cfg, cfg.student, kStudent, device_)) {
   at::Generator data_gen = make_generator(c10::Device(c10::kCPU), sub_seed(cfg.seed, kData));
@@ -88,7 +88,7 @@ bool Trainer::run(const std::function<void(const EpochLog&)>& on_epoch) {
     opt.step_size = cfg_.flow.step_size;
     opt.beta = beta_.at(epoch_);
     opt.chunk = cfg_.flow.chunk;
-    at::Tensor perm = at::randperm(n, shuffle_gen_, at::TensorOptions().dtype(at::kLong));
+    at::Tensor perm = at::randperm(n, gen_, at::TensorOptions().dtype(at::kLong));
     perm = perm.to(device_);
     at::Tensor loss_sum = at::zeros({}, z.A.options().dtype(at::kDouble));
     StepStats last;
@@ -96,8 +96,9 @@ bool Trainer::run(const std::function<void(const EpochLog&)>& on_epoch) {
     for (int64_t i = 0; i < batches; ++i) {
       at::Tensor idx = perm.narrow(0, i * B, std::min(B, n - i * B));
       opt.clean_grad_sq = (i == batches - 1);
+      opt.noise_seed = gen_.get<at::CPUGeneratorImpl>()->random64();
       last = mmd_step(family_, z, train_.X.index_select(0, idx), train_.Y.index_select(0, idx),
-                      opt, noise_gen_);
+                      opt);
       loss_sum += last.loss;
     }
     ++epoch_;

@@ -48,8 +48,7 @@ class Trainer {
   c10::Device device_;
   ParticleFamily family_;
   BetaSchedule beta_;
-  at::Generator shuffle_gen_;  // CPU: minibatch order
-  at::Generator noise_gen_;    // on device_: noise injection
+  at::Generator gen_;  // CPU: minibatch order and each step's noise seed
   ParticleNet teacher_;
   Dataset train_, valid_;
   ParticleNet student_;

@@ -18,11 +18,11 @@ struct Problem {
 TEST(MmdStep, BetaZeroEqualsThePlainStepExactly) {
   Problem p;
   Particles z = p.z.clone();
-  at::Generator g = test::gen(5);
   StepOptions opt;
   opt.step_size = 0.3;
   opt.beta = 0.0;
-  StepStats st = mmd_step(p.f, z, p.X, p.Y, opt, g);
+  opt.noise_seed = 5;
+  StepStats st = mmd_step(p.f, z, p.X, p.Y, opt);
   // Plain flow: z - gamma grad h^(z), h^(z) = (1/B) sum_b phi_z(x_b)^T r_b.
   at::Tensor r = residual(p.f, p.z, p.X, p.Y);
   Particles grad = weighted_grad(p.f, p.z, p.X, r / double(p.X.size(0)));
@@ -45,10 +45,9 @@ TEST(MmdStep, EqualsGradientDescentWithRateGammaN) {
   auto grads = torch::autograd::grad({loss}, leaves);
   const double gamma = 0.05, N = double(p.z.size());
   Particles z = p.z.clone();
-  at::Generator g = test::gen(1);
   StepOptions opt;
   opt.step_size = gamma;
-  StepStats st = mmd_step(p.f, z, p.X, p.Y, opt, g);
+  StepStats st = mmd_step(p.f, z, p.X, p.Y, opt);
   EXPECT_NEAR(st.loss.item<double>(), loss.item<double>(), 1e-14);
   auto zt = z.tensors();
   auto z0 = p.z.tensors();
@@ -60,16 +59,15 @@ TEST(MmdStep, EqualsGradientDescentWithRateGammaN) {
 TEST(MmdStep, NoiseInjectionUsesNoisyGradientAndCleanResidual) {
   Problem p;
   const double beta = 0.7, gamma = 0.2;
-  at::Generator g = test::gen(17);
-  at::Generator g_copy = g.clone();
   Particles z = p.z.clone();
   StepOptions opt;
   opt.step_size = gamma;
   opt.beta = beta;
+  opt.noise_seed = 17;
   opt.clean_grad_sq = true;
-  StepStats st = mmd_step(p.f, z, p.X, p.Y, opt, g);
+  StepStats st = mmd_step(p.f, z, p.X, p.Y, opt);
 
-  Particles noisy = perturb(p.z, beta, g_copy);  // the same draw
+  Particles noisy = perturb(p.z, Noise{beta, 17});  // the draw the fused kernel makes
   at::Tensor r = residual(p.f, p.z, p.X, p.Y);   // clean particles
   Particles zr = noisy.clone();
   std::vector<at::Tensor> leaves;
@@ -99,11 +97,11 @@ TEST(MmdStep, StudentEqualToTeacherHasZeroLossAndZeroWitnessGradient) {
   at::Tensor Y = feature_sum(f, teacher, X);
   for (double beta : {0.0, 0.5}) {
     Particles zs = z.clone();
-    at::Generator g = test::gen(1);
     StepOptions opt;
     opt.beta = beta;
+    opt.noise_seed = 1;
     opt.clean_grad_sq = true;
-    StepStats st = mmd_step(f, zs, X, Y, opt, g);
+    StepStats st = mmd_step(f, zs, X, Y, opt);
     EXPECT_EQ(st.loss.item<double>(), 0.0);
     EXPECT_EQ(st.grad_sq.item<double>(), 0.0);
     EXPECT_EQ(st.noisy_grad_sq.item<double>(), 0.0);
@@ -113,25 +111,53 @@ TEST(MmdStep, StudentEqualToTeacherHasZeroLossAndZeroWitnessGradient) {
 
 TEST(MmdStep, ChunkedStepEqualsWholeStep) {
   Problem p;
+  p.z = test::random_net(p.f, 300, 1).particles();  // several noise blocks
+  for (Impl impl : {Impl::Fused, Impl::Generic}) {
+    StepOptions opt;
+    opt.step_size = 0.1;
+    opt.beta = 0.5;
+    opt.noise_seed = 8;
+    opt.impl = impl;
+    Particles a = p.z.clone();
+    mmd_step(p.f, a, p.X, p.Y, opt);
+    for (int64_t chunk : {1, 100, 128, 299}) {
+      Particles b = p.z.clone();
+      opt.chunk = chunk;
+      mmd_step(p.f, b, p.X, p.Y, opt);
+      EXPECT_LT(test::max_abs_diff(a, b), 1e-13) << chunk;
+    }
+  }
+}
+
+// On CPU both paths draw the same noise: the fused kernel's blocks equal perturb()'s tensors.
+TEST(MmdStep, FusedAndGenericNoisyStepsAgree) {
+  Problem p;
+  p.z = test::random_net(p.f, 300, 1).particles();
   StepOptions opt;
   opt.step_size = 0.1;
   opt.beta = 0.5;
+  opt.noise_seed = 3;
   Particles a = p.z.clone(), b = p.z.clone();
-  at::Generator ga = test::gen(8), gb = test::gen(8);
-  mmd_step(p.f, a, p.X, p.Y, opt, ga);
-  opt.chunk = 3;
-  mmd_step(p.f, b, p.X, p.Y, opt, gb);
+  opt.impl = Impl::Fused;
+  StepStats sa = mmd_step(p.f, a, p.X, p.Y, opt);
+  opt.impl = Impl::Generic;
+  StepStats sb = mmd_step(p.f, b, p.X, p.Y, opt);
   EXPECT_LT(test::max_abs_diff(a, b), 1e-13);
+  EXPECT_NEAR(sa.noisy_grad_sq.item<double>(), sb.noisy_grad_sq.item<double>(), 1e-13);
+  // A new seed is new noise.
+  Particles c = p.z.clone();
+  opt.noise_seed = 4;
+  mmd_step(p.f, c, p.X, p.Y, opt);
+  EXPECT_GT(test::max_abs_diff(a, c), 1e-6);
 }
 
 TEST(MmdStep, RepeatedStepsLowerTheLoss) {
   Problem p;
   Particles z = p.z.clone();
-  at::Generator g = test::gen(2);
   StepOptions opt;
   opt.step_size = 1.0;
   const double before = half_mse(p.f, z, p.X, p.Y, 16).item<double>();
-  for (int i = 0; i < 300; ++i) mmd_step(p.f, z, p.X, p.Y, opt, g);
+  for (int i = 0; i < 300; ++i) mmd_step(p.f, z, p.X, p.Y, opt);
   EXPECT_LT(half_mse(p.f, z, p.X, p.Y, 16).item<double>(), 0.1 * before);
 }
 
