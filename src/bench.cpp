@@ -86,22 +86,22 @@ void run_bench(const Config& cfg, const BenchOptions& opt) {
                             .dtype(dtype_of(cfg))
                             .device(dev),
                         gen);
-    ParticleNet student(ParticleNetOptions(N, fam)
-                            .init_mean(cfg.student.init_mean)
-                            .init_std(cfg.student.init_std)
-                            .dtype(dtype_of(cfg))
-                            .device(dev),
-                        gen);
+    auto student = make_block_student(ParticleNet(ParticleNetOptions(N, fam)
+                                                      .init_mean(cfg.student.init_mean)
+                                                      .init_std(cfg.student.init_std)
+                                                      .dtype(dtype_of(cfg))
+                                                      .device(dev),
+                                                  gen),
+                                      cfg.flow.chunk);
     Dataset batch = make_dataset(parse_input(cfg.data.input), B, teacher, gen);
-    StepOptions so;
+    StepOptions so;  // the MMD flow with noise injection
     so.step_size = cfg.flow.step_size;
     so.beta = beta;
-    so.chunk = cfg.flow.chunk;
     std::vector<double> ms;
     for (int64_t r = 0; r < opt.warmup + opt.repeats; ++r) {
       auto t = clock_type::now();
       so.noise_seed = sub_seed(cfg.seed, uint64_t(r));
-      StepStats st = mmd_step(fam, student.particles(), batch.X, batch.Y, so);
+      StepStats st = flow_step(*student, batch.X, batch.Y, so);
       sync(dev, st.loss);
       if (r >= opt.warmup) ms.push_back(1e3 * seconds_since(t));
     }

@@ -11,6 +11,7 @@
 #include <ctime>
 #include <cxxopts.hpp>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "src/bench.h"
@@ -228,8 +229,7 @@ int cmd_train(int argc, char** argv) {
   save_tensors(out + "/student.pt", trainer.student().named_tensors());
   save_tensors(out + "/teacher.pt", trainer.teacher().named_tensors());
   at::Generator gen = make_generator(c10::Device(c10::kCPU), sub_seed(cfg.seed, kCompareStream));
-  Comparison cmp = compare(family_of(cfg), trainer.student().particles(),
-                           trainer.teacher().particles(), parse_input(cfg.data.input),
+  Comparison cmp = compare(trainer.student(), trainer.teacher(), parse_input(cfg.data.input),
                            cfg.compare.samples, cfg.compare.nearest, gen);
   fmt::print("{}", format_table(cmp));
   summary["status"] = "done";
@@ -239,21 +239,55 @@ int cmd_train(int argc, char** argv) {
   return kOk;
 }
 
-Particles particles_from(const std::string& path, const ParticleFamily& fam,
-                         const at::TensorOptions& opts) {
+std::map<std::string, at::Tensor> tensors_from(const std::string& path,
+                                               const at::TensorOptions& opts) {
   if (!fs::exists(path)) throw UsageError(fmt::format("{}: no such file", path));
-  Particles z;
-  for (auto& [name, t] : load_tensors(path)) {
-    at::Tensor v = t.to(opts);
-    if (name == "A") z.A = v;
-    else if (name == "a") z.a = v;
-    else if (name == "B") z.B = v;
-    else if (name == "b") z.b = v;
-    else throw UsageError(fmt::format("{}: unexpected tensor '{}'", path, name));
+  std::map<std::string, at::Tensor> out;
+  for (auto& [name, t] : load_tensors(path)) out[name] = t.to(opts);
+  return out;
+}
+
+at::Tensor take(std::map<std::string, at::Tensor>& ts, const std::string& name,
+                const std::string& path, bool required) {
+  auto it = ts.find(name);
+  if (it == ts.end()) {
+    if (required) throw UsageError(fmt::format("{}: tensor '{}' is missing", path, name));
+    return at::Tensor();
   }
-  if (!z.A.defined() || !z.B.defined())
-    throw UsageError(fmt::format("{}: tensors A and B are required", path));
-  return ParticleNet(fam, z).particles();  // checks the shapes against the family
+  at::Tensor t = it->second;
+  ts.erase(it);
+  return t;
+}
+
+void no_more(const std::map<std::string, at::Tensor>& ts, const std::string& path) {
+  if (!ts.empty()) throw UsageError(fmt::format("{}: unexpected tensor '{}'", path, ts.begin()->first));
+}
+
+// A saved measure read back, its shapes checked against the family.
+ParticleNet particles_from(const std::string& path, const ParticleFamily& fam,
+                           const at::TensorOptions& opts) {
+  auto ts = tensors_from(path, opts);
+  Particles z;
+  z.A = take(ts, "A", path, true);
+  z.a = take(ts, "a", path, fam.hidden_bias);
+  z.B = take(ts, "B", path, true);
+  z.b = take(ts, "b", path, fam.output_bias);
+  no_more(ts, path);
+  return ParticleNet(fam, z);
+}
+
+std::unique_ptr<Student> student_from(const std::string& path, const Config& cfg,
+                                      const at::TensorOptions& opts) {
+  if (parse_layout(cfg.student.layout) == Layout::Block)
+    return make_block_student(particles_from(path, family_of(cfg), opts), cfg.flow.chunk);
+  auto ts = tensors_from(path, opts);
+  DenseWeights w;
+  w.W1 = take(ts, "W1", path, true);
+  w.b1 = take(ts, "b1", path, cfg.model.hidden_bias);
+  w.W2 = take(ts, "W2", path, true);
+  w.b2 = take(ts, "b2", path, cfg.model.output_bias);
+  no_more(ts, path);
+  return make_dense_student(family_of(cfg), w);
 }
 
 int cmd_compare(int argc, char** argv) {
@@ -276,13 +310,12 @@ int cmd_compare(int argc, char** argv) {
   const int64_t nearest = r->count("nearest") ? (*r)["nearest"].as<int64_t>() : cfg.compare.nearest;
   if (samples <= 0) throw UsageError(fmt::format("--samples: must be positive, got {}", samples));
   if (nearest <= 0) throw UsageError(fmt::format("--nearest: must be positive, got {}", nearest));
-  const ParticleFamily fam = family_of(cfg);
   const auto opts = at::TensorOptions().dtype(dtype_of(cfg));
-  Particles student = particles_from(dir + "/student.pt", fam, opts);
-  Particles teacher = particles_from(dir + "/teacher.pt", fam, opts);
+  auto student = student_from(dir + "/student.pt", cfg, opts);
+  ParticleNet teacher = particles_from(dir + "/teacher.pt", teacher_family_of(cfg), opts);
   at::Generator gen = make_generator(c10::Device(c10::kCPU), sub_seed(cfg.seed, kCompareStream));
-  fmt::print("{}", format_table(compare(fam, student, teacher, parse_input(cfg.data.input),
-                                        samples, nearest, gen)));
+  fmt::print("{}", format_table(compare(*student, teacher, parse_input(cfg.data.input), samples,
+                                        nearest, gen)));
   return kOk;
 }
 

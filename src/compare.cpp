@@ -9,20 +9,22 @@
 
 namespace mmdflow {
 
-Comparison compare(const ParticleFamily& fam, const Particles& student, const Particles& teacher,
-                   InputDist dist, int64_t samples, int64_t nearest, at::Generator& gen) {
+Comparison compare(const Student& student, const ParticleNet& teacher, InputDist dist,
+                   int64_t samples, int64_t nearest, at::Generator& gen) {
   Comparison c;
   c.samples = samples;
-  at::Tensor X = sample_inputs(dist, samples, fam.dim, gen, student.A.options());
-  at::Tensor Y = feature_sum(fam, teacher, X) / double(teacher.size());
-  c.half_mmd2 = half_mse(fam, student, X, Y, 1000).item<double>();
-  at::Tensor D = at::cdist(teacher.flat().to(at::kDouble).unsqueeze(0),
-                           student.flat().to(at::kDouble).unsqueeze(0))
+  const Particles& zt = teacher.particles();
+  at::Tensor X = sample_inputs(dist, samples, teacher.family().dim, gen, zt.A.options());
+  c.half_mmd2 = half_mse(student, X, teacher.forward(X), 1000).item<double>();
+  const Particles* zs = student.particles();
+  if (!zs || zs->flat().size(1) != zt.flat().size(1)) return c;
+  at::Tensor D = at::cdist(zt.flat().to(at::kDouble).unsqueeze(0),
+                           zs->flat().to(at::kDouble).unsqueeze(0))
                      .squeeze(0)
                      .cpu();  // [M, N]
-  const int64_t k = std::min<int64_t>(nearest, student.size());
+  const int64_t k = std::min<int64_t>(nearest, zs->size());
   auto [dist_k, idx_k] = D.topk(k, 1, /*largest=*/false);
-  for (int64_t m = 0; m < teacher.size(); ++m) {
+  for (int64_t m = 0; m < zt.size(); ++m) {
     Comparison::Match match;
     match.teacher = m;
     for (int64_t j = 0; j < k; ++j) {
@@ -37,6 +39,7 @@ Comparison compare(const ParticleFamily& fam, const Particles& student, const Pa
 std::string format_table(const Comparison& c) {
   std::string s = fmt::format("1/2 MMD^2(student, teacher) on {} fresh inputs: {:.6e}\n", c.samples,
                               c.half_mmd2);
+  if (c.matches.empty()) return s;
   s += fmt::format("{:>8}  {:>5}  {:>8}  {:>12}\n", "teacher", "rank", "student", "distance");
   for (const auto& m : c.matches)
     for (size_t j = 0; j < m.student.size(); ++j)

@@ -9,6 +9,7 @@
 
 #include "data/dataset.h"
 #include "models/particle_net.h"
+#include "src/student.h"
 
 namespace mmdflow {
 
@@ -20,11 +21,11 @@ struct Comparison {
     std::vector<int64_t> student;   // indices, nearest first
     std::vector<double> distance;   // Euclidean, over all coordinates (A, a, B, b)
   };
-  std::vector<Match> matches;
+  std::vector<Match> matches;  // empty when particles are not comparable (dense, misspecified)
 };
 
-Comparison compare(const ParticleFamily& fam, const Particles& student, const Particles& teacher,
-                   InputDist dist, int64_t samples, int64_t nearest, at::Generator& gen);
+Comparison compare(const Student& student, const ParticleNet& teacher, InputDist dist,
+                   int64_t samples, int64_t nearest, at::Generator& gen);
 std::string format_table(const Comparison& c);
 nlohmann::json to_json(const Comparison& c);
 

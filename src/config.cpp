@@ -11,6 +11,7 @@
 
 #include "data/dataset.h"
 #include "models/activation.h"
+#include "src/flow.h"
 #include "src/schedule.h"
 
 namespace mmdflow {
@@ -51,6 +52,12 @@ class Section {
       if (!why.empty()) fail(full(key), fmt::format("{}, got {}", why, v.Scalar()), v);
     }
     out = val;
+  }
+
+  // The node under key, read by the caller (marked as known).
+  YAML::Node raw(const std::string& key) {
+    seen_.insert(key);
+    return node_ && node_.IsMap() ? YAML::Node(node_[key]) : YAML::Node();
   }
 
   Section sub(const std::string& key) {
@@ -129,14 +136,42 @@ void parse_dtype(const std::string& d) {
     throw std::invalid_argument("unknown dtype '" + d + "' (valid: float32, float64)");
 }
 
-void parse_method(const std::string& m) {
-  if (m != "mmd") throw std::invalid_argument("unknown flow method '" + m + "' (valid: mmd)");
+void parse_step_schedule(const std::string& m) {
+  if (m != "constant" && m != "plateau")
+    throw std::invalid_argument("unknown step schedule '" + m + "' (valid: constant, plateau)");
 }
 
-void read_measure(Section s, Config::Measure& m) {
+void read_measure(Section& s, Config::Measure& m) {
   s.get("particles", m.particles, positive());
   s.get("init_mean", m.init_mean);
   s.get("init_std", m.init_std, non_negative_real());
+}
+
+// sweep: {seeds: K, variants: {name: {key.path: value, ...}, ...}}
+void read_sweep(Section s, Config::Sweep& sw) {
+  s.get("seeds", sw.seeds, positive());
+  const YAML::Node v = s.raw("variants");
+  if (v && !v.IsNull()) {
+    if (!v.IsMap()) s.fail("sweep.variants", "must map names to {key.path: value} overrides", v);
+    for (const auto& kv : v) {
+      const std::string name = kv.first.as<std::string>();
+      if (name.empty() || name.find_first_of("/ ,=") != std::string::npos)
+        s.fail("sweep.variants", fmt::format("'{}' is not a valid name (no '/', ' ', ',', '=')", name),
+               kv.first);
+      std::vector<std::string> sets;
+      if (!kv.second.IsNull()) {
+        if (!kv.second.IsMap())
+          s.fail("sweep.variants." + name, "must map key.path to a value", kv.second);
+        for (const auto& o : kv.second) {
+          if (!o.second.IsScalar())
+            s.fail("sweep.variants." + name + "." + o.first.as<std::string>(), "must be a value",
+                   o.second);
+          sets.push_back(o.first.as<std::string>() + "=" + o.second.Scalar());
+        }
+      }
+      sw.variants.emplace_back(name, std::move(sets));
+    }
+  }
   s.finish();
 }
 
@@ -153,6 +188,7 @@ Config from_yaml(const YAML::Node& root, const std::string& source) {
     s.get("dim", c.data.dim, positive());
     s.get("train_size", c.data.train_size, positive());
     s.get("valid_size", c.data.valid_size, positive());
+    s.get("fresh", c.data.fresh);
     s.finish();
   }
   {
@@ -168,12 +204,32 @@ Config from_yaml(const YAML::Node& root, const std::string& source) {
     s.get("output_bias", c.model.output_bias);
     s.finish();
   }
-  read_measure(top.sub("teacher"), c.teacher);
-  read_measure(top.sub("student"), c.student);
+  {
+    Section s = top.sub("teacher");
+    read_measure(s, c.teacher);
+    c.teacher.hidden = c.model.hidden;  // the student's family unless said otherwise
+    c.teacher.activation = c.model.activation;
+    s.get("hidden", c.teacher.hidden, positive());
+    s.get<std::string>("activation", c.teacher.activation, one_of(parse_activation));
+    s.finish();
+  }
+  {
+    Section s = top.sub("student");
+    read_measure(s, c.student);
+    s.get<std::string>("layout", c.student.layout, one_of(parse_layout));
+    s.finish();
+  }
   {
     Section s = top.sub("flow");
     s.get<std::string>("method", c.flow.method, one_of(parse_method));
     s.get("step_size", c.flow.step_size, positive_real());
+    s.get<std::string>("step_schedule", c.flow.step_schedule, one_of(parse_step_schedule));
+    s.get("patience", c.flow.patience, positive());
+    s.get<double>("step_factor", c.flow.step_factor, [](const double& v) -> std::string {
+      return v > 0 && v < 1 ? "" : "must be in (0, 1)";
+    });
+    s.get("sobolev_eps", c.flow.sobolev_eps, positive_real());
+    s.get("drmmd_lambda", c.flow.drmmd_lambda, positive_real());
     s.get("chunk", c.flow.chunk, non_negative());
     s.finish();
   }
@@ -203,7 +259,15 @@ Config from_yaml(const YAML::Node& root, const std::string& source) {
     s.get("nearest", c.compare.nearest, positive());
     s.finish();
   }
+  read_sweep(top.sub("sweep"), c.sweep);
   top.finish();
+  if (c.flow.method == "sobolev" && c.model.outputs != 1)
+    throw ConfigError(fmt::format("flow.method: sobolev descent needs model.outputs = 1, got {}",
+                                  c.model.outputs));
+  if (c.flow.method == "sobolev" && c.noise.beta0 != 0)
+    throw ConfigError(fmt::format(
+        "noise.beta0: sobolev descent takes no noise (MATH.md); set it to 0, got {}",
+        c.noise.beta0));
   if (c.train.batch > c.data.train_size)
     throw ConfigError(fmt::format("train.batch: must be at most data.train_size ({}), got {}",
                                   c.data.train_size, c.train.batch));
@@ -283,7 +347,6 @@ std::string to_yaml(const Config& c) {
     kv("particles", m.particles);
     kv("init_mean", num(m.init_mean));
     kv("init_std", num(m.init_std));
-    e << YAML::EndMap;
   };
   e << YAML::BeginMap;
   kv("seed", c.seed);
@@ -295,6 +358,7 @@ std::string to_yaml(const Config& c) {
   kv("dim", c.data.dim);
   kv("train_size", c.data.train_size);
   kv("valid_size", c.data.valid_size);
+  kv("fresh", c.data.fresh);
   e << YAML::EndMap;
   section("model");
   kv("hidden", c.model.hidden);
@@ -308,10 +372,20 @@ std::string to_yaml(const Config& c) {
   kv("output_bias", c.model.output_bias);
   e << YAML::EndMap;
   measure("teacher", c.teacher);
+  kv("hidden", c.teacher.hidden);
+  kv("activation", c.teacher.activation);
+  e << YAML::EndMap;
   measure("student", c.student);
+  kv("layout", c.student.layout);
+  e << YAML::EndMap;
   section("flow");
   kv("method", c.flow.method);
   kv("step_size", num(c.flow.step_size));
+  kv("step_schedule", c.flow.step_schedule);
+  kv("patience", c.flow.patience);
+  kv("step_factor", num(c.flow.step_factor));
+  kv("sobolev_eps", num(c.flow.sobolev_eps));
+  kv("drmmd_lambda", num(c.flow.drmmd_lambda));
   kv("chunk", c.flow.chunk);
   e << YAML::EndMap;
   section("noise");
@@ -331,6 +405,19 @@ std::string to_yaml(const Config& c) {
   section("compare");
   kv("samples", c.compare.samples);
   kv("nearest", c.compare.nearest);
+  e << YAML::EndMap;
+  section("sweep");
+  kv("seeds", c.sweep.seeds);
+  e << YAML::Key << "variants" << YAML::Value << YAML::BeginMap;
+  for (const auto& [name, sets] : c.sweep.variants) {
+    e << YAML::Key << name << YAML::Value << YAML::BeginMap;
+    for (const auto& set : sets) {
+      const auto eq = set.find('=');
+      e << YAML::Key << set.substr(0, eq) << YAML::Value << set.substr(eq + 1);
+    }
+    e << YAML::EndMap;
+  }
+  e << YAML::EndMap;
   e << YAML::EndMap;
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";

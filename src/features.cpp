@@ -363,6 +363,27 @@ at::Tensor descend(const ParticleFamily& fam, Particles& z, const at::Tensor& X,
   return at::scalar_tensor(total / double(z.size()), X.options());
 }
 
+at::Tensor jacobian_gram(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
+                         int64_t chunk) {
+  check_inputs(fam, z, X);
+  TORCH_CHECK(fam.outputs == 1, "the Jacobian Gram needs o = 1, got o = ", fam.outputs);
+  const int64_t N = z.size(), C = resolve_chunk(chunk, N), Bt = X.size(0);
+  at::Tensor kx = at::mm(X, X.t());  // <grad_A, grad_A'> = (.) x_b . x_b'
+  if (z.a.defined()) kx = kx + 1;
+  at::Tensor gram = at::zeros({Bt, Bt}, X.options());
+  for (int64_t lo = 0; lo < N; lo += C) {
+    const Particles zc = z.slice(lo, std::min(N, lo + C));
+    Hidden h = hidden_generic(fam, zc, X);
+    at::Tensor gp = output_grad(fam.out, h.U);  // [C, 1, Bt] G'
+    // d phi / d(A_h x + a_h) = G' B_h s'(P_h) and d phi / d B_h = G' s(P_h): [C, H, Bt] each.
+    at::Tensor dA = (gp * zc.B.transpose(1, 2) * activate_grad(fam.activation, h.P)).reshape({-1, Bt});
+    at::Tensor dB = (gp * h.S).reshape({-1, Bt});
+    gram += at::mm(dA.t(), dA) * kx + at::mm(dB.t(), dB);
+    if (z.b.defined()) gram += at::mm(gp.squeeze(1).t(), gp.squeeze(1));
+  }
+  return gram;
+}
+
 at::Tensor mean_sq_norm(const Particles& g) {
   at::Tensor total = at::zeros({}, g.A.options());
   for (const at::Tensor* t : g.tensors()) total = total + t->square().sum();

@@ -43,6 +43,11 @@ at::Tensor descend(const ParticleFamily& fam, Particles& z, const at::Tensor& X,
                    const at::Tensor& W, double step, int64_t chunk = 0, Impl impl = Impl::Auto,
                    const Noise& noise = {});
 
+// Jacobian Gram of Sobolev descent: sum_n <J_{b,n}, J_{b',n}>, J_{b,n} = grad_z phi_{z_n}(x_b),
+// for o = 1: [B, B], O(N H B^2), chunked. ATen ops, any device.
+at::Tensor jacobian_gram(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
+                         int64_t chunk = 0);
+
 // (1/N) sum_n ||g_n||^2 over every coordinate, as a 0-dim tensor on g's device.
 at::Tensor mean_sq_norm(const Particles& g);
 

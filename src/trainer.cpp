@@ -7,7 +7,6 @@
 #include <cmath>
 
 #include "src/device.h"
-#include "src/flow.h"
 
 namespace mmdflow {
 namespace {
@@ -15,20 +14,29 @@ namespace {
 enum Stream : uint64_t { kTeacher = 0, kData = 1, kStudent = 2, kTrain = 3 };
 constexpr int64_t kEvalBatch = 1000;  // inputs per product when evaluating a whole set
 
-ParticleNet make_net(const Config& c, const Config::Measure& m, uint64_t stream, c10::Device dev) {
-  at::Generator gen = make_generator(c10::Device(c10::kCPU), sub_seed(c.seed, stream));
-  return ParticleNet(ParticleNetOptions(m.particles, family_of(c))
-                         .init_mean(m.init_mean)
-                         .init_std(m.init_std)
+ParticleNet make_teacher(const Config& c, c10::Device dev) {
+  at::Generator gen = make_generator(c10::Device(c10::kCPU), sub_seed(c.seed, kTeacher));
+  return ParticleNet(ParticleNetOptions(c.teacher.particles, teacher_family_of(c))
+                         .init_mean(c.teacher.init_mean)
+                         .init_std(c.teacher.init_std)
                          .dtype(dtype_of(c))
                          .device(dev),
                      gen);
 }
 
-bool all_finite(const Particles& z) {
-  for (const at::Tensor* t : z.tensors())
-    if (!at::isfinite(*t).all().item<bool>()) return false;
-  return true;
+std::unique_ptr<Student> make_student(const Config& c, c10::Device dev) {
+  at::Generator gen = make_generator(c10::Device(c10::kCPU), sub_seed(c.seed, kStudent));
+  const ParticleFamily fam = family_of(c);
+  if (parse_layout(c.student.layout) == Layout::Dense)
+    return make_dense_student(fam, c.student.particles, c.student.init_mean, c.student.init_std,
+                              at::TensorOptions().dtype(dtype_of(c)).device(dev), gen);
+  return make_block_student(ParticleNet(ParticleNetOptions(c.student.particles, fam)
+                                            .init_mean(c.student.init_mean)
+                                            .init_std(c.student.init_std)
+                                            .dtype(dtype_of(c))
+                                            .device(dev),
+                                        gen),
+                            c.flow.chunk);
 }
 
 }  // namespace
@@ -48,6 +56,13 @@ ParticleFamily family_of(const Config& c) {
   return f;
 }
 
+ParticleFamily teacher_family_of(const Config& c) {
+  ParticleFamily f = family_of(c);
+  f.hidden = c.teacher.hidden;
+  f.activation = parse_activation(c.teacher.activation);
+  return f;
+}
+
 BetaSchedule beta_schedule_of(const Config& c) {
   BetaSchedule s;
   s.kind = parse_beta_kind(c.noise.schedule);
@@ -60,21 +75,33 @@ BetaSchedule beta_schedule_of(const Config& c) {
 
 c10::ScalarType dtype_of(const Config& c) { return c.dtype == "float64" ? at::kDouble : at::kFloat; }
 
+StepOptions step_options_of(const Config& c) {
+  StepOptions o;
+  o.method = parse_method(c.flow.method);
+  o.step_size = c.flow.step_size;
+  o.sobolev_eps = c.flow.sobolev_eps;
+  o.drmmd_lambda = c.flow.drmmd_lambda;
+  return o;
+}
+
 Trainer::Trainer(const Config& cfg)
     : cfg_(cfg),
       device_(resolve_device(cfg.device)),
-      family_(family_of(cfg)),
       beta_(beta_schedule_of(cfg)),
+      dist_(parse_input(cfg.data.input)),
       gen_(make_generator(c10::Device(c10::kCPU), sub_seed(cfg.seed, kTrain))),
-      teacher_(make_net(cfg, cfg.teacher, kTeacher, device_)),
-      student_(make_net(cfg, cfg.student, kStudent, device_)) {
+      teacher_(make_teacher(cfg, device_)),
+      student_(make_student(cfg, device_)),
+      step_size_(cfg.flow.step_size) {
   at::Generator data_gen = make_generator(c10::Device(c10::kCPU), sub_seed(cfg.seed, kData));
-  const InputDist dist = parse_input(cfg.data.input);
-  train_ = make_dataset(dist, cfg.data.train_size, teacher_, data_gen);
-  valid_ = make_dataset(dist, cfg.data.valid_size, teacher_, data_gen);
-  initial_valid_ = half_mse(family_, student_.particles(), valid_.X, valid_.Y, kEvalBatch,
-                            cfg.flow.chunk)
-                       .item<double>();
+  train_ = make_dataset(dist_, cfg.data.train_size, teacher_, data_gen);
+  valid_ = make_dataset(dist_, cfg.data.valid_size, teacher_, data_gen);
+  initial_valid_ = half_mse(*student_, valid_.X, valid_.Y, kEvalBatch).item<double>();
+}
+
+at::Tensor Trainer::target_features(const at::Tensor& X, const at::Tensor& Y) const {
+  if (student_->layout() == Layout::Dense) return Y.unsqueeze(0);  // [1, B, o]
+  return particle_features(teacher_.family(), teacher_.particles(), X);  // [M, B, o]
 }
 
 bool Trainer::run(const std::function<void(const EpochLog&)>& on_epoch) {
@@ -82,23 +109,31 @@ bool Trainer::run(const std::function<void(const EpochLog&)>& on_epoch) {
   const auto t0 = clock::now();
   const int64_t n = train_.size(), B = cfg_.train.batch;
   const int64_t batches = (n + B - 1) / B;
-  Particles& z = student_.particles();
+  const bool drmmd = parse_method(cfg_.flow.method) == Method::DrMMD;
+  const auto opts = train_.X.options();
   for (; epoch_ < cfg_.train.epochs;) {
-    StepOptions opt;
-    opt.step_size = cfg_.flow.step_size;
+    StepOptions opt = step_options_of(cfg_);
+    opt.step_size = step_size_;
     opt.beta = beta_.at(epoch_);
-    opt.chunk = cfg_.flow.chunk;
-    at::Tensor perm = at::randperm(n, gen_, at::TensorOptions().dtype(at::kLong));
-    perm = perm.to(device_);
-    at::Tensor loss_sum = at::zeros({}, z.A.options().dtype(at::kDouble));
+    at::Tensor perm;
+    if (!cfg_.data.fresh) perm = at::randperm(n, gen_, at::TensorOptions().dtype(at::kLong)).to(device_);
+    at::Tensor loss_sum = at::zeros({}, opts.dtype(at::kDouble));
     StepStats last;
     const auto ts = clock::now();
     for (int64_t i = 0; i < batches; ++i) {
-      at::Tensor idx = perm.narrow(0, i * B, std::min(B, n - i * B));
+      const int64_t len = std::min(B, n - i * B);
+      at::Tensor X, Y;
+      if (cfg_.data.fresh) {
+        X = sample_inputs(dist_, len, cfg_.data.dim, gen_, opts);
+        Y = teacher_.forward(X);
+      } else {
+        at::Tensor idx = perm.narrow(0, i * B, len);
+        X = train_.X.index_select(0, idx);
+        Y = train_.Y.index_select(0, idx);
+      }
       opt.clean_grad_sq = (i == batches - 1);
       opt.noise_seed = gen_.get<at::CPUGeneratorImpl>()->random64();
-      last = mmd_step(family_, z, train_.X.index_select(0, idx), train_.Y.index_select(0, idx),
-                      opt);
+      last = flow_step(*student_, X, Y, opt, drmmd ? target_features(X, Y) : at::Tensor());
       loss_sum += last.loss;
     }
     ++epoch_;
@@ -107,17 +142,25 @@ bool Trainer::run(const std::function<void(const EpochLog&)>& on_epoch) {
     log.epoch = epoch_;
     log.train_loss = loss_sum.item<double>() / double(batches);  // the epoch's one sync point
     step_seconds_ += std::chrono::duration<double>(clock::now() - ts).count();
-    log.valid_loss =
-        half_mse(family_, z, valid_.X, valid_.Y, kEvalBatch, cfg_.flow.chunk).item<double>();
+    log.valid_loss = half_mse(*student_, valid_.X, valid_.Y, kEvalBatch).item<double>();
     log.beta = opt.beta;
     log.step_size = opt.step_size;
     log.grad_sq = last.grad_sq.item<double>();
     log.noisy_grad_sq = last.noisy_grad_sq.item<double>();
     log.seconds = std::chrono::duration<double>(clock::now() - t0).count();
-    const bool finite = std::isfinite(log.train_loss) && std::isfinite(log.valid_loss) &&
-                        all_finite(z);
+    const bool finite =
+        std::isfinite(log.train_loss) && std::isfinite(log.valid_loss) && student_->all_finite();
     on_epoch(log);
     if (!finite) return false;
+    if (cfg_.flow.step_schedule == "plateau") {  // cut gamma after `patience` epochs without gain
+      if (log.train_loss < best_train_) {
+        best_train_ = log.train_loss;
+        bad_epochs_ = 0;
+      } else if (++bad_epochs_ >= cfg_.flow.patience) {
+        step_size_ *= cfg_.flow.step_factor;
+        bad_epochs_ = 0;
+      }
+    }
   }
   return true;
 }

@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "models/particle_net.h"
+#include "src/student.h"
 
 namespace mmdflow::test {
 
@@ -31,6 +32,12 @@ inline ParticleNet random_net(const ParticleFamily& f, int64_t N, uint64_t seed,
 inline at::Tensor inputs(int64_t B, int64_t d, uint64_t seed, c10::ScalarType dtype = at::kDouble) {
   at::Generator g = gen(seed);
   return at::normal(0, 1, {B, d}, g, at::TensorOptions().dtype(at::kDouble)).to(dtype);
+}
+
+// A block-layout student over these particles (shares their storage).
+inline std::unique_ptr<Student> block(const ParticleFamily& f, const Particles& z,
+                                      Impl impl = Impl::Auto, int64_t chunk = 0) {
+  return make_block_student(ParticleNet(f, z), chunk, impl);
 }
 
 inline double max_abs_diff(const Particles& x, const Particles& y) {

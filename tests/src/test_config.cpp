@@ -95,11 +95,42 @@ TEST(Config, BadValues) {
   EXPECT_NE(error_of("model:\n  output: softplus\n").find("model.output: unknown output"),
             std::string::npos);
   EXPECT_NE(error_of("noise:\n  schedule: cosine\n").find("noise.schedule"), std::string::npos);
-  EXPECT_NE(error_of("flow:\n  method: sgd\n").find("flow.method: unknown flow method 'sgd'"),
+  EXPECT_NE(error_of("flow:\n  method: sgd\n")
+                .find("flow.method: unknown flow method 'sgd' (valid: mmd, diffusion, sobolev, "
+                      "drmmd)"),
+            std::string::npos);
+  EXPECT_NE(error_of("flow:\n  method: sobolev\n").find("noise.beta0: sobolev descent takes no"),
+            std::string::npos);
+  EXPECT_NE(error_of("student:\n  layout: sparse\n").find("student.layout: unknown layout"),
+            std::string::npos);
+  EXPECT_NE(error_of("flow:\n  step_factor: 1.5\n").find("flow.step_factor: must be in (0, 1)"),
             std::string::npos);
   EXPECT_NE(error_of("device: tpu\n").find("device: unknown device"), std::string::npos);
   EXPECT_NE(error_of("train:\n  batch: 600\n").find("train.batch: must be at most"),
             std::string::npos);
+}
+
+TEST(Config, TeacherDefaultsToTheModelFamily) {
+  Config c = parse_config("model:\n  hidden: 5\n  activation: tanh\n");
+  EXPECT_EQ(c.teacher.hidden, 5);
+  EXPECT_EQ(c.teacher.activation, "tanh");
+  c = parse_config("model:\n  hidden: 5\nteacher:\n  hidden: 2\n");
+  EXPECT_EQ(c.teacher.hidden, 2);
+  EXPECT_EQ(c.model.hidden, 5);
+}
+
+TEST(Config, SweepVariants) {
+  Config c = parse_config(
+      "sweep:\n  seeds: 3\n  variants:\n    plain: {noise.beta0: 0}\n"
+      "    sobolev: {flow.method: sobolev, noise.beta0: 0}\n");
+  EXPECT_EQ(c.sweep.seeds, 3);
+  ASSERT_EQ(c.sweep.variants.size(), 2u);
+  EXPECT_EQ(c.sweep.variants[1].first, "sobolev");
+  EXPECT_EQ(c.sweep.variants[1].second,
+            (std::vector<std::string>{"flow.method=sobolev", "noise.beta0=0"}));
+  EXPECT_EQ(to_yaml(parse_config(to_yaml(c))), to_yaml(c));
+  EXPECT_NE(error_of("sweep:\n  variants: [a, b]\n").find("sweep.variants"), std::string::npos);
+  EXPECT_NE(error_of("sweep:\n  runs: 2\n").find("sweep.runs: unknown key"), std::string::npos);
 }
 
 TEST(Config, SyntaxErrorsAndBadSets) {

@@ -1,7 +1,9 @@
+// Each flow's step against a direct, slow, autograd computation of its MATH.md formula (float64).
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include "src/flow.h"
+#include "src/kernel.h"
 #include "tests/helpers.h"
 
 namespace mmdflow {
@@ -15,17 +17,42 @@ struct Problem {
   at::Tensor Y = particle_features(f, teacher, X).mean(0);
 };
 
-TEST(MmdStep, BetaZeroEqualsThePlainStepExactly) {
+// grad_z sum_n sum_b W_b^T phi_{z_n}(x_b) by autograd, at the particles zn.
+std::vector<at::Tensor> autograd_grad(const ParticleFamily& f, const Particles& zn,
+                                      const at::Tensor& X, const at::Tensor& W) {
+  Particles zr = zn.clone();
+  std::vector<at::Tensor> leaves;
+  for (at::Tensor* t : zr.tensors()) leaves.push_back(t->requires_grad_(true));
+  at::Tensor obj = (particle_features(f, zr, X) * W.unsqueeze(0)).sum();
+  return torch::autograd::grad({obj}, leaves);
+}
+
+// z - gamma g, tensor by tensor.
+void expect_step(const Particles& after, const Particles& before, const std::vector<at::Tensor>& g,
+                 double gamma, const std::string& what) {
+  auto a = after.tensors();
+  auto b = before.tensors();
+  ASSERT_EQ(a.size(), g.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_TRUE(at::allclose(*a[i], *b[i] - gamma * g[i], 1e-10, 1e-12)) << what << " tensor " << i;
+}
+
+StepStats step(const ParticleFamily& f, Particles& z, const at::Tensor& X, const at::Tensor& Y,
+               const StepOptions& opt, const at::Tensor& target = {}, Impl impl = Impl::Auto) {
+  auto s = test::block(f, z, impl);
+  return flow_step(*s, X, Y, opt, target);
+}
+
+TEST(MmdFlow, BetaZeroEqualsThePlainStepExactly) {
   Problem p;
   Particles z = p.z.clone();
   StepOptions opt;
   opt.step_size = 0.3;
-  opt.beta = 0.0;
   opt.noise_seed = 5;
-  StepStats st = mmd_step(p.f, z, p.X, p.Y, opt);
+  StepStats st = step(p.f, z, p.X, p.Y, opt);
   // Plain flow: z - gamma grad h^(z), h^(z) = (1/B) sum_b phi_z(x_b)^T r_b.
-  at::Tensor r = residual(p.f, p.z, p.X, p.Y);
-  Particles grad = weighted_grad(p.f, p.z, p.X, r / double(p.X.size(0)));
+  at::Tensor r = residual(*test::block(p.f, p.z), p.X, p.Y);
+  Particles grad = weighted_grad(p.f, p.z, p.X, r / 16.0);
   Particles expect = p.z.clone();
   auto et = expect.tensors();
   auto gt = grad.tensors();
@@ -35,28 +62,25 @@ TEST(MmdStep, BetaZeroEqualsThePlainStepExactly) {
 }
 
 // The MMD flow step is gradient descent on the batch loss with learning rate gamma N.
-TEST(MmdStep, EqualsGradientDescentWithRateGammaN) {
+TEST(MmdFlow, EqualsGradientDescentWithRateGammaN) {
   Problem p;
   Particles zr = p.z.clone();
   std::vector<at::Tensor> leaves;
   for (at::Tensor* t : zr.tensors()) leaves.push_back(t->requires_grad_(true));
-  at::Tensor f = particle_features(p.f, zr, p.X).mean(0);
-  at::Tensor loss = 0.5 * (f - p.Y).square().sum(1).mean();
+  at::Tensor loss = 0.5 * (particle_features(p.f, zr, p.X).mean(0) - p.Y).square().sum(1).mean();
   auto grads = torch::autograd::grad({loss}, leaves);
   const double gamma = 0.05, N = double(p.z.size());
   Particles z = p.z.clone();
   StepOptions opt;
   opt.step_size = gamma;
-  StepStats st = mmd_step(p.f, z, p.X, p.Y, opt);
+  StepStats st = step(p.f, z, p.X, p.Y, opt);
   EXPECT_NEAR(st.loss.item<double>(), loss.item<double>(), 1e-14);
-  auto zt = z.tensors();
-  auto z0 = p.z.tensors();
-  for (size_t i = 0; i < zt.size(); ++i)
-    EXPECT_TRUE(at::allclose(*zt[i], *z0[i] - gamma * N * grads[i], 1e-12, 1e-13)) << i;
+  for (auto& g : grads) g = g * N;
+  expect_step(z, p.z, grads, gamma, "gd");
 }
 
 // Noise injection: gradient at z + beta w, residual at the clean particles.
-TEST(MmdStep, NoiseInjectionUsesNoisyGradientAndCleanResidual) {
+TEST(MmdFlow, NoiseInjectionUsesNoisyGradientAndCleanResidual) {
   Problem p;
   const double beta = 0.7, gamma = 0.2;
   Particles z = p.z.clone();
@@ -65,29 +89,20 @@ TEST(MmdStep, NoiseInjectionUsesNoisyGradientAndCleanResidual) {
   opt.beta = beta;
   opt.noise_seed = 17;
   opt.clean_grad_sq = true;
-  StepStats st = mmd_step(p.f, z, p.X, p.Y, opt);
-
+  StepStats st = step(p.f, z, p.X, p.Y, opt);
   Particles noisy = perturb(p.z, Noise{beta, 17});  // the draw the fused kernel makes
-  at::Tensor r = residual(p.f, p.z, p.X, p.Y);   // clean particles
-  Particles zr = noisy.clone();
-  std::vector<at::Tensor> leaves;
-  for (at::Tensor* t : zr.tensors()) leaves.push_back(t->requires_grad_(true));
-  at::Tensor h = (particle_features(p.f, zr, p.X) * (r / 16.0).unsqueeze(0)).sum();
-  auto grads = torch::autograd::grad({h}, leaves);
-  auto zt = z.tensors();
-  auto z0 = p.z.tensors();
+  at::Tensor r = residual(*test::block(p.f, p.z), p.X, p.Y);  // clean particles
+  auto grads = autograd_grad(p.f, noisy, p.X, r / 16.0);
+  expect_step(z, p.z, grads, gamma, "noise injection");
   double sq = 0;
-  for (size_t i = 0; i < zt.size(); ++i) {
-    EXPECT_TRUE(at::allclose(*zt[i], *z0[i] - gamma * grads[i], 1e-12, 1e-13)) << i;
-    sq += grads[i].square().sum().item<double>();
-  }
+  for (auto& g : grads) sq += g.square().sum().item<double>();
   EXPECT_NEAR(st.noisy_grad_sq.item<double>(), sq / 20, 1e-12);
   const double clean = mean_sq_norm(weighted_grad(p.f, p.z, p.X, r / 16.0)).item<double>();
   EXPECT_NEAR(st.grad_sq.item<double>(), clean, 1e-12);
   EXPECT_NE(st.grad_sq.item<double>(), st.noisy_grad_sq.item<double>());
 }
 
-TEST(MmdStep, StudentEqualToTeacherHasZeroLossAndZeroWitnessGradient) {
+TEST(MmdFlow, StudentEqualToTeacherHasZeroLossAndZeroWitnessGradient) {
   ParticleFamily f = test::family(4, 3, 1, Activation::ReLU, OutputKind::Gaussian, 2, false, false);
   Particles teacher = test::random_net(f, 1, 3).particles();
   Particles z;  // two copies of the teacher particle: the same measure
@@ -101,7 +116,7 @@ TEST(MmdStep, StudentEqualToTeacherHasZeroLossAndZeroWitnessGradient) {
     opt.beta = beta;
     opt.noise_seed = 1;
     opt.clean_grad_sq = true;
-    StepStats st = mmd_step(f, zs, X, Y, opt);
+    StepStats st = step(f, zs, X, Y, opt);
     EXPECT_EQ(st.loss.item<double>(), 0.0);
     EXPECT_EQ(st.grad_sq.item<double>(), 0.0);
     EXPECT_EQ(st.noisy_grad_sq.item<double>(), 0.0);
@@ -109,7 +124,7 @@ TEST(MmdStep, StudentEqualToTeacherHasZeroLossAndZeroWitnessGradient) {
   }
 }
 
-TEST(MmdStep, ChunkedStepEqualsWholeStep) {
+TEST(MmdFlow, ChunkedStepEqualsWholeStep) {
   Problem p;
   p.z = test::random_net(p.f, 300, 1).particles();  // several noise blocks
   for (Impl impl : {Impl::Fused, Impl::Generic}) {
@@ -117,48 +132,140 @@ TEST(MmdStep, ChunkedStepEqualsWholeStep) {
     opt.step_size = 0.1;
     opt.beta = 0.5;
     opt.noise_seed = 8;
-    opt.impl = impl;
     Particles a = p.z.clone();
-    mmd_step(p.f, a, p.X, p.Y, opt);
+    flow_step(*test::block(p.f, a, impl), p.X, p.Y, opt);
     for (int64_t chunk : {1, 100, 128, 299}) {
       Particles b = p.z.clone();
-      opt.chunk = chunk;
-      mmd_step(p.f, b, p.X, p.Y, opt);
+      flow_step(*test::block(p.f, b, impl, chunk), p.X, p.Y, opt);
       EXPECT_LT(test::max_abs_diff(a, b), 1e-13) << chunk;
     }
   }
 }
 
 // On CPU both paths draw the same noise: the fused kernel's blocks equal perturb()'s tensors.
-TEST(MmdStep, FusedAndGenericNoisyStepsAgree) {
+TEST(MmdFlow, FusedAndGenericNoisyStepsAgree) {
   Problem p;
   p.z = test::random_net(p.f, 300, 1).particles();
   StepOptions opt;
   opt.step_size = 0.1;
   opt.beta = 0.5;
   opt.noise_seed = 3;
-  Particles a = p.z.clone(), b = p.z.clone();
-  opt.impl = Impl::Fused;
-  StepStats sa = mmd_step(p.f, a, p.X, p.Y, opt);
-  opt.impl = Impl::Generic;
-  StepStats sb = mmd_step(p.f, b, p.X, p.Y, opt);
+  Particles a = p.z.clone(), b = p.z.clone(), c = p.z.clone();
+  StepStats sa = step(p.f, a, p.X, p.Y, opt, {}, Impl::Fused);
+  StepStats sb = step(p.f, b, p.X, p.Y, opt, {}, Impl::Generic);
   EXPECT_LT(test::max_abs_diff(a, b), 1e-13);
   EXPECT_NEAR(sa.noisy_grad_sq.item<double>(), sb.noisy_grad_sq.item<double>(), 1e-13);
-  // A new seed is new noise.
-  Particles c = p.z.clone();
-  opt.noise_seed = 4;
-  mmd_step(p.f, c, p.X, p.Y, opt);
+  opt.noise_seed = 4;  // a new seed is new noise
+  step(p.f, c, p.X, p.Y, opt);
   EXPECT_GT(test::max_abs_diff(a, c), 1e-6);
 }
 
-TEST(MmdStep, RepeatedStepsLowerTheLoss) {
+TEST(MmdFlow, RepeatedStepsLowerTheLoss) {
   Problem p;
   Particles z = p.z.clone();
+  auto s = test::block(p.f, z);
   StepOptions opt;
   opt.step_size = 1.0;
-  const double before = half_mse(p.f, z, p.X, p.Y, 16).item<double>();
-  for (int i = 0; i < 300; ++i) mmd_step(p.f, z, p.X, p.Y, opt);
-  EXPECT_LT(half_mse(p.f, z, p.X, p.Y, 16).item<double>(), 0.1 * before);
+  const double before = half_mse(*s, p.X, p.Y, 16).item<double>();
+  for (int i = 0; i < 300; ++i) flow_step(*s, p.X, p.Y, opt);
+  EXPECT_LT(half_mse(*s, p.X, p.Y, 16).item<double>(), 0.1 * before);
+}
+
+// Diffusion (block): z - gamma grad h^(z) + beta w.
+TEST(Diffusion, StepThenNoise) {
+  Problem p;
+  const double beta = 0.3, gamma = 0.2;
+  Particles z = p.z.clone();
+  StepOptions opt;
+  opt.method = Method::Diffusion;
+  opt.step_size = gamma;
+  opt.beta = beta;
+  opt.noise_seed = 9;
+  step(p.f, z, p.X, p.Y, opt);
+  at::Tensor r = residual(*test::block(p.f, p.z), p.X, p.Y);
+  auto grads = autograd_grad(p.f, p.z, p.X, r / 16.0);
+  Particles noisy = perturb(p.z, Noise{beta, 9});
+  auto nt = noisy.tensors();
+  auto zt = p.z.tensors();
+  for (size_t i = 0; i < grads.size(); ++i) grads[i] = grads[i] - (*nt[i] - *zt[i]) / gamma;
+  expect_step(z, p.z, grads, gamma, "diffusion");
+}
+
+// Sobolev descent with the Jacobians J_{b,n} taken one input at a time by autograd.
+TEST(Sobolev, MatchesTheJacobianFormula) {
+  ParticleFamily f = test::family(5, 2, 1, Activation::Tanh, OutputKind::Gaussian, 2, true, true);
+  Particles z0 = test::random_net(f, 7, 4).particles();
+  Particles teacher = test::random_net(f, 1, 5).particles();
+  const int64_t B = 9, N = 7;
+  at::Tensor X = test::inputs(B, 5, 6);
+  at::Tensor Y = particle_features(f, teacher, X).mean(0);
+  // J [B, N P]: row b = grad of sum_n phi_n(x_b) over every particle coordinate.
+  std::vector<at::Tensor> rows;
+  for (int64_t b = 0; b < B; ++b) {
+    auto g = autograd_grad(f, z0, X.narrow(0, b, 1), at::ones({1, 1}, at::kDouble));
+    std::vector<at::Tensor> flat;
+    for (auto& t : g) flat.push_back(t.reshape({N, -1}));
+    rows.push_back(at::cat(flat, 1).reshape({-1}));
+  }
+  at::Tensor J = at::stack(rows);
+  const double eps = 1e-6, gamma = 0.3;
+  at::Tensor S = at::mm(J, J.t()) / double(N * B) + eps * at::eye(B, at::kDouble);
+  EXPECT_TRUE(at::allclose(jacobian_gram(f, z0, X), at::mm(J, J.t()), 1e-10, 1e-12));
+  at::Tensor r = residual(*test::block(f, z0), X, Y);
+  at::Tensor alpha = at::linalg_solve(S, r);
+  at::Tensor update = at::mm(alpha.t(), J).reshape({-1}) / double(B);  // (1/B) sum_b alpha_b J_b
+  Particles z = z0.clone();
+  StepOptions opt;
+  opt.method = Method::Sobolev;
+  opt.step_size = gamma;
+  opt.sobolev_eps = eps;
+  step(f, z, X, Y, opt);
+  at::Tensor moved = (z0.flat() - z.flat()).reshape({-1}) / gamma;
+  // flat() orders coordinates per particle (A, a, B, b), as the rows of J.
+  EXPECT_TRUE(at::allclose(moved, update, 1e-8, 1e-10)) << (moved - update).abs().max();
+}
+
+// DrMMD: grad of h_lambda(z) = ((1 + l) / l) [h(z) - k(z, X) (K_XX + M l I)^{-1} h(X)] at the
+// noisy particles, with k from the explicit random-feature Gram.
+TEST(DrMMD, MatchesTheWitnessFormula) {
+  Problem p;
+  p.teacher = test::random_net(p.f, 3, 12).particles();
+  p.Y = particle_features(p.f, p.teacher, p.X).mean(0);
+  const double lambda = 0.4, beta = 0.3, gamma = 0.2, c = (1 + lambda) / lambda;
+  const int64_t M = 3, B = 16;
+  at::Tensor r = residual(*test::block(p.f, p.z), p.X, p.Y);  // [B, o]
+  at::Tensor PhiX = particle_features(p.f, p.teacher, p.X);    // [M, B, o]
+  at::Tensor hX = (PhiX * r.unsqueeze(0)).sum({1, 2}) / double(B);
+  at::Tensor KXX = gram(p.f, p.teacher, p.f, p.teacher, p.X);
+  at::Tensor coef = at::linalg_solve(KXX + M * lambda * at::eye(M, at::kDouble), hX.unsqueeze(1));
+  Particles noisy = perturb(p.z, Noise{beta, 21});
+  Particles zr = noisy.clone();
+  std::vector<at::Tensor> leaves;
+  for (at::Tensor* t : zr.tensors()) leaves.push_back(t->requires_grad_(true));
+  at::Tensor h = (particle_features(p.f, zr, p.X) * r.unsqueeze(0)).sum({1, 2}) / double(B);
+  at::Tensor k = gram(p.f, zr, p.f, p.teacher, p.X);  // [N, M]
+  at::Tensor hl = c * (h - at::mm(k, coef).squeeze(1));
+  auto grads = torch::autograd::grad({hl.sum()}, leaves);
+  Particles z = p.z.clone();
+  StepOptions opt;
+  opt.method = Method::DrMMD;
+  opt.step_size = gamma;
+  opt.beta = beta;
+  opt.noise_seed = 21;
+  opt.drmmd_lambda = lambda;
+  step(p.f, z, p.X, p.Y, opt, PhiX);
+  expect_step(z, p.z, grads, gamma, "drmmd");
+}
+
+TEST(Methods, ParseNames) {
+  for (Method m : {Method::MMD, Method::Diffusion, Method::Sobolev, Method::DrMMD})
+    EXPECT_EQ(parse_method(to_string(m)), m);
+  try {
+    parse_method("svgd");
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("mmd, diffusion, sobolev, drmmd"), std::string::npos);
+  }
 }
 
 }  // namespace
