@@ -19,6 +19,7 @@
 #include "src/config.h"
 #include "src/device.h"
 #include "src/io.h"
+#include "src/sweep.h"
 #include "src/trainer.h"
 
 namespace fs = std::filesystem;
@@ -40,6 +41,7 @@ usage: mmdflow <command> [options]
 commands:
   train     train a student network toward a teacher (no --config: the quick start)
   compare   compare a finished run's student with its teacher
+  sweep     run every setting and seed of a study in parallel, then tabulate the curves
   bench     time the flow step against this machine's matrix-product throughput
 
 'mmdflow <command> --help' lists a command's options.
@@ -360,6 +362,40 @@ int cmd_bench(int argc, char** argv) {
   return kOk;
 }
 
+int cmd_sweep(int argc, char** argv) {
+  cxxopts::Options o("mmdflow sweep",
+                     "Run every setting (sweep.variants of the config x --grid values) and seed "
+                     "as `mmdflow train` processes, J at a time, one folder per run; runs already "
+                     "complete are kept. Writes sweep.csv (a row per run) and curves.csv (mean, "
+                     "sample std, min, max of the losses over seeds, per setting and epoch).");
+  o.add_options()("c,config", "the study's YAML config (a train config with a sweep section)",
+                  cxxopts::value<std::string>())(
+      "s,set", "override a key of every run: key.path=value (repeatable)",
+      cxxopts::value<std::vector<std::string>>())(
+      "g,grid", "an axis: key.path=v1,v2,... (repeatable; the product is run)",
+      cxxopts::value<std::vector<std::string>>())(
+      "seeds", "seeds per setting (default: the config's sweep.seeds)", cxxopts::value<int64_t>())(
+      "j,jobs", "runs at once (default: one per core)", cxxopts::value<int64_t>())(
+      "o,out", "the sweep folder (default: runs/<config>)", cxxopts::value<std::string>())(
+      "h,help", "show this help");
+  auto r = parse(o, argc, argv);
+  if (!r) return kOk;
+  if (!r->count("config")) throw UsageError("--config FILE is required");
+  SweepOptions so;
+  so.config_path = (*r)["config"].as<std::string>();
+  if (r->count("set")) so.sets = (*r)["set"].as<std::vector<std::string>>();
+  if (r->count("grid")) so.grid = (*r)["grid"].as<std::vector<std::string>>();
+  if (r->count("seeds")) so.seeds = (*r)["seeds"].as<int64_t>();
+  if (r->count("jobs")) so.jobs = (*r)["jobs"].as<int64_t>();
+  if (r->count("seeds") && so.seeds <= 0)
+    throw UsageError(fmt::format("--seeds: must be positive, got {}", so.seeds));
+  if (r->count("jobs") && so.jobs <= 0)
+    throw UsageError(fmt::format("--jobs: must be positive, got {}", so.jobs));
+  so.out = r->count("out") ? (*r)["out"].as<std::string>()
+                           : "runs/" + fs::path(so.config_path).stem().string();
+  return run_sweep(so, fs::read_symlink("/proc/self/exe").string());
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -368,6 +404,7 @@ int run_cli(int argc, char** argv) {
     if (cmd == "train") return cmd_train(argc - 1, argv + 1);
     if (cmd == "compare") return cmd_compare(argc - 1, argv + 1);
     if (cmd == "bench") return cmd_bench(argc - 1, argv + 1);
+    if (cmd == "sweep") return cmd_sweep(argc - 1, argv + 1);
     if (cmd == "--version") {
       fmt::print("mmdflow {}\n", MMDFLOW_VERSION);
       return kOk;
@@ -376,7 +413,8 @@ int run_cli(int argc, char** argv) {
       fmt::print(cmd.empty() ? stderr : stdout, "{}", kTopHelp);
       return cmd.empty() ? kBadInput : kOk;
     }
-    throw UsageError(fmt::format("unknown command '{}' (valid: train, compare, bench)", cmd));
+    throw UsageError(
+        fmt::format("unknown command '{}' (valid: train, compare, sweep, bench)", cmd));
   } catch (const ConfigError& e) {
     fmt::print(stderr, "mmdflow: error: {}\n", e.what());
     return kBadInput;
