@@ -257,6 +257,32 @@ TEST(DrMMD, MatchesTheWitnessFormula) {
   expect_step(z, p.z, grads, gamma, "drmmd");
 }
 
+// float32 follows float64 over 100 steps of noise injection (the same init and noise, rounded).
+TEST(MmdFlow, Float32FollowsFloat64Over100Steps) {
+  ParticleFamily f = test::family(20, 3, 1, Activation::ReLU, OutputKind::Gaussian, 2, false, false);
+  Particles z64 = test::random_net(f, 300, 1).particles();
+  Particles z32 = z64.to(at::TensorOptions().dtype(at::kFloat));
+  Particles teacher = test::random_net(f, 1, 2).particles();
+  at::Tensor X = test::inputs(200, 20, 3);
+  X = X / X.norm(2, {1}, true);
+  at::Tensor Y = particle_features(f, teacher, X).mean(0);
+  auto s64 = test::block(f, z64);
+  auto s32 = test::block(f, z32);
+  StepOptions opt;
+  opt.step_size = 1.0;
+  double worst_loss = 0;
+  for (int t = 0; t < 100; ++t) {
+    opt.beta = 0.5;
+    opt.noise_seed = uint64_t(t);
+    at::Tensor Xb = X.narrow(0, (t % 4) * 50, 50), Yb = Y.narrow(0, (t % 4) * 50, 50);
+    const double l64 = flow_step(*s64, Xb, Yb, opt).loss.item<double>();
+    const double l32 = flow_step(*s32, Xb.to(at::kFloat), Yb.to(at::kFloat), opt).loss.item<double>();
+    worst_loss = std::max(worst_loss, std::abs(l32 - l64) / l64);
+  }
+  EXPECT_LT(worst_loss, 1e-4);  // the tolerance the README states
+  EXPECT_LT(test::max_abs_diff(z32, z64), 1e-4 * z64.flat().abs().max().item<double>());
+}
+
 TEST(Methods, ParseNames) {
   for (Method m : {Method::MMD, Method::Diffusion, Method::Sobolev, Method::DrMMD})
     EXPECT_EQ(parse_method(to_string(m)), m);
