@@ -54,7 +54,8 @@ double peak_rss_mib() {
 
 }  // namespace
 
-void run_bench(const Config& cfg, const BenchOptions& opt) {
+void run_bench(Config cfg, const BenchOptions& opt) {
+  cfg.student.layout = "block";  // the flops counted are the block layout's
   const c10::Device dev = resolve_device(cfg.device);
   const ParticleFamily fam = family_of(cfg);
   const int64_t B = opt.batch > 0 ? opt.batch : cfg.train.batch;
@@ -81,18 +82,10 @@ void run_bench(const Config& cfg, const BenchOptions& opt) {
 
   at::Generator gen = make_generator(c10::Device(c10::kCPU), cfg.seed);
   for (int64_t N : sizes) {
-    ParticleNet teacher(ParticleNetOptions(cfg.teacher.particles, fam)
-                            .init_std(cfg.teacher.init_std)
-                            .dtype(dtype_of(cfg))
-                            .device(dev),
-                        gen);
-    auto student = make_block_student(ParticleNet(ParticleNetOptions(N, fam)
-                                                      .init_mean(cfg.student.init_mean)
-                                                      .init_std(cfg.student.init_std)
-                                                      .dtype(dtype_of(cfg))
-                                                      .device(dev),
-                                                  gen),
-                                      cfg.flow.chunk);
+    Config c = cfg;
+    c.student.particles = N;
+    ParticleNet teacher = make_teacher(c, dev, gen);
+    auto student = make_student(c, dev, gen);
     Dataset batch = make_dataset(parse_input(cfg.data.input), B, teacher, gen);
     StepOptions so;  // the MMD flow with noise injection
     so.step_size = cfg.flow.step_size;

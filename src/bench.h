@@ -17,6 +17,6 @@ struct BenchOptions {
 };
 
 // Prints a table to stdout.
-void run_bench(const Config& cfg, const BenchOptions& opt);
+void run_bench(Config cfg, const BenchOptions& opt);  // block layout
 
 }  // namespace mmdflow

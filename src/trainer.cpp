@@ -14,29 +14,8 @@ namespace {
 enum Stream : uint64_t { kTeacher = 0, kData = 1, kStudent = 2, kTrain = 3 };
 constexpr int64_t kEvalBatch = 1000;  // inputs per product when evaluating a whole set
 
-ParticleNet make_teacher(const Config& c, c10::Device dev) {
-  at::Generator gen = make_generator(c10::Device(c10::kCPU), sub_seed(c.seed, kTeacher));
-  return ParticleNet(ParticleNetOptions(c.teacher.particles, teacher_family_of(c))
-                         .init_mean(c.teacher.init_mean)
-                         .init_std(c.teacher.init_std)
-                         .dtype(dtype_of(c))
-                         .device(dev),
-                     gen);
-}
-
-std::unique_ptr<Student> make_student(const Config& c, c10::Device dev) {
-  at::Generator gen = make_generator(c10::Device(c10::kCPU), sub_seed(c.seed, kStudent));
-  const ParticleFamily fam = family_of(c);
-  if (parse_layout(c.student.layout) == Layout::Dense)
-    return make_dense_student(fam, c.student.particles, c.student.init_mean, c.student.init_std,
-                              at::TensorOptions().dtype(dtype_of(c)).device(dev), gen);
-  return make_block_student(ParticleNet(ParticleNetOptions(c.student.particles, fam)
-                                            .init_mean(c.student.init_mean)
-                                            .init_std(c.student.init_std)
-                                            .dtype(dtype_of(c))
-                                            .device(dev),
-                                        gen),
-                            c.flow.chunk);
+at::Generator stream(const Config& c, Stream k) {
+  return make_generator(c10::Device(c10::kCPU), sub_seed(c.seed, k));
 }
 
 }  // namespace
@@ -75,6 +54,29 @@ BetaSchedule beta_schedule_of(const Config& c) {
 
 c10::ScalarType dtype_of(const Config& c) { return c.dtype == "float64" ? at::kDouble : at::kFloat; }
 
+ParticleNet make_teacher(const Config& c, c10::Device dev, at::Generator gen) {
+  return ParticleNet(ParticleNetOptions(c.teacher.particles, teacher_family_of(c))
+                         .init_mean(c.teacher.init_mean)
+                         .init_std(c.teacher.init_std)
+                         .dtype(dtype_of(c))
+                         .device(dev),
+                     gen);
+}
+
+std::unique_ptr<Student> make_student(const Config& c, c10::Device dev, at::Generator gen) {
+  const ParticleFamily fam = family_of(c);
+  if (parse_layout(c.student.layout) == Layout::Dense)
+    return make_dense_student(fam, c.student.particles, c.student.init_mean, c.student.init_std,
+                              at::TensorOptions().dtype(dtype_of(c)).device(dev), gen);
+  return make_block_student(ParticleNet(ParticleNetOptions(c.student.particles, fam)
+                                            .init_mean(c.student.init_mean)
+                                            .init_std(c.student.init_std)
+                                            .dtype(dtype_of(c))
+                                            .device(dev),
+                                        gen),
+                            c.flow.chunk);
+}
+
 StepOptions step_options_of(const Config& c) {
   StepOptions o;
   o.method = parse_method(c.flow.method);
@@ -89,11 +91,11 @@ Trainer::Trainer(const Config& cfg)
       device_(resolve_device(cfg.device)),
       beta_(beta_schedule_of(cfg)),
       dist_(parse_input(cfg.data.input)),
-      gen_(make_generator(c10::Device(c10::kCPU), sub_seed(cfg.seed, kTrain))),
-      teacher_(make_teacher(cfg, device_)),
-      student_(make_student(cfg, device_)),
+      gen_(stream(cfg, kTrain)),
+      teacher_(make_teacher(cfg, device_, stream(cfg, kTeacher))),
+      student_(make_student(cfg, device_, stream(cfg, kStudent))),
       step_size_(cfg.flow.step_size) {
-  at::Generator data_gen = make_generator(c10::Device(c10::kCPU), sub_seed(cfg.seed, kData));
+  at::Generator data_gen = stream(cfg, kData);
   train_ = make_dataset(dist_, cfg.data.train_size, teacher_, data_gen);
   valid_ = make_dataset(dist_, cfg.data.valid_size, teacher_, data_gen);
   initial_valid_ = half_mse(*student_, valid_.X, valid_.Y, kEvalBatch).item<double>();

@@ -29,6 +29,9 @@ ParticleFamily teacher_family_of(const Config& c);  // differs when misspecified
 BetaSchedule beta_schedule_of(const Config& c);
 c10::ScalarType dtype_of(const Config& c);
 StepOptions step_options_of(const Config& c);
+// The run's teacher and student (its layout), drawn from gen.
+ParticleNet make_teacher(const Config& c, c10::Device dev, at::Generator gen);
+std::unique_ptr<Student> make_student(const Config& c, c10::Device dev, at::Generator gen);
 
 class Trainer {
  public:
