@@ -28,7 +28,7 @@ Particles perturb_blocks(const Particles& z, const Noise& noise, int64_t first_b
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(sub_seed(noise.seed, k));
     Particles blk = out.slice(lo, std::min(n, lo + kBlock));
     for (at::Tensor* t : blk.tensors())
-      t->add_(at::normal(0.0, 1.0, t->sizes(), gen, t->options().dtype(at::kDouble)), noise.beta);
+      t->add_(at::normal(0.0, 1.0, t->sizes(), gen, t->options().dtype(at::kFloat)), noise.beta);
   }
   return out;
 }
@@ -276,7 +276,7 @@ Particles perturb(const Particles& z, const Noise& noise) {
   at::Generator gen = make_generator(z.A.device(), noise.seed);
   Particles out = z.clone();
   for (at::Tensor* t : out.tensors())
-    t->add_(at::normal(0.0, 1.0, t->sizes(), gen, t->options().dtype(at::kDouble)), noise.beta);
+    t->add_(at::normal(0.0, 1.0, t->sizes(), gen, t->options().dtype(at::kFloat)), noise.beta);
   return out;
 }
 

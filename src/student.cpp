@@ -140,9 +140,9 @@ class DenseStudent : public Student {
   DenseWeights noisy(const Noise& noise) const {
     at::Generator gen = make_generator(w_.W1.device(), noise.seed);
     DenseWeights n;
-    auto add = [&](const at::Tensor& t) {  // w drawn in float64, as for the block layout
+    auto add = [&](const at::Tensor& t) {  // w drawn in float32, as for the block layout
       if (!t.defined()) return at::Tensor();
-      at::Tensor w = at::normal(0.0, 1.0, t.sizes(), gen, t.options().dtype(at::kDouble));
+      at::Tensor w = at::normal(0.0, 1.0, t.sizes(), gen, t.options().dtype(at::kFloat));
       return t + noise.beta * w.to(t.scalar_type());
     };
     n.W1 = add(w_.W1);

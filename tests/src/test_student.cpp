@@ -69,11 +69,12 @@ TEST(DenseStudent, MmdStepIsTheOriginalUpdateWithLrTwoGamma) {
   const uint64_t seed = 77;
   at::Tensor Y = at::rand({7, 2}, at::kDouble);
   at::Tensor r = d.features(d.w).mean(2) - Y;
-  // theta + beta eps with the generator the dense student draws from (W1, b1, W2, b2 in order).
+  // theta + beta eps with the generator the dense student draws from (W1, b1, W2, b2 in order,
+  // in float32).
   at::Generator g = make_generator(c10::Device(c10::kCPU), seed);
   DenseWeights noisy = d.clone();
   for (at::Tensor* t : {&noisy.W1, &noisy.b1, &noisy.W2, &noisy.b2})
-    *t = *t + beta * at::normal(0, 1, t->sizes(), g, t->options());
+    *t = *t + beta * at::normal(0, 1, t->sizes(), g, at::kFloat).to(at::kDouble);
   auto leaves = d.leaves(noisy);
   at::Tensor obj = 0.5 * (r.unsqueeze(2) * d.features(noisy)).sum() / 7.0;
   auto grads = torch::autograd::grad({obj}, leaves);
@@ -95,7 +96,7 @@ TEST(DenseStudent, DiffusionNoisesThenSteps) {
   at::Generator g = make_generator(c10::Device(c10::kCPU), 5);
   DenseWeights noisy = d.clone();
   for (at::Tensor* t : {&noisy.W1, &noisy.b1, &noisy.W2, &noisy.b2})
-    *t = *t + beta * at::normal(0, 1, t->sizes(), g, t->options());
+    *t = *t + beta * at::normal(0, 1, t->sizes(), g, at::kFloat).to(at::kDouble);
   DenseWeights base = {noisy.W1.clone(), noisy.b1.clone(), noisy.W2.clone(), noisy.b2.clone()};
   auto leaves = d.leaves(noisy);
   at::Tensor r = (d.features(noisy).mean(2) - Y).detach();
