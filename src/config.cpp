@@ -190,6 +190,7 @@ Config from_yaml(const YAML::Node& root, const std::string& source) {
     Section s = top.sub("train");
     s.get("epochs", c.train.epochs, positive());
     s.get("batch", c.train.batch, positive());
+    s.get("checkpoint_every", c.train.checkpoint_every, non_negative());
     s.finish();
   }
   {
@@ -247,6 +248,18 @@ YAML::Node with_sets(YAML::Node root, const std::vector<std::string>& sets) {
   if (!root.IsMap()) throw ConfigError("the configuration must be a map of sections");
   for (const auto& s : sets) apply_set(root, s);
   return root;
+}
+
+void diff_nodes(const YAML::Node& a, const YAML::Node& b, const std::string& path,
+                std::vector<std::string>& out) {
+  if (a.IsMap() && b.IsMap()) {
+    for (const auto& kv : a) {
+      const std::string key = kv.first.as<std::string>();
+      diff_nodes(kv.second, b[key], path.empty() ? key : path + "." + key, out);
+    }
+  } else if (!b || !a.IsScalar() || !b.IsScalar() || a.Scalar() != b.Scalar()) {
+    out.push_back(path);
+  }
 }
 
 // Shortest text that reads back as the same double.
@@ -324,6 +337,7 @@ std::string to_yaml(const Config& c) {
   section("train");
   kv("epochs", c.train.epochs);
   kv("batch", c.train.batch);
+  kv("checkpoint_every", c.train.checkpoint_every);
   e << YAML::EndMap;
   section("log");
   kv("print_every", c.log.print_every);
@@ -334,6 +348,12 @@ std::string to_yaml(const Config& c) {
   e << YAML::EndMap;
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
+}
+
+std::vector<std::string> differing_keys(const Config& a, const Config& b) {
+  std::vector<std::string> out;
+  diff_nodes(YAML::Load(to_yaml(a)), YAML::Load(to_yaml(b)), "", out);
+  return out;
 }
 
 }  // namespace mmdflow
