@@ -65,61 +65,94 @@ Trainer::Trainer(const Config& cfg)
       device_(resolve_device(cfg.device)),
       family_(family_of(cfg)),
       beta_(beta_schedule_of(cfg)),
-      gen_(make_generator(c10::Device(c10::kCPU), sub_seed(cfg.seed, kTrain))),
-      teacher_(make_net(cfg, cfg.teacher, kTeacher, device_)),
-      student_(make_net(cfg, cfg.student, kStudent, device_)) {
+      teacher_(make_net(cfg, cfg.teacher, kTeacher, device_)) {
   at::Generator data_gen = make_generator(c10::Device(c10::kCPU), sub_seed(cfg.seed, kData));
   const InputDist dist = parse_input(cfg.data.input);
   train_ = make_dataset(dist, cfg.data.train_size, teacher_, data_gen);
   valid_ = make_dataset(dist, cfg.data.valid_size, teacher_, data_gen);
-  initial_valid_ = half_mse(family_, student_.particles(), valid_.X, valid_.Y, kEvalBatch,
-                            cfg.flow.chunk)
-                       .item<double>();
+  s_.gen = make_generator(c10::Device(c10::kCPU), sub_seed(cfg.seed, kTrain));
+  s_.student = make_net(cfg, cfg.student, kStudent, device_).particles();
+  initial_valid_ =
+      half_mse(family_, s_.student, valid_.X, valid_.Y, kEvalBatch, cfg.flow.chunk).item<double>();
+  s_.best_valid = initial_valid_;
 }
 
-bool Trainer::run(const std::function<void(const EpochLog&)>& on_epoch) {
+void Trainer::restore(TrainerState s) {
+  s.student = s.student.to(s_.student.A.options());
+  s_ = std::move(s);
+}
+
+bool Trainer::finite() const {
+  return std::isfinite(s_.loss_sum) && all_finite(s_.student);
+}
+
+Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
+                          const std::function<bool()>& stop) {
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
+  const double seconds0 = s_.seconds;
+  auto since = [](clock::time_point t) {
+    return std::chrono::duration<double>(clock::now() - t).count();
+  };
   const int64_t n = train_.size(), B = cfg_.train.batch;
   const int64_t batches = (n + B - 1) / B;
-  Particles& z = student_.particles();
-  for (; epoch_ < cfg_.train.epochs;) {
+  Particles& z = s_.student;
+  while (s_.epoch < cfg_.train.epochs) {
+    if (s_.batch == 0) {
+      if (stop && stop()) {
+        s_.seconds = seconds0 + since(t0);
+        return End::Stopped;
+      }
+      s_.perm = at::randperm(n, s_.gen, at::TensorOptions().dtype(at::kLong));
+      s_.loss_sum = 0;
+    }
     StepOptions opt;
     opt.step_size = cfg_.flow.step_size;
-    opt.beta = beta_.at(epoch_);
+    opt.beta = beta_.at(s_.epoch);
     opt.chunk = cfg_.flow.chunk;
-    at::Tensor perm = at::randperm(n, gen_, at::TensorOptions().dtype(at::kLong));
-    perm = perm.to(device_);
-    at::Tensor loss_sum = at::zeros({}, z.A.options().dtype(at::kDouble));
+    const at::Tensor perm = s_.perm.to(device_);
+    at::Tensor loss_sum = at::full({}, s_.loss_sum, z.A.options().dtype(at::kDouble));
     StepStats last;
     const auto ts = clock::now();
-    for (int64_t i = 0; i < batches; ++i) {
+    for (; s_.batch < batches; ++s_.batch) {
+      const int64_t i = s_.batch;
+      if (i > 0 && stop && stop()) {
+        s_.loss_sum = loss_sum.item<double>();
+        s_.step_seconds += since(ts);
+        s_.seconds = seconds0 + since(t0);
+        return End::Stopped;
+      }
       at::Tensor idx = perm.narrow(0, i * B, std::min(B, n - i * B));
       opt.clean_grad_sq = (i == batches - 1);
-      opt.noise_seed = gen_.get<at::CPUGeneratorImpl>()->random64();
+      opt.noise_seed = s_.gen.get<at::CPUGeneratorImpl>()->random64();
       last = mmd_step(family_, z, train_.X.index_select(0, idx), train_.Y.index_select(0, idx),
                       opt);
       loss_sum += last.loss;
+      ++s_.steps;
     }
-    ++epoch_;
-    steps_ += batches;
     EpochLog log;
-    log.epoch = epoch_;
+    log.epoch = s_.epoch + 1;
     log.train_loss = loss_sum.item<double>() / double(batches);  // the epoch's one sync point
-    step_seconds_ += std::chrono::duration<double>(clock::now() - ts).count();
+    s_.step_seconds += since(ts);
     log.valid_loss =
         half_mse(family_, z, valid_.X, valid_.Y, kEvalBatch, cfg_.flow.chunk).item<double>();
     log.beta = opt.beta;
     log.step_size = opt.step_size;
     log.grad_sq = last.grad_sq.item<double>();
     log.noisy_grad_sq = last.noisy_grad_sq.item<double>();
-    log.seconds = std::chrono::duration<double>(clock::now() - t0).count();
-    const bool finite = std::isfinite(log.train_loss) && std::isfinite(log.valid_loss) &&
-                        all_finite(z);
+    log.seconds = seconds0 + since(t0);
+    log.finite = std::isfinite(log.train_loss) && std::isfinite(log.valid_loss) && all_finite(z);
+    s_.epoch = log.epoch;
+    s_.batch = 0;
+    s_.perm = at::Tensor();
+    s_.loss_sum = 0;
+    s_.seconds = log.seconds;
+    if (log.valid_loss < s_.best_valid) s_.best_valid = log.valid_loss, s_.best_epoch = log.epoch;
+    s_.last = log;
     on_epoch(log);
-    if (!finite) return false;
+    if (!log.finite) return End::NonFinite;
   }
-  return true;
+  return End::Done;
 }
 
 }  // namespace mmdflow

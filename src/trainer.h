@@ -19,6 +19,25 @@ struct EpochLog {
   double grad_sq = 0;        // (1/N) sum ||grad h^(z_n)||^2, epoch's last minibatch, before its step
   double noisy_grad_sq = 0;  // the same at the noisy particles z_n + beta w_n
   double seconds = 0;        // since training started
+  bool finite = true;        // losses and particles all finite after the epoch
+};
+
+// Everything a run changes and must restore to continue exactly, at any step boundary: a
+// checkpoint holds this struct (src/checkpoint.*). New run state is a field here, written by
+// save_checkpoint and read back (validated) by load_checkpoint.
+struct TrainerState {
+  int64_t epoch = 0;        // epochs finished
+  int64_t batch = 0;        // minibatches of epoch `epoch + 1` done; 0 at an epoch boundary
+  at::Tensor perm;          // [train_size] int64 CPU: that epoch's minibatch order (batch > 0)
+  double loss_sum = 0;      // that epoch's minibatch losses so far (batch > 0)
+  int64_t steps = 0;        // flow steps done
+  double step_seconds = 0;  // time spent in them
+  double seconds = 0;       // training time so far
+  at::Generator gen;        // CPU: minibatch order and each step's noise seed
+  Particles student;        // on the run's device
+  double best_valid = 0;    // best valid loss so far (the initial one at epoch 0)
+  int64_t best_epoch = 0;
+  EpochLog last;  // the last finished epoch (epoch 0: none)
 };
 
 // Resolved run pieces built from a Config: validated, seeded, on the run's device.
@@ -28,33 +47,38 @@ c10::ScalarType dtype_of(const Config& c);
 
 class Trainer {
  public:
+  enum class End { Done, NonFinite, Stopped };
+
   // Builds teacher, data and student; throws ConfigError for settings the machine cannot run.
   explicit Trainer(const Config& cfg);
 
-  // Runs the remaining epochs, calling on_epoch after each. Returns false when a loss or a
-  // particle went non-finite (that epoch's log is still reported).
-  bool run(const std::function<void(const EpochLog&)>& on_epoch);
+  // Runs the remaining epochs, calling on_epoch after each. Asks stop() before each step: when
+  // it answers true, returns Stopped, the state at that step boundary (mid-epoch too). Returns
+  // NonFinite after reporting an epoch whose log is not finite.
+  End run(const std::function<void(const EpochLog&)>& on_epoch,
+          const std::function<bool()>& stop = {});
+
+  // The state to checkpoint, and its restoration (from load_checkpoint, which checks it fits
+  // this trainer's config): run() then continues exactly where the state was taken.
+  const TrainerState& state() const { return s_; }
+  void restore(TrainerState s);
+  bool finite() const;  // particles and the current epoch's loss sum are finite
 
   const Config& config() const { return cfg_; }
   c10::Device device() const { return device_; }
   const ParticleNet& teacher() const { return teacher_; }
-  const ParticleNet& student() const { return student_; }
+  ParticleNet student() const { return ParticleNet(family_, s_.student); }
   double initial_valid_loss() const { return initial_valid_; }
-  int64_t steps() const { return steps_; }
-  double step_seconds() const { return step_seconds_; }
 
  private:
   Config cfg_;
   c10::Device device_;
   ParticleFamily family_;
   BetaSchedule beta_;
-  at::Generator gen_;  // CPU: minibatch order and each step's noise seed
   ParticleNet teacher_;
   Dataset train_, valid_;
-  ParticleNet student_;
   double initial_valid_ = 0;
-  int64_t epoch_ = 0, steps_ = 0;
-  double step_seconds_ = 0;
+  TrainerState s_;
 };
 
 }  // namespace mmdflow
