@@ -25,8 +25,21 @@ constexpr size_t kHeaderBytes = 8 + 4 + 4 + 8;
 constexpr int64_t kMaxDims = 8;
 enum Type : uint8_t { kInt = 1, kReal = 2, kText = 3, kTensor = 4 };
 
-constexpr std::array<std::pair<uint8_t, c10::ScalarType>, 4> kDtypes = {
-    {{1, at::kByte}, {2, at::kLong}, {3, at::kFloat}, {4, at::kDouble}}};
+struct Dtype {
+  uint8_t code;
+  c10::ScalarType type;
+  const char* name;
+};
+constexpr std::array<Dtype, 4> kDtypes = {{{1, at::kByte, "uint8"},
+                                           {2, at::kLong, "int64"},
+                                           {3, at::kFloat, "float32"},
+                                           {4, at::kDouble, "float64"}}};
+
+const char* dtype_name(c10::ScalarType t) {
+  for (const Dtype& d : kDtypes)
+    if (d.type == t) return d.name;
+  return c10::toString(t);
+}
 
 template <typename T>
 void put_raw(std::string& out, T v) {
@@ -46,8 +59,8 @@ class Writer {
   void put(const std::string& name, const at::Tensor& t) {
     const at::Tensor c = t.to(at::kCPU).contiguous();
     uint8_t code = 0;
-    for (const auto& [k, dt] : kDtypes)
-      if (dt == c.scalar_type()) code = k;
+    for (const Dtype& d : kDtypes)
+      if (d.type == c.scalar_type()) code = d.code;
     TORCH_CHECK(code != 0 && c.dim() <= kMaxDims, "checkpoint: cannot store ", name);
     head(name, kTensor);
     put_raw(body_, code);
@@ -140,8 +153,8 @@ class Records {
     const uint8_t code = raw<uint8_t>(name), dims = raw<uint8_t>(name);
     c10::ScalarType dtype = at::kByte;
     bool known = false;
-    for (const auto& [k, dt] : kDtypes)
-      if (k == code) dtype = dt, known = true;
+    for (const Dtype& d : kDtypes)
+      if (d.code == code) dtype = d.type, known = true;
     if (!known) fail(fmt::format("record '{}' has unknown dtype code {}", name, code));
     if (dims > kMaxDims) fail(fmt::format("record '{}' has {} dimensions", name, dims));
     const uint64_t item = c10::elementSize(dtype);
@@ -184,8 +197,8 @@ at::Tensor get_tensor(Records& r, const std::string& name, c10::ScalarType dtype
                       at::IntArrayRef sizes, const char* sized_by) {
   at::Tensor t = r.get<at::Tensor>(name);
   if (t.scalar_type() != dtype)
-    r.fail(fmt::format("record '{}' is {}, the config needs {}", name,
-                       c10::toString(t.scalar_type()), c10::toString(dtype)));
+    r.fail(fmt::format("record '{}' is {}, the config needs {}", name, dtype_name(t.scalar_type()),
+                       dtype_name(dtype)));
   if (t.sizes() != sizes)
     r.fail(fmt::format("record '{}' is {}, the config needs {} ({})", name, shape(t.sizes()),
                        shape(sizes), sized_by));

@@ -1,52 +1,25 @@
 // End-to-end tests of the mmdflow binary: exit codes, files written, reproducibility.
-#include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
+#include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
-
-#include <ATen/ATen.h>
 
 #include "src/io.h"
+#include "tests/cli.h"
 
 namespace fs = std::filesystem;
 
 namespace mmdflow {
 namespace {
 
-struct Result {
-  int code;
-  std::string output;
-};
-
-std::string scratch(const std::string& name) {
-  const fs::path dir = fs::path(testing::TempDir()) /
-                       ("mmdflow_cli_" + std::to_string(getpid()) + "_" + name);
-  fs::remove_all(dir);
-  return dir.string();
-}
-
-Result run(const std::string& args) {
-  const std::string log = scratch("log") + ".txt";
-  const std::string cmd = std::string(MMDFLOW_BIN) + " " + args + " > " + log + " 2>&1";
-  const int status = std::system(cmd.c_str());
-  Result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(log)};
-  fs::remove(log);
-  return r;
-}
-
-std::vector<std::string> lines_without_seconds(const std::string& csv) {
-  std::vector<std::string> out;
-  std::stringstream ss(csv);
-  for (std::string line; std::getline(ss, line);) out.push_back(line.substr(0, line.rfind(',')));
-  return out;
-}
+using test::lines_without_seconds;
+using test::Result;
+using test::run;
+using test::scratch;
 
 TEST(Cli, HelpOnEveryCommand) {
   for (const char* cmd : {"train", "compare", "bench"}) {
