@@ -62,7 +62,9 @@ class Section {
   void finish() const {
     if (!node_ || !node_.IsMap()) return;
     for (const auto& kv : node_) {
-      const std::string key = kv.first.as<std::string>();
+      if (!kv.first.IsScalar())
+        fail(path_.empty() ? "the configuration" : path_, "has a key that is not a name", kv.first);
+      const std::string key = kv.first.Scalar();
       if (!seen_.count(key)) {
         std::vector<std::string> known(seen_.begin(), seen_.end());
         fail(full(key), fmt::format("unknown key (known here: {})", fmt::join(known, ", ")),
