@@ -134,7 +134,8 @@ std::string csv_upto(const std::string& path, int64_t epoch) {
 // "after epoch E" or "after epoch E and B steps of epoch E + 1".
 std::string position(const TrainerState& s) {
   if (s.batch == 0) return fmt::format("after epoch {}", s.epoch);
-  return fmt::format("after epoch {} and {} steps of epoch {}", s.epoch, s.batch, s.epoch + 1);
+  return fmt::format("after epoch {} and {} step{} of epoch {}", s.epoch, s.batch,
+                     s.batch == 1 ? "" : "s", s.epoch + 1);
 }
 
 // While alive, SIGINT and SIGTERM only record themselves; the run asks received() before each

@@ -25,9 +25,8 @@ for t in "${targets[@]}"; do
   mkdir -p "$work/corpus" "$crashes"
   dict=()
   [ -f "$root/tests/fuzz/$t.dict" ] && dict=(-dict="$root/tests/fuzz/$t.dict")
-  # LibTorch keeps allocations alive until exit: leak reports would only be about it.
   "$build/fuzz_$t" "$work/corpus" "$root/tests/fuzz/corpus/$t" "${dict[@]}" \
-    -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -max_len=16384 -detect_leaks=0 \
+    -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -max_len=16384 \
     -artifact_prefix="$crashes/" -print_final_stats=1 >"$work/log" 2>&1 || status=1
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log")
   found=$(find "$crashes" -type f | wc -l)

@@ -180,6 +180,29 @@ TEST(Checkpoint, ChecksEveryRecordAgainstTheConfig) {
             std::string::npos);
 }
 
+// The seeds of fuzz_checkpoint are read back whole with its config
+// (tests/fuzz/fuzz_checkpoint.cpp), so fuzzing starts from inputs that reach every record; a format
+// change must renew them.
+TEST(Checkpoint, FuzzSeedsReadBack) {
+  Config c;
+  c.data.dim = 3;
+  c.model.hidden = 2;
+  c.student.particles = 4;
+  c.data.train_size = 6;
+  c.data.valid_size = 6;
+  c.train.batch = 2;
+  c.train.epochs = 1000000;
+  int64_t seeds = 0, mid_epoch = 0;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(MMDFLOW_SOURCE_DIR) +
+                                                           "/tests/fuzz/corpus/checkpoint")) {
+    const TrainerState s = load_checkpoint(e.path().string(), c);
+    ++seeds;
+    mid_epoch += s.batch > 0;
+  }
+  EXPECT_EQ(seeds, 4);
+  EXPECT_EQ(mid_epoch, 2);
+}
+
 TEST(Checkpoint, FailedSaveLeavesThePreviousFile) {
   const Config cfg = tiny();
   std::vector<std::string> logs;
