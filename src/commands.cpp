@@ -8,13 +8,17 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstring>
 #include <ctime>
 #include <cxxopts.hpp>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "src/bench.h"
+#include "src/checkpoint.h"
 #include "src/compare.h"
 #include "src/config.h"
 #include "src/device.h"
@@ -99,29 +103,68 @@ std::string fmt_duration(double s) {
   return fmt::format("{}s", t);
 }
 
-// One line per epoch, flushed whole.
-class LossLog {
+constexpr const char* kCsvHeader =
+    "epoch,train_loss,valid_loss,beta,step_size,grad_sq,noisy_grad_sq,seconds\n";
+constexpr const char* kCheckpointFile = "checkpoint.bin";
+
+std::string csv_line(const EpochLog& l) {
+  return fmt::format("{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.3f}\n", l.epoch, l.train_loss,
+                     l.valid_loss, l.beta, l.step_size, l.grad_sq, l.noisy_grad_sq, l.seconds);
+}
+
+// The part of a run folder's losses.csv that a run resumed at `epoch` keeps: the header and the
+// lines of epochs 1..epoch (later ones were written after the checkpoint).
+std::string csv_upto(const std::string& path, int64_t epoch) {
+  if (!fs::exists(path)) {
+    if (epoch == 0) return kCsvHeader;
+    throw UsageError(fmt::format("{}: missing, the checkpoint is at epoch {}", path, epoch));
+  }
+  const std::string text = read_file(path);
+  if (text.rfind(kCsvHeader, 0) != 0)
+    throw UsageError(fmt::format("{}: not an mmdflow losses.csv (unexpected header)", path));
+  size_t pos = std::strlen(kCsvHeader);
+  for (int64_t e = 1; e <= epoch; ++e) {
+    const std::string head = fmt::format("{},", e);
+    const size_t end = text.find('\n', pos);
+    if (end == std::string::npos || text.compare(pos, head.size(), head) != 0)
+      throw UsageError(
+          fmt::format("{}: holds {} epochs, the checkpoint is at epoch {}", path, e - 1, epoch));
+    pos = end + 1;
+  }
+  return text.substr(0, pos);
+}
+
+// "after epoch E" or "after epoch E and B steps of epoch E + 1".
+std::string position(const TrainerState& s) {
+  if (s.batch == 0) return fmt::format("after epoch {}", s.epoch);
+  return fmt::format("after epoch {} and {} step{} of epoch {}", s.epoch, s.batch,
+                     s.batch == 1 ? "" : "s", s.epoch + 1);
+}
+
+// While alive, SIGINT and SIGTERM only record themselves; the run asks received() before each
+// step. A signal ignored when the process started (e.g. SIGINT of a background job) stays so.
+class StopSignals {
  public:
-  explicit LossLog(const std::string& path) : path_(path), f_(std::fopen(path.c_str(), "w")) {
-    if (!f_) throw std::runtime_error("cannot write " + path);
-    put("epoch,train_loss,valid_loss,beta,step_size,grad_sq,noisy_grad_sq,seconds\n");
+  StopSignals() {
+    signal_ = 0;
+    struct sigaction sa = {};
+    sa.sa_handler = [](int sig) { signal_ = sig; };
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    for (int i = 0; i < 2; ++i) {
+      sigaction(kSignals[i], nullptr, &old_[i]);
+      if (old_[i].sa_handler != SIG_IGN) sigaction(kSignals[i], &sa, nullptr);
+    }
   }
-  ~LossLog() {
-    if (f_) std::fclose(f_);
+  ~StopSignals() {
+    for (int i = 0; i < 2; ++i) sigaction(kSignals[i], &old_[i], nullptr);
   }
-  void write(const EpochLog& l) {
-    put(fmt::format("{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.3f}\n", l.epoch,
-                    l.train_loss, l.valid_loss, l.beta, l.step_size, l.grad_sq, l.noisy_grad_sq,
-                    l.seconds));
-  }
+  static int received() { return signal_; }
 
  private:
-  void put(const std::string& s) {
-    if (std::fwrite(s.data(), 1, s.size(), f_) != s.size() || std::fflush(f_) != 0)
-      throw std::runtime_error("cannot write " + path_);
-  }
-  std::string path_;
-  FILE* f_;
+  static constexpr int kSignals[2] = {SIGINT, SIGTERM};
+  static inline volatile std::sig_atomic_t signal_ = 0;
+  struct sigaction old_[2];
 };
 
 // A self-rewriting line with ETA on a terminal; plain lines every `every` epochs otherwise.
@@ -176,56 +219,121 @@ int cmd_train(int argc, char** argv) {
                      "through the beta schedule).");
   add_config_options(o);
   o.add_options()("o,out", "output folder (default: runs/<config>-<date>-<time>)",
-                  cxxopts::value<std::string>());
+                  cxxopts::value<std::string>())(
+      "resume",
+      "continue the run in this folder from its checkpoint, with its config.yaml (or --config) "
+      "and --set; only train.epochs, train.checkpoint_every, threads, device, log.*, compare.* "
+      "may change",
+      cxxopts::value<std::string>());
   auto r = parse(o, argc, argv);
   if (!r) return kOk;
-  Config cfg = config_from(*r);
+  // From here until training ends, a signal stops the run at its first step boundary.
+  std::optional<StopSignals> signals(std::in_place);
+  const bool resume = r->count("resume") > 0;
+  std::string out;
+  Config cfg;
+  if (resume) {
+    if (r->count("out")) throw UsageError("--out and --resume exclude each other");
+    out = (*r)["resume"].as<std::string>();
+    if (!fs::exists(out + "/config.yaml"))
+      throw UsageError(fmt::format("--resume {}: no config.yaml there, not a run folder", out));
+    std::vector<std::string> sets;
+    if (r->count("set")) sets = (*r)["set"].as<std::vector<std::string>>();
+    if (r->count("device")) sets.push_back("device=" + (*r)["device"].as<std::string>());
+    if (r->count("threads")) sets.push_back("threads=" + (*r)["threads"].as<std::string>());
+    cfg = load_config(r->count("config") ? (*r)["config"].as<std::string>() : out + "/config.yaml",
+                      sets);
+  } else {
+    cfg = config_from(*r);
+    out = r->count("out") ? (*r)["out"].as<std::string>() : default_out(*r);
+    if (fs::exists(out) && (!fs::is_directory(out) || !fs::is_empty(out)))
+      throw UsageError(fmt::format("--out {}: already exists and is not an empty folder", out));
+  }
   cfg.threads = set_threads(cfg.threads);
   if (cfg.log.print_every == 0) cfg.log.print_every = std::max<int64_t>(1, cfg.train.epochs / 20);
-  const std::string out = r->count("out") ? (*r)["out"].as<std::string>() : default_out(*r);
-  if (fs::exists(out) && (!fs::is_directory(out) || !fs::is_empty(out)))
-    throw UsageError(fmt::format("--out {}: already exists and is not an empty folder", out));
+  const std::string ckpt = out + "/" + kCheckpointFile;
 
-  Trainer trainer(cfg);  // everything validated and built before the folder is made
-  fs::create_directories(out);
+  // Everything is validated and built before the first write: bad input leaves the folder as is.
+  Trainer trainer(cfg);
+  std::string csv_text = kCsvHeader;
+  if (resume) {
+    if (fs::exists(ckpt)) trainer.restore(load_checkpoint(ckpt, cfg));
+    csv_text = csv_upto(out + "/losses.csv", trainer.state().epoch);
+    for (const char* stale : {"summary.json", "student.pt", "teacher.pt"})
+      fs::remove(out + "/" + stale);
+  } else {
+    try {
+      fs::create_directories(out);
+    } catch (const fs::filesystem_error& e) {
+      throw IoError(fmt::format("cannot create {}: {}", out, e.code().message()));
+    }
+  }
   write_file_atomic(out + "/config.yaml", to_yaml(cfg));
   print_resolved(cfg, out);
+  // Where the checkpoint on disk stands, for messages.
+  std::string saved = fs::exists(ckpt) ? position(trainer.state()) : "";
+  if (resume) fmt::print("  resuming {}\n", saved.empty() ? "at the start (no checkpoint)" : saved);
 
-  nlohmann::json summary;
-  summary["initial_valid_loss"] = trainer.initial_valid_loss();
-  double best = trainer.initial_valid_loss();
-  int64_t best_epoch = 0;
-  EpochLog last;
-  bool finite;
+  LineFile csv(out + "/losses.csv", csv_text);
+  Trainer::End end;
   {
-    LossLog csv(out + "/losses.csv");
     Progress progress(cfg.train.epochs, cfg.log.print_every);
-    finite = trainer.run([&](const EpochLog& l) {
-      csv.write(l);
-      progress.update(l);
-      if (l.valid_loss < best) best = l.valid_loss, best_epoch = l.epoch;
-      last = l;
-    });
+    const int64_t every = cfg.train.checkpoint_every;
+    end = trainer.run(
+        [&](const EpochLog& l) {
+          csv.append(csv_line(l));
+          progress.update(l);
+          if (l.finite && ((every > 0 && l.epoch % every == 0) || l.epoch == cfg.train.epochs)) {
+            const TrainerState s = trainer.state();
+            save_checkpoint(ckpt, cfg, s);
+            saved = position(s);
+          }
+        },
+        [] { return StopSignals::received() != 0; });
     progress.finish();
   }
+  const int sig = StopSignals::received();
+  signals.reset();
+  const TrainerState st = trainer.state();
+  const std::string last_good =
+      saved.empty() ? "no checkpoint written" : fmt::format("{} kept ({})", ckpt, saved);
+  if (end == Trainer::End::Stopped) {
+    const char* name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+    if (!trainer.finite()) {
+      fmt::print(stderr,
+                 "mmdflow: error: training went non-finite during epoch {}, stopped by {}; {}\n",
+                 st.epoch + 1, name, last_good);
+      return kNonFinite;
+    }
+    save_checkpoint(ckpt, cfg, st);
+    fmt::print(stderr,
+               "mmdflow: stopped by {} {}; checkpoint written, continue with: mmdflow train "
+               "--resume {}\n",
+               name, position(st), out);
+    return sig == SIGINT ? kInterrupted : kTerminated;
+  }
+
+  const EpochLog& last = st.last;
+  nlohmann::json summary;
+  summary["initial_valid_loss"] = trainer.initial_valid_loss();
   summary["epochs"] = last.epoch;
   summary["final_train_loss"] = last.train_loss;
   summary["final_valid_loss"] = last.valid_loss;
-  summary["best_valid_loss"] = best;
-  summary["best_epoch"] = best_epoch;
-  summary["seconds"] = last.seconds;
-  summary["steps"] = trainer.steps();
-  summary["ms_per_step"] = 1e3 * trainer.step_seconds() / double(std::max<int64_t>(1, trainer.steps()));
+  summary["best_valid_loss"] = st.best_valid;
+  summary["best_epoch"] = st.best_epoch;
+  summary["seconds"] = st.seconds;
+  summary["steps"] = st.steps;
+  summary["ms_per_step"] = 1e3 * st.step_seconds / double(std::max<int64_t>(1, st.steps));
   summary["device"] = cfg.device;
   summary["threads"] = cfg.threads;
   summary["version"] = MMDFLOW_VERSION;
-  if (!finite) {
+  if (end == Trainer::End::NonFinite) {
     summary["status"] = "non_finite";
     write_file_atomic(out + "/summary.json", summary.dump(2) + "\n");
     fmt::print(stderr,
                "mmdflow: error: training went non-finite at epoch {} (train loss {}, valid loss "
-               "{}); stopped, logs in {}\n",
-               last.epoch, last.train_loss, last.valid_loss, out);
+               "{}); stopped, logs in {}; {}\n",
+               last.epoch, last.train_loss, last.valid_loss, out, last_good);
     return kNonFinite;
   }
   save_tensors(out + "/student.pt", trainer.student().named_tensors());
@@ -237,7 +345,8 @@ int cmd_train(int argc, char** argv) {
   summary["status"] = "done";
   summary["compare"] = to_json(cmp);
   write_file_atomic(out + "/summary.json", summary.dump(2) + "\n");
-  fmt::print("wrote {}/{{losses.csv, config.yaml, summary.json, student.pt, teacher.pt}}\n", out);
+  fmt::print("wrote {}/{{losses.csv, config.yaml, summary.json, student.pt, teacher.pt, {}}}\n",
+             out, kCheckpointFile);
   return kOk;
 }
 
@@ -421,6 +530,15 @@ int run_cli(int argc, char** argv) {
   } catch (const UsageError& e) {
     fmt::print(stderr, "mmdflow: error: {}\n", e.what());
     return kBadInput;
+  } catch (const CheckpointError& e) {
+    fmt::print(stderr, "mmdflow: error: {}\n", e.what());
+    return kBadInput;
+  } catch (const IoError& e) {
+    fmt::print(stderr, "mmdflow: error: {}\n", e.what());
+    return kIo;
+  } catch (const fs::filesystem_error& e) {
+    fmt::print(stderr, "mmdflow: error: {}\n", e.what());
+    return kIo;
   } catch (const c10::Error& e) {
     fmt::print(stderr, "mmdflow: error: {}\n", e.what_without_backtrace());
     return kError;

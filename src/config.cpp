@@ -69,7 +69,9 @@ class Section {
   void finish() const {
     if (!node_ || !node_.IsMap()) return;
     for (const auto& kv : node_) {
-      const std::string key = kv.first.as<std::string>();
+      if (!kv.first.IsScalar())
+        fail(path_.empty() ? "the configuration" : path_, "has a key that is not a name", kv.first);
+      const std::string key = kv.first.Scalar();
       if (!seen_.count(key)) {
         std::vector<std::string> known(seen_.begin(), seen_.end());
         fail(full(key), fmt::format("unknown key (known here: {})", fmt::join(known, ", ")),
@@ -246,6 +248,7 @@ Config from_yaml(const YAML::Node& root, const std::string& source) {
     Section s = top.sub("train");
     s.get("epochs", c.train.epochs, positive());
     s.get("batch", c.train.batch, positive());
+    s.get("checkpoint_every", c.train.checkpoint_every, non_negative());
     s.finish();
   }
   {
@@ -311,6 +314,18 @@ YAML::Node with_sets(YAML::Node root, const std::vector<std::string>& sets) {
   if (!root.IsMap()) throw ConfigError("the configuration must be a map of sections");
   for (const auto& s : sets) apply_set(root, s);
   return root;
+}
+
+void diff_nodes(const YAML::Node& a, const YAML::Node& b, const std::string& path,
+                std::vector<std::string>& out) {
+  if (a.IsMap() && b.IsMap()) {
+    for (const auto& kv : a) {
+      const std::string key = kv.first.as<std::string>();
+      diff_nodes(kv.second, b[key], path.empty() ? key : path + "." + key, out);
+    }
+  } else if (!b || !a.IsScalar() || !b.IsScalar() || a.Scalar() != b.Scalar()) {
+    out.push_back(path);
+  }
 }
 
 // Shortest text that reads back as the same double.
@@ -398,6 +413,7 @@ std::string to_yaml(const Config& c) {
   section("train");
   kv("epochs", c.train.epochs);
   kv("batch", c.train.batch);
+  kv("checkpoint_every", c.train.checkpoint_every);
   e << YAML::EndMap;
   section("log");
   kv("print_every", c.log.print_every);
@@ -421,6 +437,12 @@ std::string to_yaml(const Config& c) {
   e << YAML::EndMap;
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
+}
+
+std::vector<std::string> differing_keys(const Config& a, const Config& b) {
+  std::vector<std::string> out;
+  diff_nodes(YAML::Load(to_yaml(a)), YAML::Load(to_yaml(b)), "", out);
+  return out;
 }
 
 }  // namespace mmdflow

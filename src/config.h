@@ -74,6 +74,7 @@ struct Config {
   struct Train {
     int64_t epochs = 300;
     int64_t batch = 50;
+    int64_t checkpoint_every = 100;  // epochs between checkpoints; 0: only at the end
   } train;
 
   struct Log {
@@ -98,5 +99,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& sets
 Config parse_config(const std::string& yaml, const std::vector<std::string>& sets = {},
                     const std::string& source = "<config>");
 std::string to_yaml(const Config& c);
+// Dotted paths of the keys whose values differ between a and b, e.g. {"train.epochs"}.
+std::vector<std::string> differing_keys(const Config& a, const Config& b);
 
 }  // namespace mmdflow

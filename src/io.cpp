@@ -1,31 +1,65 @@
 #include "src/io.h"
 
 #include <ATen/ATen.h>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <torch/csrc/jit/serialization/pickle.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
 namespace mmdflow {
+namespace {
+
+[[noreturn]] void fail(const std::string& what, const std::string& path, int err) {
+  throw IoError(fmt::format("cannot {} {}: {}", what, path, std::strerror(err)));
+}
+
+// Writes all of s at fd's offset; false (errno set) on failure.
+bool write_all(int fd, const std::string& s) {
+  for (size_t done = 0; done < s.size();) {
+    const ssize_t n = ::write(fd, s.data() + done, s.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) errno = EIO;
+      return false;
+    }
+    done += size_t(n);
+  }
+  return true;
+}
+
+}  // namespace
 
 void write_file_atomic(const std::string& path, const std::string& content) {
   const std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw std::runtime_error(fmt::format("cannot write {}: {}", tmp, std::strerror(errno)));
-  const bool ok = std::fwrite(content.data(), 1, content.size(), f) == content.size() &&
-                  std::fflush(f) == 0;
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("write", tmp, errno);
+  const bool ok = write_all(fd, content) && ::fsync(fd) == 0;
   const int err = errno;
-  if (std::fclose(f) != 0 || !ok) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error(fmt::format("cannot write {}: {}", path, std::strerror(err)));
+  if (::close(fd) != 0 || !ok) {
+    ::unlink(tmp.c_str());
+    fail("write", path, ok ? errno : err);
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    throw std::runtime_error(fmt::format("cannot rename {}: {}", tmp, std::strerror(errno)));
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int rename_err = errno;
+    ::unlink(tmp.c_str());
+    fail("rename onto", path, rename_err);
+  }
+  // Makes the rename itself durable; some file systems cannot fsync a folder, which only weakens
+  // durability after a power loss, not atomicity.
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
 }
 
 std::string read_file(const std::string& path) {
@@ -51,6 +85,26 @@ NamedTensors load_tensors(const std::string& path) {
   for (const auto& kv : v.toGenericDict())
     out.emplace_back(kv.key().toStringRef(), kv.value().toTensor());
   return out;
+}
+
+LineFile::LineFile(const std::string& path, const std::string& content) : path_(path) {
+  write_file_atomic(path, content);
+  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd_ < 0) fail("append to", path, errno);
+  size_ = int64_t(content.size());
+}
+
+LineFile::~LineFile() {
+  ::close(fd_);
+}
+
+void LineFile::append(const std::string& lines) {
+  if (!write_all(fd_, lines)) {
+    const int err = errno;
+    if (::ftruncate(fd_, size_) != 0) fail("cut back the partial line of", path_, errno);
+    fail("append to", path_, err);
+  }
+  size_ += int64_t(lines.size());
 }
 
 }  // namespace mmdflow

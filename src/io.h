@@ -2,6 +2,7 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -10,12 +11,34 @@ namespace mmdflow {
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
-// Writes to path.tmp, then renames over path: readers never see a partial file.
+// A run's file could not be written (disk full, file too large, folder not writable).
+struct IoError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Writes path.tmp, fsyncs it, renames it over path: readers (and a crash at any moment) see the
+// old file or the new one, whole. On failure path is untouched, path.tmp removed, IoError thrown.
 void write_file_atomic(const std::string& path, const std::string& content);
 std::string read_file(const std::string& path);  // throws std::runtime_error
 
 // A dict {name: tensor} with torch::pickle_save (torch.load in Python reads it).
 void save_tensors(const std::string& path, const NamedTensors& tensors);
 NamedTensors load_tensors(const std::string& path);
+
+// A file that grows by whole lines: each append is one write(2), cut back on failure, so the
+// file never ends in a partial line. Throws IoError.
+class LineFile {
+ public:
+  LineFile(const std::string& path, const std::string& content);  // creates or replaces path
+  LineFile(const LineFile&) = delete;
+  LineFile& operator=(const LineFile&) = delete;
+  ~LineFile();
+  void append(const std::string& lines);
+
+ private:
+  std::string path_;
+  int fd_;
+  int64_t size_ = 0;
+};
 
 }  // namespace mmdflow

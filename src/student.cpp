@@ -18,6 +18,20 @@ std::string to_string(Layout layout) { return layout == Layout::Block ? "block" 
 
 namespace {
 
+// Copies `weights` into the named destinations, which must all be given, with their shapes.
+void load_named(const NamedTensors& weights,
+                const std::vector<std::pair<std::string, at::Tensor*>>& dst) {
+  TORCH_CHECK(weights.size() == dst.size(), "expected ", dst.size(), " weight tensors, got ",
+              weights.size());
+  for (size_t i = 0; i < dst.size(); ++i) {
+    const auto& [name, t] = weights[i];
+    TORCH_CHECK(name == dst[i].first, "expected weight '", dst[i].first, "', got '", name, "'");
+    TORCH_CHECK(t.sizes() == dst[i].second->sizes(), "weight ", name, " is ", t.sizes(),
+                ", expected ", dst[i].second->sizes());
+    dst[i].second->copy_(t);
+  }
+}
+
 bool finite(const std::vector<const at::Tensor*>& ts) {
   for (const at::Tensor* t : ts)
     if (!at::isfinite(*t).all().item<bool>()) return false;
@@ -53,6 +67,14 @@ class BlockStudent : public Student {
     return finite(static_cast<const Particles&>(net_.particles()).tensors());
   }
   NamedTensors named_tensors() const override { return net_.named_tensors(); }
+  void load(const NamedTensors& weights) override {
+    Particles& z = net_.particles();
+    std::vector<std::pair<std::string, at::Tensor*>> dst{{"A", &z.A}};
+    if (z.a.defined()) dst.emplace_back("a", &z.a);
+    dst.emplace_back("B", &z.B);
+    if (z.b.defined()) dst.emplace_back("b", &z.b);
+    load_named(weights, dst);
+  }
   const Particles* particles() const override { return &net_.particles(); }
 
  private:
@@ -110,6 +132,13 @@ class DenseStudent : public Student {
     if (w_.b2.defined()) out.emplace_back("b2", w_.b2);
     for (auto& kv : out) kv.second = kv.second.detach().cpu().contiguous();
     return out;
+  }
+  void load(const NamedTensors& weights) override {
+    std::vector<std::pair<std::string, at::Tensor*>> dst{{"W1", &w_.W1}};
+    if (w_.b1.defined()) dst.emplace_back("b1", &w_.b1);
+    dst.emplace_back("W2", &w_.W2);
+    if (w_.b2.defined()) dst.emplace_back("b2", &w_.b2);
+    load_named(weights, dst);
   }
 
  private:

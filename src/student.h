@@ -37,7 +37,9 @@ class Student {
   // theta <- theta + beta w.
   virtual void perturb_(const Noise& noise) = 0;
   virtual bool all_finite() const = 0;
-  virtual NamedTensors named_tensors() const = 0;  // float CPU copies for saving
+  virtual NamedTensors named_tensors() const = 0;  // CPU tensors for saving
+  // Takes the weights of named_tensors() back (names and shapes checked), onto its device.
+  virtual void load(const NamedTensors& weights) = 0;
   virtual const Particles* particles() const { return nullptr; }  // block layout only
 };
 

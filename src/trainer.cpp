@@ -91,42 +91,77 @@ Trainer::Trainer(const Config& cfg)
       device_(resolve_device(cfg.device)),
       beta_(beta_schedule_of(cfg)),
       dist_(parse_input(cfg.data.input)),
-      gen_(stream(cfg, kTrain)),
       teacher_(make_teacher(cfg, device_, stream(cfg, kTeacher))),
-      student_(make_student(cfg, device_, stream(cfg, kStudent))),
-      step_size_(cfg.flow.step_size) {
+      student_(make_student(cfg, device_, stream(cfg, kStudent))) {
   at::Generator data_gen = stream(cfg, kData);
   train_ = make_dataset(dist_, cfg.data.train_size, teacher_, data_gen);
   valid_ = make_dataset(dist_, cfg.data.valid_size, teacher_, data_gen);
+  s_.gen = stream(cfg, kTrain);
+  s_.step_size = cfg.flow.step_size;
   initial_valid_ = half_mse(*student_, valid_.X, valid_.Y, kEvalBatch).item<double>();
+  s_.best_valid = initial_valid_;
 }
+
+TrainerState Trainer::state() const {
+  TrainerState s = s_;
+  s.student = student_->named_tensors();
+  return s;
+}
+
+void Trainer::restore(TrainerState s) {
+  student_->load(s.student);
+  s.student.clear();
+  s_ = std::move(s);
+}
+
+bool Trainer::finite() const { return std::isfinite(s_.loss_sum) && student_->all_finite(); }
 
 at::Tensor Trainer::target_features(const at::Tensor& X, const at::Tensor& Y) const {
   if (student_->layout() == Layout::Dense) return Y.unsqueeze(0);  // [1, B, o]
   return particle_features(teacher_.family(), teacher_.particles(), X);  // [M, B, o]
 }
 
-bool Trainer::run(const std::function<void(const EpochLog&)>& on_epoch) {
+Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
+                          const std::function<bool()>& stop) {
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
+  const double seconds0 = s_.seconds;
+  auto since = [](clock::time_point t) {
+    return std::chrono::duration<double>(clock::now() - t).count();
+  };
   const int64_t n = train_.size(), B = cfg_.train.batch;
   const int64_t batches = (n + B - 1) / B;
+  const bool fresh = cfg_.data.fresh;
   const bool drmmd = parse_method(cfg_.flow.method) == Method::DrMMD;
   const auto opts = train_.X.options();
-  for (; epoch_ < cfg_.train.epochs;) {
+  while (s_.epoch < cfg_.train.epochs) {
+    if (s_.batch == 0) {
+      if (stop && stop()) {
+        s_.seconds = seconds0 + since(t0);
+        return End::Stopped;
+      }
+      if (!fresh) s_.perm = at::randperm(n, s_.gen, at::TensorOptions().dtype(at::kLong));
+      s_.loss_sum = 0;
+    }
     StepOptions opt = step_options_of(cfg_);
-    opt.step_size = step_size_;
-    opt.beta = beta_.at(epoch_);
-    at::Tensor perm;
-    if (!cfg_.data.fresh) perm = at::randperm(n, gen_, at::TensorOptions().dtype(at::kLong)).to(device_);
-    at::Tensor loss_sum = at::zeros({}, opts.dtype(at::kDouble));
+    opt.step_size = s_.step_size;
+    opt.beta = beta_.at(s_.epoch);
+    const at::Tensor perm = fresh ? at::Tensor() : s_.perm.to(device_);
+    at::Tensor loss_sum = at::full({}, s_.loss_sum, opts.dtype(at::kDouble));
     StepStats last;
     const auto ts = clock::now();
-    for (int64_t i = 0; i < batches; ++i) {
+    for (; s_.batch < batches; ++s_.batch) {
+      const int64_t i = s_.batch;
+      if (i > 0 && stop && stop()) {
+        s_.loss_sum = loss_sum.item<double>();
+        s_.step_seconds += since(ts);
+        s_.seconds = seconds0 + since(t0);
+        return End::Stopped;
+      }
       const int64_t len = std::min(B, n - i * B);
       at::Tensor X, Y;
-      if (cfg_.data.fresh) {
-        X = sample_inputs(dist_, len, cfg_.data.dim, gen_, opts);
+      if (fresh) {
+        X = sample_inputs(dist_, len, cfg_.data.dim, s_.gen, opts);
         Y = teacher_.forward(X);
       } else {
         at::Tensor idx = perm.narrow(0, i * B, len);
@@ -134,37 +169,43 @@ bool Trainer::run(const std::function<void(const EpochLog&)>& on_epoch) {
         Y = train_.Y.index_select(0, idx);
       }
       opt.clean_grad_sq = (i == batches - 1);
-      opt.noise_seed = gen_.get<at::CPUGeneratorImpl>()->random64();
+      opt.noise_seed = s_.gen.get<at::CPUGeneratorImpl>()->random64();
       last = flow_step(*student_, X, Y, opt, drmmd ? target_features(X, Y) : at::Tensor());
       loss_sum += last.loss;
+      ++s_.steps;
     }
-    ++epoch_;
-    steps_ += batches;
     EpochLog log;
-    log.epoch = epoch_;
+    log.epoch = s_.epoch + 1;
     log.train_loss = loss_sum.item<double>() / double(batches);  // the epoch's one sync point
-    step_seconds_ += std::chrono::duration<double>(clock::now() - ts).count();
+    s_.step_seconds += since(ts);
     log.valid_loss = half_mse(*student_, valid_.X, valid_.Y, kEvalBatch).item<double>();
     log.beta = opt.beta;
     log.step_size = opt.step_size;
     log.grad_sq = last.grad_sq.item<double>();
     log.noisy_grad_sq = last.noisy_grad_sq.item<double>();
-    log.seconds = std::chrono::duration<double>(clock::now() - t0).count();
-    const bool finite =
+    log.seconds = seconds0 + since(t0);
+    log.finite =
         std::isfinite(log.train_loss) && std::isfinite(log.valid_loss) && student_->all_finite();
-    on_epoch(log);
-    if (!finite) return false;
+    s_.epoch = log.epoch;
+    s_.batch = 0;
+    s_.perm = at::Tensor();
+    s_.loss_sum = 0;
+    s_.seconds = log.seconds;
+    if (log.valid_loss < s_.best_valid) s_.best_valid = log.valid_loss, s_.best_epoch = log.epoch;
     if (cfg_.flow.step_schedule == "plateau") {  // cut gamma after `patience` epochs without gain
-      if (log.train_loss < best_train_) {
-        best_train_ = log.train_loss;
-        bad_epochs_ = 0;
-      } else if (++bad_epochs_ >= cfg_.flow.patience) {
-        step_size_ *= cfg_.flow.step_factor;
-        bad_epochs_ = 0;
+      if (log.train_loss < s_.best_train) {
+        s_.best_train = log.train_loss;
+        s_.bad_epochs = 0;
+      } else if (++s_.bad_epochs >= cfg_.flow.patience) {
+        s_.step_size *= cfg_.flow.step_factor;
+        s_.bad_epochs = 0;
       }
     }
+    s_.last = log;
+    on_epoch(log);
+    if (!log.finite) return End::NonFinite;
   }
-  return true;
+  return End::Done;
 }
 
 }  // namespace mmdflow

@@ -3,6 +3,7 @@
 #include <ATen/core/Generator.h>
 #include <c10/core/Device.h>
 
+#include <cmath>
 #include <functional>
 #include <memory>
 
@@ -10,6 +11,7 @@
 #include "models/particle_net.h"
 #include "src/config.h"
 #include "src/flow.h"
+#include "src/io.h"
 #include "src/schedule.h"
 #include "src/student.h"
 
@@ -21,6 +23,29 @@ struct EpochLog {
   double grad_sq = 0;        // ||g||^2 / N at the clean particles, epoch's last minibatch, before its step
   double noisy_grad_sq = 0;  // the same for the gradient applied (at the noisy particles)
   double seconds = 0;        // since training started
+  bool finite = true;        // losses and particles all finite after the epoch
+};
+
+// Everything a run changes and must restore to continue exactly, at any step boundary: a
+// checkpoint holds this struct (src/checkpoint.*). New run state is a field here, written by
+// save_checkpoint and read back (validated) by load_checkpoint.
+struct TrainerState {
+  int64_t epoch = 0;        // epochs finished
+  int64_t batch = 0;        // minibatches of epoch `epoch + 1` done; 0 at an epoch boundary
+  at::Tensor perm;          // [train_size] int64 CPU: that epoch's minibatch order (batch > 0,
+                            // fixed data only)
+  double loss_sum = 0;      // that epoch's minibatch losses so far (batch > 0)
+  int64_t steps = 0;        // flow steps done
+  double step_seconds = 0;  // time spent in them
+  double seconds = 0;       // training time so far
+  at::Generator gen;        // CPU: minibatch order, fresh inputs and each step's noise seed
+  NamedTensors student;     // the student's weights by name (block: A, a, B, b; dense: W1, ...)
+  double step_size = 0;     // gamma now (the plateau schedule cuts it)
+  double best_train = INFINITY;  // plateau: best train loss so far
+  int64_t bad_epochs = 0;        // plateau: epochs since it improved
+  double best_valid = 0;    // best valid loss so far (the initial one at epoch 0)
+  int64_t best_epoch = 0;
+  EpochLog last;  // the last finished epoch (epoch 0: none)
 };
 
 // Resolved run pieces built from a Config.
@@ -35,20 +60,29 @@ std::unique_ptr<Student> make_student(const Config& c, c10::Device dev, at::Gene
 
 class Trainer {
  public:
+  enum class End { Done, NonFinite, Stopped };
+
   // Builds teacher, data and student; throws ConfigError for settings the machine cannot run.
   explicit Trainer(const Config& cfg);
 
-  // Runs the remaining epochs, calling on_epoch after each. Returns false when a loss or a
-  // particle went non-finite (that epoch's log is still reported).
-  bool run(const std::function<void(const EpochLog&)>& on_epoch);
+  // Runs the remaining epochs, calling on_epoch after each. Asks stop() before each step: when
+  // it answers true, returns Stopped, the state at that step boundary (mid-epoch too). Returns
+  // NonFinite after reporting an epoch whose log is not finite.
+  End run(const std::function<void(const EpochLog&)>& on_epoch,
+          const std::function<bool()>& stop = {});
+
+  // The state to checkpoint (the student's weights copied to CPU), and its restoration (from
+  // load_checkpoint, which checks it fits this trainer's config): run() then continues exactly
+  // where the state was taken.
+  TrainerState state() const;
+  void restore(TrainerState s);
+  bool finite() const;  // weights and the current epoch's loss sum are finite
 
   const Config& config() const { return cfg_; }
   c10::Device device() const { return device_; }
   const ParticleNet& teacher() const { return teacher_; }
   const Student& student() const { return *student_; }
   double initial_valid_loss() const { return initial_valid_; }
-  int64_t steps() const { return steps_; }
-  double step_seconds() const { return step_seconds_; }
 
  private:
   // Features of the DrMMD target on X: the teacher's particles (block) or Y (dense).
@@ -58,17 +92,11 @@ class Trainer {
   c10::Device device_;
   BetaSchedule beta_;
   InputDist dist_;
-  at::Generator gen_;  // CPU: minibatch order, fresh inputs and each step's noise seed
   ParticleNet teacher_;
   Dataset train_, valid_;
   std::unique_ptr<Student> student_;
   double initial_valid_ = 0;
-  int64_t epoch_ = 0, steps_ = 0;
-  double step_seconds_ = 0;
-  // Step-size schedule (plateau).
-  double step_size_;
-  double best_train_ = INFINITY;
-  int64_t bad_epochs_ = 0;
+  TrainerState s_;  // all but s_.student, which lives in student_
 };
 
 }  // namespace mmdflow

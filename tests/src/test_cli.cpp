@@ -1,20 +1,15 @@
 // End-to-end tests of the mmdflow binary: exit codes, files written, reproducibility.
-#include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
+#include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
-
-#include <ATen/ATen.h>
 
 #include "src/io.h"
-#include "tests/cli_helpers.h"
+#include "tests/cli.h"
 
 namespace fs = std::filesystem;
 
@@ -27,7 +22,7 @@ using test::run;
 using test::scratch;
 
 TEST(Cli, HelpOnEveryCommand) {
-  for (const char* cmd : {"train", "compare", "bench"}) {
+  for (const char* cmd : {"train", "compare", "sweep", "bench"}) {
     Result r = run(std::string(cmd) + " --help");
     EXPECT_EQ(r.code, 0) << cmd;
     EXPECT_NE(r.output.find("Usage:"), std::string::npos) << r.output;

@@ -141,6 +141,23 @@ TEST(Config, SyntaxErrorsAndBadSets) {
   EXPECT_THROW(load_config("/nonexistent/config.yaml"), ConfigError);
 }
 
+TEST(Config, CheckpointEvery) {
+  EXPECT_EQ(parse_config("train:\n  checkpoint_every: 0\n").train.checkpoint_every, 0);
+  EXPECT_NE(
+      error_of("train:\n  checkpoint_every: -1\n").find("train.checkpoint_every: must be >= 0"),
+      std::string::npos);
+}
+
+TEST(Config, DifferingKeysNamesEachPath) {
+  Config a, b;
+  EXPECT_TRUE(differing_keys(a, b).empty());
+  b.seed = 4;
+  b.student.particles = 7;
+  b.noise.beta0 = 0.5;
+  EXPECT_EQ(differing_keys(a, b),
+            (std::vector<std::string>{"seed", "student.particles", "noise.beta0"}));
+}
+
 TEST(Io, AtomicWriteReplacesWholeFile) {
   const std::string path = testing::TempDir() + "/mmdflow_atomic.txt";
   write_file_atomic(path, "first");

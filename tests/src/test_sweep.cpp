@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "src/io.h"
-#include "tests/cli_helpers.h"
+#include "tests/cli.h"
 
 namespace fs = std::filesystem;
 

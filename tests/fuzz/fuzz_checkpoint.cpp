@@ -1,0 +1,53 @@
+// libFuzzer target: the checkpoint reader (src/checkpoint.cpp), for the run of kConfig. Each input
+// is read as it is, then resealed (the header's length and checksum made right) so that mutations
+// reach the records behind the checksum. Any input must give a TrainerState or a CheckpointError.
+//
+// Seeds (tests/fuzz/corpus/checkpoint): checkpoint_bytes of that run (kConfig, 1 thread) at the
+// end of runs of E = 1 and 3 epochs (end_epochE.bin) and stopped by Trainer::run's stop() after 2
+// and 5 steps (mid_epoch1.bin, mid_epoch2.bin); Checkpoint.FuzzSeedsReadBack checks they still read
+// back whole, so a format change must renew them.
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "src/checkpoint.h"
+
+namespace {
+
+mmdflow::Config config() {
+  mmdflow::Config c;
+  c.data.dim = 3;
+  c.model.hidden = 2;
+  c.student.particles = 4;
+  c.data.train_size = 6;
+  c.data.valid_size = 6;
+  c.train.batch = 2;
+  c.train.epochs = 1000000;
+  return c;
+}
+
+const mmdflow::Config kConfig = config();
+
+void read(std::string_view bytes) {
+  try {
+    mmdflow::parse_checkpoint(bytes, kConfig, "fuzz");
+  } catch (const mmdflow::CheckpointError&) {
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string bytes(reinterpret_cast<const char*>(data), size);
+  read(bytes);
+  constexpr size_t kHeader = 24;  // tag, version, checksum, payload length
+  if (bytes.size() >= kHeader) {
+    const std::string_view payload = std::string_view(bytes).substr(kHeader);
+    const uint32_t crc = mmdflow::crc32(payload);
+    const uint64_t length = payload.size();
+    std::memcpy(&bytes[12], &crc, 4);
+    std::memcpy(&bytes[16], &length, 8);
+    read(bytes);
+  }
+  return 0;
+}
