@@ -23,8 +23,8 @@ OutputKind parse_output(const std::string& name) {
   if (name == "imq") return OutputKind::IMQ;
   if (name == "cosine") return OutputKind::Cosine;
   if (name == "power") return OutputKind::Power;
-  throw std::invalid_argument("unknown output non-linearity '" + name + "' (valid: " +
-                              output_names() + ")");
+  throw std::invalid_argument("unknown output non-linearity '" + name +
+                              "' (valid: " + output_names() + ")");
 }
 
 std::string to_string(Activation a) { return a == Activation::ReLU ? "relu" : "tanh"; }

@@ -60,8 +60,8 @@ ParticleNet::ParticleNet(const ParticleNetOptions& options, at::Generator& gen)
 ParticleNet::ParticleNet(const ParticleFamily& family, Particles z)
     : options_(z.size(), family), family_(family), z_(std::move(z)) {
   const int64_t N = z_.size(), H = family.hidden, d = family.dim, o = family.outputs;
-  TORCH_CHECK(z_.A.dim() == 3 && z_.A.size(1) == H && z_.A.size(2) == d, "A must be [N, ", H,
-              ", ", d, "], got ", z_.A.sizes());
+  TORCH_CHECK(z_.A.dim() == 3 && z_.A.size(1) == H && z_.A.size(2) == d, "A must be [N, ", H, ", ",
+              d, "], got ", z_.A.sizes());
   TORCH_CHECK(z_.B.dim() == 3 && z_.B.size(0) == N && z_.B.size(1) == o && z_.B.size(2) == H,
               "B must be [", N, ", ", o, ", ", H, "], got ", z_.B.sizes());
   TORCH_CHECK(z_.a.defined() == family.hidden_bias, "hidden bias a given: ", z_.a.defined(),
@@ -77,8 +77,7 @@ ParticleNet::ParticleNet(const ParticleFamily& family, Particles z)
 }
 
 void ParticleNet::reset(at::Generator& gen) {
-  const int64_t N = options_.particles(), H = family_.hidden, d = family_.dim,
-                o = family_.outputs;
+  const int64_t N = options_.particles(), H = family_.hidden, d = family_.dim, o = family_.outputs;
   // Draw on CPU in double from the trainer's generator, then convert: the same seed gives the
   // same particles whatever the dtype or device.
   auto draw = [&](at::IntArrayRef sizes) {
@@ -96,8 +95,8 @@ void ParticleNet::reset(at::Generator& gen) {
 at::Tensor particle_features(const ParticleFamily& fam, const Particles& z, const at::Tensor& X) {
   auto P = at::matmul(z.A, X.t());  // [N, H, Bt]
   if (z.a.defined()) P = P + z.a.unsqueeze(2);
-  auto S = activate(fam.activation, P);    // [N, H, Bt]
-  auto U = at::bmm(z.B, S);                // [N, o, Bt]
+  auto S = activate(fam.activation, P);  // [N, H, Bt]
+  auto U = at::bmm(z.B, S);              // [N, o, Bt]
   if (z.b.defined()) U = U + z.b.unsqueeze(2);
   return output(fam.out, U).transpose(1, 2);  // [N, Bt, o]
 }

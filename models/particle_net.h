@@ -44,12 +44,12 @@ struct Particles {
 struct ParticleNetOptions {
   ParticleNetOptions(int64_t particles, ParticleFamily family)
       : particles_(particles), family_(family) {}
-#define MMDFLOW_ARG(T, name)                   \
-  ParticleNetOptions& name(const T& v) {       \
-    name##_ = v;                               \
-    return *this;                              \
-  }                                            \
-  const T& name() const { return name##_; }    \
+#define MMDFLOW_ARG(T, name)                \
+  ParticleNetOptions& name(const T& v) {    \
+    name##_ = v;                            \
+    return *this;                           \
+  }                                         \
+  const T& name() const { return name##_; } \
   T name##_
   MMDFLOW_ARG(int64_t, particles);
   MMDFLOW_ARG(ParticleFamily, family);

@@ -74,9 +74,10 @@ void run_bench(Config cfg, const BenchOptions& opt) {
              cfg.teacher.particles, B, beta, beta > 0 ? "noise injection" : "plain flow");
   fmt::print("float32 matrix product 2048x2048x2048: {:.1f} GFLOP/s (the machine's reference)\n",
              peak);
-  fmt::print("GFLOP/s count the first-layer products of a step ({}: A X^T {}and dP X, 2 N H d B "
-             "each); shape-GFLOP/s is BLAS alone on one [N H, d] x [d, B] product\n",
-             products, beta > 0 ? "clean and noisy " : "");
+  fmt::print(
+      "GFLOP/s count the first-layer products of a step ({}: A X^T {}and dP X, 2 N H d B "
+      "each); shape-GFLOP/s is BLAS alone on one [N H, d] x [d, B] product\n",
+      products, beta > 0 ? "clean and noisy " : "");
   fmt::print("{:>9} {:>10} {:>9} {:>8} {:>13} {:>12}\n", "N", "ms/step", "GFLOP/s", "of-ref",
              "shape-GFLOP/s", "peak-RSS-MiB");
 

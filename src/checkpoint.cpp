@@ -188,9 +188,7 @@ std::string yaml_value(const Config& c, const std::string& key) {
   return n.Scalar();
 }
 
-std::string shape(at::IntArrayRef s) {
-  return fmt::format("[{}]", fmt::join(s, ", "));
-}
+std::string shape(at::IntArrayRef s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
 // A tensor record of the given dtype and sizes.
 at::Tensor get_tensor(Records& r, const std::string& name, c10::ScalarType dtype,
@@ -347,8 +345,8 @@ TrainerState parse_checkpoint(std::string_view bytes, const Config& cfg,
   const int64_t N = cfg.student.particles, H = cfg.model.hidden, d = cfg.data.dim,
                 o = cfg.model.outputs;
   auto weight = [&](const char* name, std::vector<int64_t> sizes, const char* sized_by) {
-    s.student.emplace_back(name, get_tensor(r, std::string("student.") + name, dtype, sizes,
-                                            sized_by));
+    s.student.emplace_back(name,
+                           get_tensor(r, std::string("student.") + name, dtype, sizes, sized_by));
   };
   if (cfg.student.layout == "dense") {
     weight("W1", {N * H, d}, "student.particles, model.hidden, data.dim");

@@ -173,11 +173,11 @@ class Progress {
   Progress(int64_t epochs, int64_t every) : epochs_(epochs), every_(every), tty_(isatty(1)) {}
   void update(const EpochLog& l) {
     const double eta = l.seconds / double(l.epoch) * double(epochs_ - l.epoch);
-    const std::string line =
-        fmt::format("epoch {:>{}}/{}  train {:.4e}  valid {:.4e}  beta {:.3g}  |grad|^2 {:.3e}  "
-                    "{} elapsed, ETA {}",
-                    l.epoch, std::to_string(epochs_).size(), epochs_, l.train_loss, l.valid_loss,
-                    l.beta, l.noisy_grad_sq, fmt_duration(l.seconds), fmt_duration(eta));
+    const std::string line = fmt::format(
+        "epoch {:>{}}/{}  train {:.4e}  valid {:.4e}  beta {:.3g}  |grad|^2 {:.3e}  "
+        "{} elapsed, ETA {}",
+        l.epoch, std::to_string(epochs_).size(), epochs_, l.train_loss, l.valid_loss, l.beta,
+        l.noisy_grad_sq, fmt_duration(l.seconds), fmt_duration(eta));
     if (tty_) {
       const auto now = std::chrono::steady_clock::now();
       if (l.epoch == epochs_ || now - last_ > std::chrono::milliseconds(100)) {
@@ -208,8 +208,8 @@ void print_resolved(const Config& c, const std::string& out) {
       "beta {} {} | {} epochs, batch {} of {} | {} {}, {} threads\n  -> {}\n",
       c.teacher.particles, c.student.particles, c.data.dim, c.model.hidden, c.model.outputs,
       c.model.activation, c.model.output, c.flow.method, c.flow.step_size, c.noise.schedule,
-      c.noise.beta0, c.train.epochs, c.train.batch, c.data.train_size, c.device, c.dtype,
-      c.threads, out);
+      c.noise.beta0, c.train.epochs, c.train.batch, c.data.train_size, c.device, c.dtype, c.threads,
+      out);
   std::fflush(stdout);
 }
 
@@ -371,7 +371,8 @@ at::Tensor take(std::map<std::string, at::Tensor>& ts, const std::string& name,
 }
 
 void no_more(const std::map<std::string, at::Tensor>& ts, const std::string& path) {
-  if (!ts.empty()) throw UsageError(fmt::format("{}: unexpected tensor '{}'", path, ts.begin()->first));
+  if (!ts.empty())
+    throw UsageError(fmt::format("{}: unexpected tensor '{}'", path, ts.begin()->first));
 }
 
 // A saved measure read back, its shapes checked against the family.
@@ -465,8 +466,7 @@ int cmd_bench(int argc, char** argv) {
   if (r->count("particles")) bo.particles = parse_sizes((*r)["particles"].as<std::string>());
   if (r->count("batch")) bo.batch = (*r)["batch"].as<int64_t>();
   bo.repeats = (*r)["repeats"].as<int64_t>();
-  if (bo.batch < 0 || bo.repeats <= 0)
-    throw UsageError("--batch and --repeats must be positive");
+  if (bo.batch < 0 || bo.repeats <= 0) throw UsageError("--batch and --repeats must be positive");
   run_bench(cfg, bo);
   return kOk;
 }

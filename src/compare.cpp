@@ -54,7 +54,8 @@ nlohmann::json to_json(const Comparison& c) {
   j["half_mmd2"] = c.half_mmd2;
   j["nearest"] = nlohmann::json::array();
   for (const auto& m : c.matches)
-    j["nearest"].push_back({{"teacher", m.teacher}, {"student", m.student}, {"distance", m.distance}});
+    j["nearest"].push_back(
+        {{"teacher", m.teacher}, {"student", m.student}, {"distance", m.distance}});
   return j;
 }
 

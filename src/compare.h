@@ -2,8 +2,8 @@
 // student particles in parameter space.
 #pragma once
 #include <ATen/core/Generator.h>
-#include <nlohmann/json_fwd.hpp>
 
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -18,8 +18,8 @@ struct Comparison {
   double half_mmd2 = 0;  // 1/2 E_x ||f_student(x) - f_teacher(x)||^2 on `samples` fresh inputs
   struct Match {
     int64_t teacher = 0;
-    std::vector<int64_t> student;   // indices, nearest first
-    std::vector<double> distance;   // Euclidean, over all coordinates (A, a, B, b)
+    std::vector<int64_t> student;  // indices, nearest first
+    std::vector<double> distance;  // Euclidean, over all coordinates (A, a, B, b)
   };
   std::vector<Match> matches;  // empty when particles are not comparable (dense, misspecified)
 };

@@ -45,7 +45,8 @@ class Section {
       fail(full(key), fmt::format("must be {}, got '{}'", kind<T>(), v.Scalar()), v);
     }
     if constexpr (std::is_same_v<T, double>) {
-      if (!std::isfinite(val)) fail(full(key), fmt::format("must be finite, got {}", v.Scalar()), v);
+      if (!std::isfinite(val))
+        fail(full(key), fmt::format("must be finite, got {}", v.Scalar()), v);
     }
     if (check) {
       std::string why = check(val);
@@ -158,8 +159,8 @@ void read_sweep(Section s, Config::Sweep& sw) {
     for (const auto& kv : v) {
       const std::string name = kv.first.as<std::string>();
       if (name.empty() || name.find_first_of("/ ,=") != std::string::npos)
-        s.fail("sweep.variants", fmt::format("'{}' is not a valid name (no '/', ' ', ',', '=')", name),
-               kv.first);
+        s.fail("sweep.variants",
+               fmt::format("'{}' is not a valid name (no '/', ' ', ',', '=')", name), kv.first);
       std::vector<std::string> sets;
       if (!kv.second.IsNull()) {
         if (!kv.second.IsMap())
@@ -268,9 +269,9 @@ Config from_yaml(const YAML::Node& root, const std::string& source) {
     throw ConfigError(fmt::format("flow.method: sobolev descent needs model.outputs = 1, got {}",
                                   c.model.outputs));
   if (c.flow.method == "sobolev" && c.noise.beta0 != 0)
-    throw ConfigError(fmt::format(
-        "noise.beta0: sobolev descent takes no noise (MATH.md); set it to 0, got {}",
-        c.noise.beta0));
+    throw ConfigError(
+        fmt::format("noise.beta0: sobolev descent takes no noise (MATH.md); set it to 0, got {}",
+                    c.noise.beta0));
   if (c.train.batch > c.data.train_size)
     throw ConfigError(fmt::format("train.batch: must be at most data.train_size ({}), got {}",
                                   c.data.train_size, c.train.batch));

@@ -24,12 +24,13 @@ struct Config {
     int64_t dim = 10;              // d
     int64_t train_size = 500;
     int64_t valid_size = 500;
-    bool fresh = false;  // true: every step draws fresh inputs (an epoch is train_size / batch steps)
+    bool fresh =
+        false;  // true: every step draws fresh inputs (an epoch is train_size / batch steps)
   } data;
 
-  struct Model {  // the particle family of teacher and student
-    int64_t hidden = 3;             // H
-    int64_t outputs = 1;            // o
+  struct Model {          // the particle family of teacher and student
+    int64_t hidden = 3;   // H
+    int64_t outputs = 1;  // o
     std::string activation = "relu";
     std::string output = "gaussian";
     double sigma = 2.0;   // gaussian: exp(-u^2 / sigma^2)
@@ -45,22 +46,22 @@ struct Config {
     double init_std;
   };
   struct Teacher : Measure {
-    int64_t hidden = 3;                // H of the teacher's particles (misspecified: != model)
-    std::string activation = "relu";   // likewise
+    int64_t hidden = 3;               // H of the teacher's particles (misspecified: != model)
+    std::string activation = "relu";  // likewise
   } teacher{{1, 0.0, 1.0}};
   struct Student : Measure {
     std::string layout = "block";  // block | dense (the original code's network)
   } student{{200, 0.001, 1.0}};
 
   struct Flow {
-    std::string method = "mmd";  // mmd | diffusion | sobolev | drmmd
-    double step_size = 1.0;      // gamma
+    std::string method = "mmd";              // mmd | diffusion | sobolev | drmmd
+    double step_size = 1.0;                  // gamma
     std::string step_schedule = "constant";  // constant | plateau
-    int64_t patience = 20;       // plateau: epochs without a better train loss before a cut
-    double step_factor = 0.5;    // plateau: gamma <- step_factor gamma
-    double sobolev_eps = 1e-6;   // sobolev: (S + eps I)^{-1}
-    double drmmd_lambda = 1.0;   // drmmd: lambda
-    int64_t chunk = 8192;        // particles per chunk; 0: all at once
+    int64_t patience = 20;      // plateau: epochs without a better train loss before a cut
+    double step_factor = 0.5;   // plateau: gamma <- step_factor gamma
+    double sobolev_eps = 1e-6;  // sobolev: (S + eps I)^{-1}
+    double drmmd_lambda = 1.0;  // drmmd: lambda
+    int64_t chunk = 8192;       // particles per chunk; 0: all at once
   } flow;
 
   struct Noise {
@@ -86,7 +87,7 @@ struct Config {
     int64_t nearest = 5;      // nearest student particles listed per teacher particle
   } compare;
 
-  struct Sweep {  // read by `mmdflow sweep`; `train` ignores it
+  struct Sweep {        // read by `mmdflow sweep`; `train` ignores it
     int64_t seeds = 1;  // seeds 0 .. seeds-1 of every setting
     // Named settings, each a list of "key.path=value" overrides of this configuration.
     std::vector<std::pair<std::string, std::vector<std::string>>> variants;

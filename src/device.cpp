@@ -23,7 +23,8 @@ c10::Device resolve_device(const std::string& name) {
                       "' requested, but this build has no CUDA (configure with -DMMDFLOW_CUDA=ON "
                       "against a CUDA LibTorch)");
 #else
-    if (!at::hasCUDA()) throw ConfigError("device: '" + name + "' requested, but no GPU is visible");
+    if (!at::hasCUDA())
+      throw ConfigError("device: '" + name + "' requested, but no GPU is visible");
 #endif
   }
   return dev;
@@ -32,7 +33,8 @@ c10::Device resolve_device(const std::string& name) {
 at::Generator make_generator(c10::Device device, uint64_t seed) {
   if (device.is_cpu()) return at::make_generator<at::CPUGeneratorImpl>(seed);
 #ifdef MMDFLOW_CUDA
-  at::Generator g = at::make_generator<at::CUDAGeneratorImpl>(device.has_index() ? device.index() : 0);
+  at::Generator g =
+      at::make_generator<at::CUDAGeneratorImpl>(device.has_index() ? device.index() : 0);
   g.set_current_seed(seed);
   return g;
 #else

@@ -71,12 +71,12 @@ at::Tensor feature_sum_generic(const ParticleFamily& fam, const Particles& z, co
 void weighted_grad_generic(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
                            const at::Tensor& W, Particles& g) {
   Hidden h = hidden_generic(fam, z, X);
-  auto E = output_grad(fam.out, h.U) * W.t().unsqueeze(0);   // [C, o, Bt] dL/dU
+  auto E = output_grad(fam.out, h.U) * W.t().unsqueeze(0);  // [C, o, Bt] dL/dU
   g.B.copy_(at::bmm(E, h.S.transpose(1, 2)));               // [C, o, H]
   if (g.b.defined()) g.b.copy_(E.sum(2));                   // [C, o]
   auto dP = at::bmm(z.B.transpose(1, 2), E) * activate_grad(fam.activation, h.P);  // [C, H, Bt]
-  if (g.a.defined()) g.a.copy_(dP.sum(2));                  // [C, H]
-  g.A.copy_(at::matmul(dP, X));                             // [C, H, d]
+  if (g.a.defined()) g.a.copy_(dP.sum(2));                                         // [C, H]
+  g.A.copy_(at::matmul(dP, X));                                                    // [C, H, d]
 }
 
 // ---- fused CPU path --------------------------------------------------------------------------
@@ -323,8 +323,8 @@ void fused_grad(const ParticleFamily& fam, Particles& z, const at::Tensor& X, co
 Particles weighted_grad(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
                         const at::Tensor& W, int64_t chunk, Impl impl, const Noise& noise) {
   check_inputs(fam, z, X);
-  TORCH_CHECK(W.dim() == 2 && W.size(0) == X.size(0) && W.size(1) == fam.outputs,
-              "W must be [", X.size(0), ", ", fam.outputs, "], got ", W.sizes());
+  TORCH_CHECK(W.dim() == 2 && W.size(0) == X.size(0) && W.size(1) == fam.outputs, "W must be [",
+              X.size(0), ", ", fam.outputs, "], got ", W.sizes());
   const int64_t N = z.size(), C = resolve_chunk(chunk, N);
   Particles g = zeros_like(z);
   if (!use_fused(impl, X)) {
@@ -344,8 +344,7 @@ Particles weighted_grad(const ParticleFamily& fam, const Particles& z, const at:
 }
 
 at::Tensor descend(const ParticleFamily& fam, Particles& z, const at::Tensor& X,
-                   const at::Tensor& W, double step, int64_t chunk, Impl impl,
-                   const Noise& noise) {
+                   const at::Tensor& W, double step, int64_t chunk, Impl impl, const Noise& noise) {
   if (!use_fused(impl, X)) {
     Particles g = weighted_grad(fam, z, X, W, chunk, impl, noise);
     auto gt = g.tensors();
@@ -354,8 +353,8 @@ at::Tensor descend(const ParticleFamily& fam, Particles& z, const at::Tensor& X,
     return mean_sq_norm(g);
   }
   check_inputs(fam, z, X);
-  TORCH_CHECK(W.dim() == 2 && W.size(0) == X.size(0) && W.size(1) == fam.outputs,
-              "W must be [", X.size(0), ", ", fam.outputs, "], got ", W.sizes());
+  TORCH_CHECK(W.dim() == 2 && W.size(0) == X.size(0) && W.size(1) == fam.outputs, "W must be [",
+              X.size(0), ", ", fam.outputs, "], got ", W.sizes());
   std::vector<double> sq;
   fused_grad(fam, z, X, W, resolve_chunk(chunk, z.size()), noise, nullptr, step, sq);
   double total = 0;
@@ -376,7 +375,8 @@ at::Tensor jacobian_gram(const ParticleFamily& fam, const Particles& z, const at
     Hidden h = hidden_generic(fam, zc, X);
     at::Tensor gp = output_grad(fam.out, h.U);  // [C, 1, Bt] G'
     // d phi / d(A_h x + a_h) = G' B_h s'(P_h) and d phi / d B_h = G' s(P_h): [C, H, Bt] each.
-    at::Tensor dA = (gp * zc.B.transpose(1, 2) * activate_grad(fam.activation, h.P)).reshape({-1, Bt});
+    at::Tensor dA =
+        (gp * zc.B.transpose(1, 2) * activate_grad(fam.activation, h.P)).reshape({-1, Bt});
     at::Tensor dB = (gp * h.S).reshape({-1, Bt});
     gram += at::mm(dA.t(), dA) * kx + at::mm(dB.t(), dB);
     if (z.b.defined()) gram += at::mm(gp.squeeze(1).t(), gp.squeeze(1));

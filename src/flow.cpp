@@ -48,12 +48,12 @@ at::Tensor drmmd_weight(const at::Tensor& r, const at::Tensor& Phi, double lambd
   const int64_t M = Phi.size(0), B = r.size(0);
   TORCH_CHECK(Phi.dim() == 3 && Phi.size(1) == B && Phi.size(2) == r.size(1),
               "DrMMD target features must be [M, ", B, ", ", r.size(1), "], got ", Phi.sizes());
-  at::Tensor F = Phi.reshape({M, -1});                               // [M, B o]
-  at::Tensor hX = at::mv(F, r.reshape({-1})) / double(B);            // [M]
-  at::Tensor K = at::mm(F, F.t()) / double(B);                       // [M, M]
+  at::Tensor F = Phi.reshape({M, -1});                     // [M, B o]
+  at::Tensor hX = at::mv(F, r.reshape({-1})) / double(B);  // [M]
+  at::Tensor K = at::mm(F, F.t()) / double(B);             // [M, M]
   K = K + c * lambda * at::eye(M, K.options());
   at::Tensor beta = at::linalg_solve(K, hX.unsqueeze(1)).squeeze(1);  // [M]
-  at::Tensor target = at::tensordot(beta, Phi, {0}, {0});              // [B, o]
+  at::Tensor target = at::tensordot(beta, Phi, {0}, {0});             // [B, o]
   return (1.0 + lambda) / lambda * (r - target) / double(B);
 }
 

@@ -94,9 +94,7 @@ LineFile::LineFile(const std::string& path, const std::string& content) : path_(
   size_ = int64_t(content.size());
 }
 
-LineFile::~LineFile() {
-  ::close(fd_);
-}
+LineFile::~LineFile() { ::close(fd_); }
 
 void LineFile::append(const std::string& lines) {
   if (!write_all(fd_, lines)) {

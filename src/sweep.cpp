@@ -133,8 +133,9 @@ void write_tables(const std::string& out, const std::vector<Setting>& settings,
     for (const auto& kv : settings[0].grid) keys.push_back(kv.first);
   std::string sweep = "setting,variant";
   for (const auto& k : keys) sweep += "," + k;
-  sweep += ",seed,status,final_train_loss,final_valid_loss,best_valid_loss,best_epoch,half_mmd2,"
-           "seconds,run\n";
+  sweep +=
+      ",seed,status,final_train_loss,final_valid_loss,best_valid_loss,best_epoch,half_mmd2,"
+      "seconds,run\n";
   std::map<std::string, Curve> curves;
   for (const Run& r : runs) {
     std::string status = "failed", cells = ",,,,,";
@@ -209,10 +210,11 @@ int run_sweep(const SweepOptions& opt, const std::string& self_exe) {
   std::vector<Run*> todo;
   for (Run& r : runs)
     if (!complete(r.dir)) todo.push_back(&r);
-  fmt::print("mmdflow sweep: {} settings x {} seeds = {} runs, {} complete, {} to run; {} jobs of "
-             "{} threads -> {}\n",
-             settings.size(), seeds, runs.size(), runs.size() - todo.size(), todo.size(), jobs,
-             threads, opt.out);
+  fmt::print(
+      "mmdflow sweep: {} settings x {} seeds = {} runs, {} complete, {} to run; {} jobs of "
+      "{} threads -> {}\n",
+      settings.size(), seeds, runs.size(), runs.size() - todo.size(), todo.size(), jobs, threads,
+      opt.out);
   std::fflush(stdout);
 
   std::map<pid_t, Run*> running;
@@ -238,7 +240,9 @@ int run_sweep(const SweepOptions& opt, const std::string& self_exe) {
     r->exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     if (r->exit != 0 && r->exit != 3) ++failures;
     fmt::print("[{}/{}] {} seed {}: {}\n", ++finished, todo.size(), r->setting->name, r->seed,
-               r->exit == 0 ? "done" : r->exit == 3 ? "non-finite" : fmt::format("failed (exit {}, see {})", r->exit, r->log));
+               r->exit == 0   ? "done"
+               : r->exit == 3 ? "non-finite"
+                              : fmt::format("failed (exit {}, see {})", r->exit, r->log));
     std::fflush(stdout);
   }
   write_tables(opt.out, settings, runs);

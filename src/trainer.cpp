@@ -27,7 +27,7 @@ ParticleFamily family_of(const Config& c) {
   f.outputs = c.model.outputs;
   f.activation = parse_activation(c.model.activation);
   f.out.kind = parse_output(c.model.output);
-  f.out.param = f.out.kind == OutputKind::Gaussian ? c.model.sigma
+  f.out.param = f.out.kind == OutputKind::Gaussian  ? c.model.sigma
                 : f.out.kind == OutputKind::Laplace ? c.model.lambda
                                                     : c.model.c;
   f.hidden_bias = c.model.hidden_bias;
@@ -52,7 +52,9 @@ BetaSchedule beta_schedule_of(const Config& c) {
   return s;
 }
 
-c10::ScalarType dtype_of(const Config& c) { return c.dtype == "float64" ? at::kDouble : at::kFloat; }
+c10::ScalarType dtype_of(const Config& c) {
+  return c.dtype == "float64" ? at::kDouble : at::kFloat;
+}
 
 ParticleNet make_teacher(const Config& c, c10::Device dev, at::Generator gen) {
   return ParticleNet(ParticleNetOptions(c.teacher.particles, teacher_family_of(c))
@@ -117,7 +119,7 @@ void Trainer::restore(TrainerState s) {
 bool Trainer::finite() const { return std::isfinite(s_.loss_sum) && student_->all_finite(); }
 
 at::Tensor Trainer::target_features(const at::Tensor& X, const at::Tensor& Y) const {
-  if (student_->layout() == Layout::Dense) return Y.unsqueeze(0);  // [1, B, o]
+  if (student_->layout() == Layout::Dense) return Y.unsqueeze(0);        // [1, B, o]
   return particle_features(teacher_.family(), teacher_.particles(), X);  // [M, B, o]
 }
 

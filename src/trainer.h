@@ -20,7 +20,8 @@ namespace mmdflow {
 struct EpochLog {
   int64_t epoch = 0;  // 1-based: the epoch just finished
   double train_loss = 0, valid_loss = 0, beta = 0, step_size = 0;
-  double grad_sq = 0;        // ||g||^2 / N at the clean particles, epoch's last minibatch, before its step
+  double grad_sq =
+      0;  // ||g||^2 / N at the clean particles, epoch's last minibatch, before its step
   double noisy_grad_sq = 0;  // the same for the gradient applied (at the noisy particles)
   double seconds = 0;        // since training started
   bool finite = true;        // losses and particles all finite after the epoch
@@ -43,7 +44,7 @@ struct TrainerState {
   double step_size = 0;     // gamma now (the plateau schedule cuts it)
   double best_train = INFINITY;  // plateau: best train loss so far
   int64_t bad_epochs = 0;        // plateau: epochs since it improved
-  double best_valid = 0;    // best valid loss so far (the initial one at epoch 0)
+  double best_valid = 0;         // best valid loss so far (the initial one at epoch 0)
   int64_t best_epoch = 0;
   EpochLog last;  // the last finished epoch (epoch 0: none)
 };

@@ -29,19 +29,21 @@ TEST(ParticleNet, HandCheckedForward) {
 }
 
 TEST(ParticleNet, OutputNonlinearities) {
-  ParticleFamily f = test::family(2, 1, 1, Activation::ReLU, OutputKind::Gaussian, 2.0, false, false);
+  ParticleFamily f =
+      test::family(2, 1, 1, Activation::ReLU, OutputKind::Gaussian, 2.0, false, false);
   ParticleNet net(f, two_particles().particles());
   auto X = at::tensor({1.0, 1.0}, at::kDouble).view({1, 2});
   // U = 9 and 0: G = exp(-81/4), exp(0).
   EXPECT_NEAR(net.forward(X).item<double>(), 0.5 * (std::exp(-81.0 / 4) + 1.0), 1e-15);
   f.out = {OutputKind::IMQ, 1.0};
-  EXPECT_NEAR(ParticleNet(f, net.particles()).forward(X).item<double>(), 0.5 * (1.0 / 82 + 1.0), 1e-15);
+  EXPECT_NEAR(ParticleNet(f, net.particles()).forward(X).item<double>(), 0.5 * (1.0 / 82 + 1.0),
+              1e-15);
   f.out = {OutputKind::Laplace, 0.5};
   EXPECT_NEAR(ParticleNet(f, net.particles()).forward(X).item<double>(),
               0.5 * (std::exp(-4.5) + 1.0), 1e-15);
   f.out = {OutputKind::Cosine, 0};
-  EXPECT_NEAR(ParticleNet(f, net.particles()).forward(X).item<double>(), 0.5 * (std::cos(9.0) + 1.0),
-              1e-15);
+  EXPECT_NEAR(ParticleNet(f, net.particles()).forward(X).item<double>(),
+              0.5 * (std::cos(9.0) + 1.0), 1e-15);
   f.out = {OutputKind::Power, 0};
   EXPECT_NEAR(ParticleNet(f, net.particles()).forward(X).item<double>(), 0.5 * 81, 1e-12);
 }
@@ -63,7 +65,8 @@ TEST(ParticleNet, ShapesAndSeededInit) {
 }
 
 TEST(ParticleNet, InitMeanAndStd) {
-  ParticleFamily f = test::family(50, 3, 1, Activation::ReLU, OutputKind::Gaussian, 2, false, false);
+  ParticleFamily f =
+      test::family(50, 3, 1, Activation::ReLU, OutputKind::Gaussian, 2, false, false);
   at::Generator g = test::gen(1);
   ParticleNet net(ParticleNetOptions(2000, f).init_mean(0.5).init_std(2.0), g);
   auto flat = net.particles().flat();

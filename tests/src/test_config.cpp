@@ -24,7 +24,8 @@ TEST(Config, DefaultsAreTheQuickStart) {
 }
 
 TEST(Config, ResolvedYamlReadsBackUnchanged) {
-  for (const char* name : {"quickstart.yaml", "paper/noise_injection.yaml", "paper/no_noise.yaml"}) {
+  for (const char* name :
+       {"quickstart.yaml", "paper/noise_injection.yaml", "paper/no_noise.yaml"}) {
     Config c = load_config(kConfigs + name);
     EXPECT_EQ(to_yaml(parse_config(to_yaml(c))), to_yaml(c)) << name;
   }
@@ -58,7 +59,7 @@ TEST(Config, PaperSetting) {
 
 TEST(Config, SetOverridesAndCreatesSections) {
   Config c = parse_config("flow:\n  step_size: 0.5\n", {"flow.step_size=0.25", "train.epochs=7",
-                                                         "model.output=laplace", "seed=3"});
+                                                        "model.output=laplace", "seed=3"});
   EXPECT_EQ(c.flow.step_size, 0.25);
   EXPECT_EQ(c.train.epochs, 7);
   EXPECT_EQ(c.model.output, "laplace");
@@ -78,7 +79,8 @@ TEST(Config, WrongTypes) {
   EXPECT_NE(e.find("train.epochs: must be an integer, got 'ten'"), std::string::npos) << e;
   EXPECT_NE(e.find("line 2"), std::string::npos) << e;
   EXPECT_NE(error_of("train:\n  epochs: 1.5\n").find("train.epochs"), std::string::npos);
-  EXPECT_NE(error_of("model:\n  hidden_bias: maybe\n").find("model.hidden_bias"), std::string::npos);
+  EXPECT_NE(error_of("model:\n  hidden_bias: maybe\n").find("model.hidden_bias"),
+            std::string::npos);
   EXPECT_NE(error_of("flow: 3\n").find("flow: must be a section"), std::string::npos);
   EXPECT_NE(error_of("flow:\n  step_size: [1, 2]\n").find("flow.step_size"), std::string::npos);
 }

@@ -49,7 +49,9 @@ TEST_P(WeightedGrad, EqualsAutograd) {
     ASSERT_EQ(gt.size(), grads.size());
     for (size_t i = 0; i < gt.size(); ++i)
       EXPECT_TRUE(at::allclose(*gt[i], grads[i], 1e-10, 1e-12))
-          << "tensor " << i << " impl " << int(impl) << "\n" << *gt[i] << "\n" << grads[i];
+          << "tensor " << i << " impl " << int(impl) << "\n"
+          << *gt[i] << "\n"
+          << grads[i];
   }
 }
 
@@ -130,7 +132,8 @@ TEST(WeightedGradInvariance, ChunkedEqualsWholeAndBlockEqualsPerParticle) {
 }
 
 TEST(WeightedGradInvariance, FloatAgreesWithDouble) {
-  ParticleFamily f = test::family(50, 3, 1, Activation::ReLU, OutputKind::Gaussian, 2, false, false);
+  ParticleFamily f =
+      test::family(50, 3, 1, Activation::ReLU, OutputKind::Gaussian, 2, false, false);
   Particles z = test::random_net(f, 300, 21).particles();
   at::Tensor X = test::inputs(100, f.dim, 22), W = test::inputs(100, 1, 23) / 100;
   Particles gd = weighted_grad(f, z, X, W);

@@ -90,7 +90,7 @@ TEST(MmdFlow, NoiseInjectionUsesNoisyGradientAndCleanResidual) {
   opt.noise_seed = 17;
   opt.clean_grad_sq = true;
   StepStats st = step(p.f, z, p.X, p.Y, opt);
-  Particles noisy = perturb(p.z, Noise{beta, 17});  // the draw the fused kernel makes
+  Particles noisy = perturb(p.z, Noise{beta, 17});            // the draw the fused kernel makes
   at::Tensor r = residual(*test::block(p.f, p.z), p.X, p.Y);  // clean particles
   auto grads = autograd_grad(p.f, noisy, p.X, r / 16.0);
   expect_step(z, p.z, grads, gamma, "noise injection");
@@ -234,7 +234,7 @@ TEST(DrMMD, MatchesTheWitnessFormula) {
   const double lambda = 0.4, beta = 0.3, gamma = 0.2, c = (1 + lambda) / lambda;
   const int64_t M = 3, B = 16;
   at::Tensor r = residual(*test::block(p.f, p.z), p.X, p.Y);  // [B, o]
-  at::Tensor PhiX = particle_features(p.f, p.teacher, p.X);    // [M, B, o]
+  at::Tensor PhiX = particle_features(p.f, p.teacher, p.X);   // [M, B, o]
   at::Tensor hX = (PhiX * r.unsqueeze(0)).sum({1, 2}) / double(B);
   at::Tensor KXX = gram(p.f, p.teacher, p.f, p.teacher, p.X);
   at::Tensor coef = at::linalg_solve(KXX + M * lambda * at::eye(M, at::kDouble), hX.unsqueeze(1));
@@ -259,7 +259,8 @@ TEST(DrMMD, MatchesTheWitnessFormula) {
 
 // float32 follows float64 over 100 steps of noise injection (the same init and noise, rounded).
 TEST(MmdFlow, Float32FollowsFloat64Over100Steps) {
-  ParticleFamily f = test::family(20, 3, 1, Activation::ReLU, OutputKind::Gaussian, 2, false, false);
+  ParticleFamily f =
+      test::family(20, 3, 1, Activation::ReLU, OutputKind::Gaussian, 2, false, false);
   Particles z64 = test::random_net(f, 300, 1).particles();
   Particles z32 = z64.to(at::TensorOptions().dtype(at::kFloat));
   Particles teacher = test::random_net(f, 1, 2).particles();
@@ -276,7 +277,8 @@ TEST(MmdFlow, Float32FollowsFloat64Over100Steps) {
     opt.noise_seed = uint64_t(t);
     at::Tensor Xb = X.narrow(0, (t % 4) * 50, 50), Yb = Y.narrow(0, (t % 4) * 50, 50);
     const double l64 = flow_step(*s64, Xb, Yb, opt).loss.item<double>();
-    const double l32 = flow_step(*s32, Xb.to(at::kFloat), Yb.to(at::kFloat), opt).loss.item<double>();
+    const double l32 =
+        flow_step(*s32, Xb.to(at::kFloat), Yb.to(at::kFloat), opt).loss.item<double>();
     worst_loss = std::max(worst_loss, std::abs(l32 - l64) / l64);
   }
   EXPECT_LT(worst_loss, 1e-4);  // the tolerance the README states

@@ -30,9 +30,7 @@ const std::string kArgs =
     " --threads 1 --set train.epochs=60 --set train.batch=5 --set train.checkpoint_every=7"
     " --set student.particles=100 --set compare.samples=200";
 
-std::string csv_of(const std::string& dir) {
-  return read_file(dir + "/losses.csv");
-}
+std::string csv_of(const std::string& dir) { return read_file(dir + "/losses.csv"); }
 
 int64_t epochs_in(const std::string& csv) {
   return std::max<int64_t>(0, std::count(csv.begin(), csv.end(), '\n') - 1);

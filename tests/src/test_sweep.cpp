@@ -41,7 +41,8 @@ std::vector<std::vector<std::string>> csv(const std::string& path) {
 
 TEST(Sweep, RunsEverySettingOnceAndTabulates) {
   const std::string out = scratch("sweep");
-  test::Result r = run("sweep --config " + tiny_study() + " --grid flow.step_size=0.5,1 --jobs 2 --out " + out);
+  test::Result r =
+      run("sweep --config " + tiny_study() + " --grid flow.step_size=0.5,1 --jobs 2 --out " + out);
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("4 settings x 2 seeds = 8 runs, 0 complete, 8 to run"), std::string::npos)
       << r.output;
@@ -60,13 +61,15 @@ TEST(Sweep, RunsEverySettingOnceAndTabulates) {
 
   // Run again: nothing is rerun, the runs' files are untouched.
   const auto stamp = fs::last_write_time(out + "/sobolev__flow.step_size=1/seed1/losses.csv");
-  test::Result again = run("sweep --config " + tiny_study() + " --grid flow.step_size=0.5,1 --out " + out);
+  test::Result again =
+      run("sweep --config " + tiny_study() + " --grid flow.step_size=0.5,1 --out " + out);
   ASSERT_EQ(again.code, 0) << again.output;
   EXPECT_NE(again.output.find("8 runs, 8 complete, 0 to run"), std::string::npos) << again.output;
   EXPECT_EQ(fs::last_write_time(out + "/sobolev__flow.step_size=1/seed1/losses.csv"), stamp);
   // A run removed (or left partial) is the only one rerun.
   fs::remove(out + "/plain__flow.step_size=1/seed0/summary.json");
-  test::Result third = run("sweep --config " + tiny_study() + " --grid flow.step_size=0.5,1 --out " + out);
+  test::Result third =
+      run("sweep --config " + tiny_study() + " --grid flow.step_size=0.5,1 --out " + out);
   EXPECT_NE(third.output.find("8 runs, 7 complete, 1 to run"), std::string::npos) << third.output;
   EXPECT_TRUE(fs::exists(out + "/plain__flow.step_size=1/seed0/summary.json"));
 }
@@ -109,7 +112,8 @@ TEST(TrainStudy, MethodsLayoutsTeachersAndSchedules) {
   EXPECT_NE(bad.output.find("valid: mmd, diffusion, sobolev, drmmd"), std::string::npos);
   for (const std::string& extra :
        {std::string("--set student.layout=dense --set flow.step_size=0.01"),
-        std::string("--set teacher.hidden=5 --set teacher.activation=tanh --set teacher.particles=3"),
+        std::string(
+            "--set teacher.hidden=5 --set teacher.activation=tanh --set teacher.particles=3"),
         std::string("--set data.fresh=true"), std::string("--set flow.method=drmmd"),
         std::string("--set noise.schedule=inverse --set noise.tau=3")}) {
     const std::string out = scratch("study_run");
