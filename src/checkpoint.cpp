@@ -323,7 +323,9 @@ TrainerState parse_checkpoint(std::string_view bytes, const Config& cfg,
 
   TrainerState s;
   const int64_t n = cfg.data.train_size, batches = (n + cfg.train.batch - 1) / cfg.train.batch;
-  s.epoch = get_int(r, "epoch", 0, cfg.train.epochs);
+  s.epoch = get_int(r, "epoch", 0, INT64_MAX);
+  if (s.epoch > cfg.train.epochs)
+    r.fail(fmt::format("at epoch {}, past train.epochs = {}", s.epoch, cfg.train.epochs));
   s.batch = get_int(r, "batch", 0, s.epoch < cfg.train.epochs ? batches - 1 : 0);
   if (s.batch > 0) {
     if (!cfg.data.fresh) {
