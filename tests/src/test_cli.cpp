@@ -107,6 +107,14 @@ TEST(Cli, QuickStartLowersValidLossTenfoldAndCompares) {
   ASSERT_EQ(saved.size(), 2u);
   EXPECT_EQ(saved[0].first, "A");
   EXPECT_EQ(saved[0].second.sizes(), at::IntArrayRef({200, 3, 10}));
+  // The file is in torch.save's format: read as torch.load does (zip, data.pkl, storages).
+  const std::string listing = out + "/student.txt";
+  ASSERT_EQ(std::system((std::string(MMDFLOW_SOURCE_DIR) + "/tests/python/read_pt.py " + out +
+                         "/student.pt > " + listing)
+                            .c_str()),
+            0);
+  EXPECT_EQ(read_file(listing).substr(0, read_file(listing).find('\n')),
+            fmt::format("A float32 [200, 3, 10] {}", saved[0].second[0][0][0].item<double>()));
   // A second run into the same folder is refused.
   EXPECT_EQ(run("train --out " + out).code, 2);
 }
