@@ -223,11 +223,16 @@ int run_sweep(const SweepOptions& opt, const std::string& self_exe) {
   while (next < todo.size() || !running.empty()) {
     while (next < todo.size() && int64_t(running.size()) < jobs) {
       Run* r = todo[next++];
-      fs::remove_all(r->dir);  // a partial run starts over
-      fs::create_directories(fs::path(r->dir).parent_path());
-      std::vector<std::string> args{"train", "--config", opt.out + "/base.yaml", "--out", r->dir};
-      for (const auto& s : r->setting->sets) args.insert(args.end(), {"--set", s});
-      args.insert(args.end(), {"--set", fmt::format("seed={}", r->seed)});
+      std::vector<std::string> args;
+      if (fs::exists(r->dir + "/config.yaml")) {  // a partial run continues from its checkpoint
+        args = {"train", "--resume", r->dir, "--threads", std::to_string(threads)};
+      } else {
+        fs::remove_all(r->dir);
+        fs::create_directories(fs::path(r->dir).parent_path());
+        args = {"train", "--config", opt.out + "/base.yaml", "--out", r->dir};
+        for (const auto& s : r->setting->sets) args.insert(args.end(), {"--set", s});
+        args.insert(args.end(), {"--set", fmt::format("seed={}", r->seed)});
+      }
       running[launch(self_exe, args, r->log)] = r;
     }
     int status = 0;

@@ -1,5 +1,6 @@
 // `mmdflow sweep`: every setting (variant x grid point) x seed as a `train` child process, J at a
-// time, one folder per run; complete runs are kept, not rerun. Then sweep.csv (a row per run)
+// time, one folder per run; complete runs are kept, partial ones resumed (train --resume). Then
+// sweep.csv (a row per run)
 // and curves.csv (per setting and epoch: mean, std, min, max over seeds).
 #pragma once
 #include <string>

@@ -66,12 +66,25 @@ TEST(Sweep, RunsEverySettingOnceAndTabulates) {
   ASSERT_EQ(again.code, 0) << again.output;
   EXPECT_NE(again.output.find("8 runs, 8 complete, 0 to run"), std::string::npos) << again.output;
   EXPECT_EQ(fs::last_write_time(out + "/sobolev__flow.step_size=1/seed1/losses.csv"), stamp);
-  // A run removed (or left partial) is the only one rerun.
-  fs::remove(out + "/plain__flow.step_size=1/seed0/summary.json");
+  // A run left partial (no summary.json) is the only one run again, resumed from its checkpoint:
+  // its losses.csv is kept as it was, seconds included, and its summary written.
+  const std::string partial = out + "/plain__flow.step_size=1/seed0";
+  const std::string losses = read_file(partial + "/losses.csv");
+  fs::remove(partial + "/summary.json");
   test::Result third =
       run("sweep --config " + tiny_study() + " --grid flow.step_size=0.5,1 --out " + out);
   EXPECT_NE(third.output.find("8 runs, 7 complete, 1 to run"), std::string::npos) << third.output;
-  EXPECT_TRUE(fs::exists(out + "/plain__flow.step_size=1/seed0/summary.json"));
+  EXPECT_TRUE(fs::exists(partial + "/summary.json"));
+  EXPECT_EQ(read_file(partial + "/losses.csv"), losses);
+  // A run folder that never got a config is started afresh.
+  const std::string broken = out + "/sobolev__flow.step_size=0.5/seed1";
+  fs::remove_all(broken);
+  fs::create_directories(broken);
+  test::Result fourth =
+      run("sweep --config " + tiny_study() + " --grid flow.step_size=0.5,1 --out " + out);
+  EXPECT_NE(fourth.output.find("8 runs, 7 complete, 1 to run"), std::string::npos) << fourth.output;
+  EXPECT_EQ(fourth.code, 0) << fourth.output;
+  EXPECT_TRUE(fs::exists(broken + "/summary.json"));
 }
 
 TEST(Sweep, BadSettingIsRejectedBeforeAnyRun) {
