@@ -307,9 +307,18 @@ void fused_grad(const ParticleFamily& fam, Particles& z, const at::Tensor& X, co
                 Wt.data_ptr<scalar_t>(), fam.hidden, fam.outputs, gfn, gb);
             auto gt = gb.tensors();
             auto zt = zb.tensors();
-            for (size_t i = 0; i < gt.size(); ++i) {
-              sq[blk] += gt[i]->square().sum().item<double>();
-              if (!g) zt[i]->add_(*gt[i], -step);
+            for (size_t i = 0; i < gt.size(); ++i) {  // raw loops: no ATen dispatch per block
+              const scalar_t* gp = gt[i]->data_ptr<scalar_t>();
+              scalar_t* zp = zt[i]->data_ptr<scalar_t>();  // contiguous: slices of whole blocks
+              const int64_t len = gt[i]->numel();
+              const scalar_t st = scalar_t(-step);
+              double acc = 0;
+              _Pragma("omp simd reduction(+ : acc)")  // (inside a macro argument)
+              for (int64_t k = 0; k < len; ++k) acc += double(gp[k]) * double(gp[k]);
+              sq[blk] += acc;
+              if (!g) {
+                _Pragma("omp simd") for (int64_t k = 0; k < len; ++k) zp[k] += st * gp[k];
+              }
             }
           }
         });
