@@ -509,6 +509,10 @@ int cmd_sweep(int argc, char** argv) {
 
 int run_cli(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "";
+  auto fail = [](const char* what, int code) {  // the one line bad input or failure gets
+    fmt::print(stderr, "mmdflow: error: {}\n", what);
+    return code;
+  };
   try {
     if (cmd == "train") return cmd_train(argc - 1, argv + 1);
     if (cmd == "compare") return cmd_compare(argc - 1, argv + 1);
@@ -525,26 +529,19 @@ int run_cli(int argc, char** argv) {
     throw UsageError(
         fmt::format("unknown command '{}' (valid: train, compare, sweep, bench)", cmd));
   } catch (const ConfigError& e) {
-    fmt::print(stderr, "mmdflow: error: {}\n", e.what());
-    return kBadInput;
+    return fail(e.what(), kBadInput);
   } catch (const UsageError& e) {
-    fmt::print(stderr, "mmdflow: error: {}\n", e.what());
-    return kBadInput;
+    return fail(e.what(), kBadInput);
   } catch (const CheckpointError& e) {
-    fmt::print(stderr, "mmdflow: error: {}\n", e.what());
-    return kBadInput;
+    return fail(e.what(), kBadInput);
   } catch (const IoError& e) {
-    fmt::print(stderr, "mmdflow: error: {}\n", e.what());
-    return kIo;
+    return fail(e.what(), kIo);
   } catch (const fs::filesystem_error& e) {
-    fmt::print(stderr, "mmdflow: error: {}\n", e.what());
-    return kIo;
+    return fail(e.what(), kIo);
   } catch (const c10::Error& e) {
-    fmt::print(stderr, "mmdflow: error: {}\n", e.what_without_backtrace());
-    return kError;
+    return fail(e.what_without_backtrace(), kError);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "mmdflow: error: {}\n", e.what());
-    return kError;
+    return fail(e.what(), kError);
   }
 }
 

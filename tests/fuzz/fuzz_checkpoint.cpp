@@ -11,22 +11,11 @@
 #include <string>
 
 #include "src/checkpoint.h"
+#include "tests/fuzz/checkpoint_config.h"
 
 namespace {
 
-mmdflow::Config config() {
-  mmdflow::Config c;
-  c.data.dim = 3;
-  c.model.hidden = 2;
-  c.student.particles = 4;
-  c.data.train_size = 6;
-  c.data.valid_size = 6;
-  c.train.batch = 2;
-  c.train.epochs = 1000000;
-  return c;
-}
-
-const mmdflow::Config kConfig = config();
+const mmdflow::Config kConfig = mmdflow::fuzz::checkpoint_config();
 
 void read(std::string_view bytes) {
   try {

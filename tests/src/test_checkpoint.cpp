@@ -12,6 +12,7 @@
 
 #include "src/checkpoint.h"
 #include "src/io.h"
+#include "tests/fuzz/checkpoint_config.h"
 #include "tests/helpers.h"
 
 namespace mmdflow {
@@ -239,14 +240,7 @@ TEST(Checkpoint, ChecksEveryRecordAgainstTheConfig) {
 // (tests/fuzz/fuzz_checkpoint.cpp), so fuzzing starts from inputs that reach every record; a format
 // change must renew them.
 TEST(Checkpoint, FuzzSeedsReadBack) {
-  Config c;
-  c.data.dim = 3;
-  c.model.hidden = 2;
-  c.student.particles = 4;
-  c.data.train_size = 6;
-  c.data.valid_size = 6;
-  c.train.batch = 2;
-  c.train.epochs = 1000000;
+  const Config c = fuzz::checkpoint_config();
   int64_t seeds = 0, mid_epoch = 0;
   for (const auto& e : std::filesystem::directory_iterator(std::string(MMDFLOW_SOURCE_DIR) +
                                                            "/tests/fuzz/corpus/checkpoint")) {
