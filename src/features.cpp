@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "src/device.h"
+#include "src/normal.h"
 
 namespace mmdflow {
 namespace {
@@ -21,14 +22,25 @@ int64_t resolve_chunk(int64_t chunk, int64_t N) {
 }
 
 // z + beta w for particles [0, n) of z, the first of which is global block `first_block`.
+// Tensor j of block k draws its w from fill_normal with key sub_seed(sub_seed(seed, k), j).
 Particles perturb_blocks(const Particles& z, const Noise& noise, int64_t first_block) {
   Particles out = z.clone();
   const int64_t n = z.size();
+  std::vector<float> w;
   for (int64_t lo = 0, k = first_block; lo < n; lo += kBlock, ++k) {
-    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(sub_seed(noise.seed, k));
+    const uint64_t block_key = sub_seed(noise.seed, uint64_t(k));
     Particles blk = out.slice(lo, std::min(n, lo + kBlock));
-    for (at::Tensor* t : blk.tensors())
-      t->add_(at::normal(0.0, 1.0, t->sizes(), gen, t->options().dtype(at::kFloat)), noise.beta);
+    uint64_t j = 0;
+    for (at::Tensor* t : blk.tensors()) {
+      const int64_t len = t->numel();
+      w.resize(len);
+      fill_normal(w.data(), len, sub_seed(block_key, j++));
+      AT_DISPATCH_FLOATING_TYPES(t->scalar_type(), "perturb", [&] {
+        scalar_t* p = t->data_ptr<scalar_t>();  // contiguous: a clone's slice of whole particles
+        const scalar_t beta = scalar_t(noise.beta);
+        for (int64_t i = 0; i < len; ++i) p[i] += beta * scalar_t(w[i]);
+      });
+    }
   }
   return out;
 }
@@ -314,7 +326,7 @@ void fused_grad(const ParticleFamily& fam, Particles& z, const at::Tensor& X, co
               const scalar_t st = scalar_t(-step);
               double acc = 0;
               _Pragma("omp simd reduction(+ : acc)")  // (inside a macro argument)
-              for (int64_t k = 0; k < len; ++k) acc += double(gp[k]) * double(gp[k]);
+                  for (int64_t k = 0; k < len; ++k) acc += double(gp[k]) * double(gp[k]);
               sq[blk] += acc;
               if (!g) {
                 _Pragma("omp simd") for (int64_t k = 0; k < len; ++k) zp[k] += st * gp[k];
@@ -368,7 +380,8 @@ at::Tensor descend(const ParticleFamily& fam, Particles& z, const at::Tensor& X,
   fused_grad(fam, z, X, W, resolve_chunk(chunk, z.size()), noise, nullptr, step, sq);
   double total = 0;
   for (double v : sq) total += v;  // block order: independent of the thread count
-  return at::scalar_tensor(total / double(z.size()), X.options());
+  // float64: a diverging run must reach its non-finite check, not fail converting to float32.
+  return at::scalar_tensor(total / double(z.size()), X.options().dtype(at::kDouble));
 }
 
 at::Tensor jacobian_gram(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
