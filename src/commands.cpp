@@ -78,12 +78,13 @@ std::optional<cxxopts::ParseResult> parse(cxxopts::Options& o, int argc, char** 
   return r;
 }
 
-Config config_from(const cxxopts::ParseResult& r) {
+// --config (else `fallback`; empty: the defaults) with --set, --device and --threads applied.
+Config config_from(const cxxopts::ParseResult& r, const std::string& fallback = "") {
   std::vector<std::string> sets;
   if (r.count("set")) sets = r["set"].as<std::vector<std::string>>();
   if (r.count("device")) sets.push_back("device=" + r["device"].as<std::string>());
   if (r.count("threads")) sets.push_back("threads=" + r["threads"].as<std::string>());
-  return load_config(r.count("config") ? r["config"].as<std::string>() : "", sets);
+  return load_config(r.count("config") ? r["config"].as<std::string>() : fallback, sets);
 }
 
 std::string default_out(const cxxopts::ParseResult& r) {
@@ -237,12 +238,7 @@ int cmd_train(int argc, char** argv) {
     out = (*r)["resume"].as<std::string>();
     if (!fs::exists(out + "/config.yaml"))
       throw UsageError(fmt::format("--resume {}: no config.yaml there, not a run folder", out));
-    std::vector<std::string> sets;
-    if (r->count("set")) sets = (*r)["set"].as<std::vector<std::string>>();
-    if (r->count("device")) sets.push_back("device=" + (*r)["device"].as<std::string>());
-    if (r->count("threads")) sets.push_back("threads=" + (*r)["threads"].as<std::string>());
-    cfg = load_config(r->count("config") ? (*r)["config"].as<std::string>() : out + "/config.yaml",
-                      sets);
+    cfg = config_from(*r, out + "/config.yaml");
   } else {
     cfg = config_from(*r);
     out = r->count("out") ? (*r)["out"].as<std::string>() : default_out(*r);
