@@ -1,7 +1,6 @@
 #include "src/features.h"
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
 #include <vector>
@@ -56,6 +55,13 @@ void check_inputs(const ParticleFamily& fam, const Particles& z, const at::Tenso
               X.sizes());
   TORCH_CHECK(z.A.scalar_type() == X.scalar_type(), "particles are ", z.A.scalar_type(),
               " but X is ", X.scalar_type());
+}
+
+void check_inputs(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
+                  const at::Tensor& W) {
+  check_inputs(fam, z, X);
+  TORCH_CHECK(W.dim() == 2 && W.size(0) == X.size(0) && W.size(1) == fam.outputs, "W must be [",
+              X.size(0), ", ", fam.outputs, "], got ", W.sizes());
 }
 
 // ---- generic path: ATen ops on [C, H, Bt] tensors -------------------------------------------
@@ -186,12 +192,11 @@ void weighted_grad_block(const Raw& zb, const at::Tensor& X, const at::Tensor& X
   T* __restrict U = Uv.data();
   T* __restrict D = Dv.data();
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t gi = i;
     T* __restrict pn = p + i * H * Bt;
-    hidden_pass<T, SFn>(pn, av ? av + gi * H : nullptr, S, H, Bt);
+    hidden_pass<T, SFn>(pn, av ? av + i * H : nullptr, S, H, Bt);
     for (int64_t k = 0; k < o; ++k) {
-      const T* Bk = Bw + (gi * o + k) * H;
-      output_pre<T>(Bk, bv ? bv[gi * o + k] : T(0), S, U, H, Bt);
+      const T* Bk = Bw + (i * o + k) * H;
+      output_pre<T>(Bk, bv ? bv[i * o + k] : T(0), S, U, H, Bt);
       T* __restrict Ek = E + k * Bt;
       const T* __restrict wk = w + k * Bt;
 #pragma omp simd
@@ -204,22 +209,22 @@ void weighted_grad_block(const Raw& zb, const at::Tensor& X, const at::Tensor& X
         T sb = 0;
 #pragma omp simd reduction(+ : sb)
         for (int64_t b = 0; b < Bt; ++b) sb += Ek[b];
-        gb[gi * o + k] = sb;
+        gb[i * o + k] = sb;
       }
       for (int64_t h = 0; h < H; ++h) {
         const T* __restrict sh = S + h * Bt;
         T s = 0;
 #pragma omp simd reduction(+ : s)
         for (int64_t b = 0; b < Bt; ++b) s += Ek[b] * sh[b];
-        gB[(gi * o + k) * H + h] = s;
+        gB[(i * o + k) * H + h] = s;
       }
     }
     for (int64_t h = 0; h < H; ++h) {
       T* __restrict ph = pn + h * Bt;
 #pragma omp simd
-      for (int64_t b = 0; b < Bt; ++b) D[b] = Bw[(gi * o) * H + h] * E[b];
+      for (int64_t b = 0; b < Bt; ++b) D[b] = Bw[(i * o) * H + h] * E[b];
       for (int64_t k = 1; k < o; ++k) {
-        const T bkh = Bw[(gi * o + k) * H + h];
+        const T bkh = Bw[(i * o + k) * H + h];
         const T* __restrict Ek = E + k * Bt;
 #pragma omp simd
         for (int64_t b = 0; b < Bt; ++b) D[b] += bkh * Ek[b];
@@ -230,14 +235,14 @@ void weighted_grad_block(const Raw& zb, const at::Tensor& X, const at::Tensor& X
         ph[b] = SFn::backprop(ph[b], D[b]);  // dL/dP
         sa += ph[b];
       }
-      if (ga) ga[gi * H + h] = sa;
+      if (ga) ga[i * H + h] = sa;
     }
   }
   at::Tensor gA = g.A.view({n * H, d});
   at::mm_out(gA, P, X);  // [n H, d]
 }
 
-Particles zeros_like(const Particles& z) {
+Particles empty_like(const Particles& z) {
   Particles g;
   g.A = at::empty(z.A.sizes(), z.A.options());
   g.B = at::empty(z.B.sizes(), z.B.options());
@@ -313,7 +318,7 @@ void fused_grad(const ParticleFamily& fam, Particles& z, const at::Tensor& X, co
           for (int64_t blk = b0; blk < b1; ++blk) {
             const int64_t lo = blk * kBlock, hi = std::min(N, lo + kBlock);
             Particles zb = z.slice(lo, hi);
-            Particles gb = g ? g->slice(lo, hi) : zeros_like(zb);
+            Particles gb = g ? g->slice(lo, hi) : empty_like(zb);
             weighted_grad_block<scalar_t, SFn>(
                 Raw(noise.beta != 0.0 ? perturb_blocks(zb, noise, blk) : zb), Xc, Xt,
                 Wt.data_ptr<scalar_t>(), fam.hidden, fam.outputs, gfn, gb);
@@ -343,11 +348,9 @@ void fused_grad(const ParticleFamily& fam, Particles& z, const at::Tensor& X, co
 
 Particles weighted_grad(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
                         const at::Tensor& W, int64_t chunk, Impl impl, const Noise& noise) {
-  check_inputs(fam, z, X);
-  TORCH_CHECK(W.dim() == 2 && W.size(0) == X.size(0) && W.size(1) == fam.outputs, "W must be [",
-              X.size(0), ", ", fam.outputs, "], got ", W.sizes());
+  check_inputs(fam, z, X, W);
   const int64_t N = z.size(), C = resolve_chunk(chunk, N);
-  Particles g = zeros_like(z);
+  Particles g = empty_like(z);
   if (!use_fused(impl, X)) {
     // Noise is drawn once for all particles, so chunks see the same w as a whole step.
     const Particles zn = noise.beta != 0.0 ? perturb(z, noise) : z;
@@ -373,9 +376,7 @@ at::Tensor descend(const ParticleFamily& fam, Particles& z, const at::Tensor& X,
     for (size_t i = 0; i < zt.size(); ++i) zt[i]->add_(*gt[i], -step);
     return mean_sq_norm(g);
   }
-  check_inputs(fam, z, X);
-  TORCH_CHECK(W.dim() == 2 && W.size(0) == X.size(0) && W.size(1) == fam.outputs, "W must be [",
-              X.size(0), ", ", fam.outputs, "], got ", W.sizes());
+  check_inputs(fam, z, X, W);
   std::vector<double> sq;
   fused_grad(fam, z, X, W, resolve_chunk(chunk, z.size()), noise, nullptr, step, sq);
   double total = 0;
