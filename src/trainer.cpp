@@ -56,13 +56,22 @@ c10::ScalarType dtype_of(const Config& c) {
   return c.dtype == "float64" ? at::kDouble : at::kFloat;
 }
 
+namespace {
+
+// The options of a measure drawn N(init_mean, init_std^2) in the run's dtype, on dev.
+ParticleNetOptions options_of(const Config& c, const Config::Measure& m, const ParticleFamily& fam,
+                              c10::Device dev) {
+  return ParticleNetOptions(m.particles, fam)
+      .init_mean(m.init_mean)
+      .init_std(m.init_std)
+      .dtype(dtype_of(c))
+      .device(dev);
+}
+
+}  // namespace
+
 ParticleNet make_teacher(const Config& c, c10::Device dev, at::Generator gen) {
-  return ParticleNet(ParticleNetOptions(c.teacher.particles, teacher_family_of(c))
-                         .init_mean(c.teacher.init_mean)
-                         .init_std(c.teacher.init_std)
-                         .dtype(dtype_of(c))
-                         .device(dev),
-                     gen);
+  return ParticleNet(options_of(c, c.teacher, teacher_family_of(c), dev), gen);
 }
 
 std::unique_ptr<Student> make_student(const Config& c, c10::Device dev, at::Generator gen) {
@@ -70,13 +79,7 @@ std::unique_ptr<Student> make_student(const Config& c, c10::Device dev, at::Gene
   if (parse_layout(c.student.layout) == Layout::Dense)
     return make_dense_student(fam, c.student.particles, c.student.init_mean, c.student.init_std,
                               at::TensorOptions().dtype(dtype_of(c)).device(dev), gen);
-  return make_block_student(ParticleNet(ParticleNetOptions(c.student.particles, fam)
-                                            .init_mean(c.student.init_mean)
-                                            .init_std(c.student.init_std)
-                                            .dtype(dtype_of(c))
-                                            .device(dev),
-                                        gen),
-                            c.flow.chunk);
+  return make_block_student(ParticleNet(options_of(c, c.student, fam, dev), gen), c.flow.chunk);
 }
 
 StepOptions step_options_of(const Config& c) {
@@ -134,7 +137,8 @@ Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
   const int64_t n = train_.size(), B = cfg_.train.batch;
   const int64_t batches = (n + B - 1) / B;
   const bool fresh = cfg_.data.fresh;
-  const bool drmmd = parse_method(cfg_.flow.method) == Method::DrMMD;
+  const StepOptions base = step_options_of(cfg_);
+  const bool drmmd = base.method == Method::DrMMD;
   const auto opts = train_.X.options();
   while (s_.epoch < cfg_.train.epochs) {
     if (s_.batch == 0) {
@@ -145,7 +149,7 @@ Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
       if (!fresh) s_.perm = at::randperm(n, s_.gen, at::TensorOptions().dtype(at::kLong));
       s_.loss_sum = 0;
     }
-    StepOptions opt = step_options_of(cfg_);
+    StepOptions opt = base;
     opt.step_size = s_.step_size;
     opt.beta = beta_.at(s_.epoch);
     const at::Tensor perm = fresh ? at::Tensor() : s_.perm.to(device_);
