@@ -148,6 +148,31 @@ TEST(WeightedGradInvariance, FloatAgreesWithDouble) {
   EXPECT_TRUE(at::allclose(sf.to(at::kDouble), sd, 1e-5, 1e-5));
 }
 
+// The fused kernel takes H as a compile-time constant (H <= 4) and its own float32 products:
+// against the generic path for each H and o, biases on, in both precisions. Wider particles run
+// the generic path under Impl::Auto and are refused by Impl::Fused.
+TEST(WeightedGradInvariance, FusedEqualsGenericForEveryHiddenWidth) {
+  for (int64_t H : {1, 2, 3, 4, 5})
+    for (int64_t o : {1, 3})
+      for (auto dtype : {at::kDouble, at::kFloat}) {
+        ParticleFamily f = test::family(9, H, o, Activation::ReLU, OutputKind::Gaussian, 2, true,
+                                        true);
+        Particles z = test::random_net(f, 150, 31).particles().to(dtype);
+        at::Tensor X = test::inputs(21, f.dim, 32).to(dtype);
+        at::Tensor W = test::inputs(21, o, 33).to(dtype);
+        const double tol = dtype == at::kDouble ? 1e-12 : 1e-4;
+        const std::string at_ = "H=" + std::to_string(H) + " o=" + std::to_string(o);
+        EXPECT_LT(test::max_abs_diff(weighted_grad(f, z, X, W, 0, Impl::Auto),
+                                     weighted_grad(f, z, X, W, 0, Impl::Generic)),
+                  tol)
+            << at_;
+        EXPECT_TRUE(at::allclose(feature_sum(f, z, X, 0, Impl::Auto),
+                                 feature_sum(f, z, X, 0, Impl::Generic), tol, tol))
+            << at_;
+        if (H > 4) EXPECT_THROW(feature_sum(f, z, X, 0, Impl::Fused), c10::Error) << at_;
+      }
+}
+
 TEST(WeightedGradChecks, RejectsMismatchedShapes) {
   ParticleFamily f = test::family(4, 2, 1, Activation::ReLU, OutputKind::Identity, 1, false, false);
   Particles z = test::random_net(f, 3, 1).particles();
