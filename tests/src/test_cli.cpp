@@ -43,7 +43,7 @@ TEST(Cli, BadInputExitsTwoWithOneLineAndWritesNothing) {
       {"--set flow.step_size=.nan", "flow.step_size: must be finite"},
       {"--set flow.step_size=-0.5", "flow.step_size: must be positive"},
       {"--config /nonexistent.yaml", "cannot read config file"},
-      {"--device cuda", "device"},
+      {"--device cuda:99", "device"},  // no such GPU, in CPU-only and CUDA builds alike
       {"--bogus", "bogus"},
   };
   for (const auto& [args, expect] : cases) {
