@@ -19,7 +19,8 @@ std::string to_string(InputDist dist) { return dist == InputDist::Sphere ? "sphe
 
 at::Tensor sample_inputs(InputDist dist, int64_t n, int64_t d, at::Generator& gen,
                          const at::TensorOptions& opts) {
-  auto x = at::normal(0.0, 1.0, {n, d}, gen, at::TensorOptions().dtype(at::kDouble));
+  auto x = at::normal(0.0, 1.0, {n, d}, gen,
+                      at::TensorOptions().dtype(at::kDouble).device(gen.device()));
   if (dist == InputDist::Sphere) x = x / x.norm(2, {1}, /*keepdim=*/true);
   return x.to(opts);
 }

@@ -14,8 +14,8 @@ enum class InputDist { Sphere, Gaussian };  // uniform on S^{d-1} | N(0, I_d)
 InputDist parse_input(const std::string& name);  // throws std::invalid_argument
 std::string to_string(InputDist dist);
 
-// n inputs [n, d], drawn in double on CPU from gen, then converted: the same seed gives the same
-// inputs for every dtype and device.
+// n inputs [n, d], drawn in double on gen's device, then converted: the same seed gives the same
+// inputs for every dtype, and a CPU generator the same for every device.
 at::Tensor sample_inputs(InputDist dist, int64_t n, int64_t d, at::Generator& gen,
                          const at::TensorOptions& opts);
 

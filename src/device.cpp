@@ -25,6 +25,9 @@ c10::Device resolve_device(const std::string& name) {
 #else
     if (!at::hasCUDA())
       throw ConfigError("device: '" + name + "' requested, but no GPU is visible");
+    if (dev.has_index() && size_t(dev.index()) >= at::getNumGPUs())
+      throw ConfigError(
+          fmt::format("device: '{}' requested, but {} GPU(s) are visible", name, at::getNumGPUs()));
 #endif
   }
   return dev;

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <stdexcept>
+#include <tuple>
 
 namespace mmdflow {
 
@@ -42,6 +43,12 @@ at::Tensor half_mse(const Student& s, const at::Tensor& X, const at::Tensor& Y, 
 
 namespace {
 
+// A^{-1} B. linalg_solve reads the factorisation's status on the host, on a GPU a synchronisation
+// every step; unchecked, a singular A gives non-finite values, which end the run (exit 3).
+at::Tensor solve(const at::Tensor& A, const at::Tensor& B) {
+  return std::get<0>(at::linalg_solve_ex(A, B, /*left=*/true, /*check_errors=*/false));
+}
+
 // W of the DrMMD flow: ((1 + lambda) / lambda) (r - sum_m beta_m phi_m) / B, with
 // beta = (K_XX + c lambda I)^{-1} h(X), h(X)_m = (1/B) sum_b phi_m(x_b)^T r_b.
 at::Tensor drmmd_weight(const at::Tensor& r, const at::Tensor& Phi, double lambda, double c) {
@@ -52,8 +59,8 @@ at::Tensor drmmd_weight(const at::Tensor& r, const at::Tensor& Phi, double lambd
   at::Tensor hX = at::mv(F, r.reshape({-1})) / double(B);  // [M]
   at::Tensor K = at::mm(F, F.t()) / double(B);             // [M, M]
   K = K + c * lambda * at::eye(M, K.options());
-  at::Tensor beta = at::linalg_solve(K, hX.unsqueeze(1)).squeeze(1);  // [M]
-  at::Tensor target = at::tensordot(beta, Phi, {0}, {0});             // [B, o]
+  at::Tensor beta = solve(K, hX.unsqueeze(1)).squeeze(1);  // [M]
+  at::Tensor target = at::tensordot(beta, Phi, {0}, {0});  // [B, o]
   return (1.0 + lambda) / lambda * (r - target) / double(B);
 }
 
@@ -84,7 +91,7 @@ StepStats flow_step(Student& s, const at::Tensor& X, const at::Tensor& Y, const 
       TORCH_CHECK(r.size(1) == 1, "Sobolev descent needs o = 1, got o = ", r.size(1));
       at::Tensor S = s.jacobian_gram(X) / double(s.size() * B);
       S = S + opt.sobolev_eps * at::eye(B, S.options());
-      W = at::linalg_solve(S, r) / double(B);  // alpha / B
+      W = solve(S, r) / double(B);  // alpha / B
       break;
     }
     case Method::DrMMD: {

@@ -11,7 +11,7 @@
 namespace mmdflow {
 namespace {
 
-enum Stream : uint64_t { kTeacher = 0, kData = 1, kStudent = 2, kTrain = 3 };
+enum Stream : uint64_t { kTeacher = 0, kData = 1, kStudent = 2, kTrain = 3, kDeviceInputs = 4 };
 constexpr int64_t kEvalBatch = 1000;  // inputs per product when evaluating a whole set
 
 at::Generator stream(const Config& c, Stream k) {
@@ -102,6 +102,7 @@ Trainer::Trainer(const Config& cfg)
   train_ = make_dataset(dist_, cfg.data.train_size, teacher_, data_gen);
   valid_ = make_dataset(dist_, cfg.data.valid_size, teacher_, data_gen);
   s_.gen = stream(cfg, kTrain);
+  if (!device_.is_cpu()) device_gen_ = make_generator(device_, sub_seed(cfg.seed, kDeviceInputs));
   s_.step_size = cfg.flow.step_size;
   initial_valid_ = half_mse(*student_, valid_.X, valid_.Y, kEvalBatch).item<double>();
   s_.best_valid = initial_valid_;
@@ -140,6 +141,7 @@ Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
   const StepOptions base = step_options_of(cfg_);
   const bool drmmd = base.method == Method::DrMMD;
   const auto opts = train_.X.options();
+  const uint64_t device_seed = sub_seed(cfg_.seed, kDeviceInputs);
   while (s_.epoch < cfg_.train.epochs) {
     if (s_.batch == 0) {
       if (stop && stop()) {
@@ -152,6 +154,7 @@ Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
     StepOptions opt = base;
     opt.step_size = s_.step_size;
     opt.beta = beta_.at(s_.epoch);
+    // The epoch's order onto the device: a blocking copy, once an epoch, outside the steps.
     const at::Tensor perm = fresh ? at::Tensor() : s_.perm.to(device_);
     at::Tensor loss_sum = at::full({}, s_.loss_sum, opts.dtype(at::kDouble));
     StepStats last;
@@ -166,8 +169,10 @@ Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
       }
       const int64_t len = std::min(B, n - i * B);
       at::Tensor X, Y;
-      if (fresh) {
-        X = sample_inputs(dist_, len, cfg_.data.dim, s_.gen, opts);
+      if (fresh) {  // on a device: drawn there, no host draw and copy per step
+        const bool cpu = device_.is_cpu();
+        if (!cpu) device_gen_.set_current_seed(sub_seed(device_seed, uint64_t(s_.steps)));
+        X = sample_inputs(dist_, len, cfg_.data.dim, cpu ? s_.gen : device_gen_, opts);
         Y = teacher_.forward(X);
       } else {
         at::Tensor idx = perm.narrow(0, i * B, len);

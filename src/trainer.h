@@ -39,7 +39,7 @@ struct TrainerState {
   int64_t steps = 0;        // flow steps done
   double step_seconds = 0;  // time spent in them
   double seconds = 0;       // training time so far
-  at::Generator gen;        // CPU: minibatch order, fresh inputs and each step's noise seed
+  at::Generator gen;        // CPU: minibatch order, each step's noise seed, fresh inputs on CPU
   NamedTensors student;     // the student's weights by name (block: A, a, B, b; dense: W1, ...)
   double step_size = 0;     // gamma now (the plateau schedule cuts it)
   double best_train = INFINITY;  // plateau: best train loss so far
@@ -98,6 +98,10 @@ class Trainer {
   std::unique_ptr<Student> student_;
   double initial_valid_ = 0;
   TrainerState s_;  // all but s_.student, which lives in student_
+  // Fresh inputs off the CPU are drawn on the device, by this generator reseeded every step with
+  // sub_seed(its stream's seed, step): they depend on the step count alone, so a resumed run
+  // draws them again without the generator's state in the checkpoint.
+  at::Generator device_gen_;
 };
 
 }  // namespace mmdflow

@@ -43,7 +43,7 @@ TEST(Cli, BadInputExitsTwoWithOneLineAndWritesNothing) {
       {"--set flow.step_size=.nan", "flow.step_size: must be finite"},
       {"--set flow.step_size=-0.5", "flow.step_size: must be positive"},
       {"--config /nonexistent.yaml", "cannot read config file"},
-      {"--device cuda", "device"},
+      {"--device cuda:99", "device"},  // no such GPU, in CPU-only and CUDA builds alike
       {"--bogus", "bogus"},
   };
   for (const auto& [args, expect] : cases) {
@@ -70,6 +70,21 @@ TEST(Cli, NonFiniteRunStopsWithExitThree) {
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 2) << csv;  // header + epoch 1, whole lines
   EXPECT_FALSE(fs::exists(out + "/student.pt"));
   EXPECT_EQ(nlohmann::json::parse(read_file(out + "/summary.json"))["status"], "non_finite");
+}
+
+// float32, where a regulariser of 1e-300 is 0, makes the flows' linear systems exactly singular:
+// an all-zero student gives Sobolev descent S = 0, an all-zero teacher gives DrMMD K_XX = 0.
+TEST(Cli, SingularSystemStopsWithExitThree) {
+  for (const std::string set :
+       {" --set flow.method=sobolev --set noise.beta0=0 --set flow.sobolev_eps=1e-300"
+        " --set student.init_mean=0 --set student.init_std=0",
+        " --set flow.method=drmmd --set flow.drmmd_lambda=1e-300"
+        " --set teacher.init_mean=0 --set teacher.init_std=0"}) {
+    Result r = run("train --threads 1 --out " + scratch("singular") +
+                   " --set dtype=float32 --set model.output=identity --set train.epochs=3" + set);
+    EXPECT_EQ(r.code, 3) << set << "\n" << r.output;
+    EXPECT_NE(r.output.find("non-finite at epoch 1"), std::string::npos) << r.output;
+  }
 }
 
 TEST(Cli, SameSeedWritesIdenticalLosses) {

@@ -257,6 +257,29 @@ TEST(DrMMD, MatchesTheWitnessFormula) {
   expect_step(z, p.z, grads, gamma, "drmmd");
 }
 
+// A singular system is no error (its status is never read on the host): the non-finite solution
+// reaches the particles, where the trainer's check ends the run (exit 3, test_cli.cpp).
+TEST(Methods, SingularSystemGivesNonFiniteParticles) {
+  ParticleFamily f = test::family(6, 3, 1, Activation::ReLU, OutputKind::Identity, 1, false, false);
+  Particles zero = test::random_net(f, 20, 1, at::kFloat, 0.0).particles();
+  Particles z = test::random_net(f, 20, 1, at::kFloat).particles();
+  at::Tensor X = test::inputs(16, 6, 3, at::kFloat);
+  // float32, where a regulariser of 1e-300 is 0: with all-zero student particles every Jacobian
+  // vanishes (S = 0); with an all-zero teacher every target feature does (K_XX = 0).
+  at::Tensor Y = particle_features(f, z, X).mean(0);
+  StepOptions opt;
+  opt.method = Method::Sobolev;
+  opt.sobolev_eps = 1e-300;
+  Particles a = zero.clone();
+  step(f, a, X, Y, opt);
+  EXPECT_FALSE(at::isfinite(a.flat()).all().item<bool>());
+  opt.method = Method::DrMMD;
+  opt.drmmd_lambda = 1e-300;
+  Particles b = z.clone();
+  step(f, b, X, at::zeros_like(Y), opt, particle_features(f, zero, X));
+  EXPECT_FALSE(at::isfinite(b.flat()).all().item<bool>());
+}
+
 // float32 follows float64 over 100 steps of noise injection (the same init and noise, rounded).
 TEST(MmdFlow, Float32FollowsFloat64Over100Steps) {
   ParticleFamily f =
