@@ -45,10 +45,12 @@ at::Tensor activate(Activation s, const at::Tensor& p) {
   return s == Activation::ReLU ? at::relu(p) : at::tanh(p);
 }
 
-at::Tensor activate_grad(Activation s, const at::Tensor& p) {
-  if (s == Activation::ReLU) return (p > 0).to(p.scalar_type());
+// ReLU as one kernel (d where p > 0): on a GPU the [C, H, B] tensors are read once, not three
+// times.
+at::Tensor activate_backprop(Activation s, const at::Tensor& p, const at::Tensor& d) {
+  if (s == Activation::ReLU) return at::threshold_backward(d, p, 0);
   auto t = at::tanh(p);
-  return 1 - t * t;
+  return d * (1 - t * t);
 }
 
 at::Tensor output(const OutputFn& g, const at::Tensor& u) {

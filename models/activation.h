@@ -32,7 +32,7 @@ const char* output_names();
 
 // ATen versions, elementwise.
 at::Tensor activate(Activation s, const at::Tensor& p);
-at::Tensor activate_grad(Activation s, const at::Tensor& p);  // s'(p)
+at::Tensor activate_backprop(Activation s, const at::Tensor& p, const at::Tensor& d);  // d s'(p)
 at::Tensor output(const OutputFn& g, const at::Tensor& u);
 at::Tensor output_grad(const OutputFn& g, const at::Tensor& u);  // G'(u)
 

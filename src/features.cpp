@@ -91,9 +91,9 @@ void weighted_grad_generic(const ParticleFamily& fam, const Particles& z, const 
   auto E = output_grad(fam.out, h.U) * W.t().unsqueeze(0);  // [C, o, Bt] dL/dU
   g.B.copy_(at::bmm(E, h.S.transpose(1, 2)));               // [C, o, H]
   if (g.b.defined()) g.b.copy_(E.sum(2));                   // [C, o]
-  auto dP = at::bmm(z.B.transpose(1, 2), E) * activate_grad(fam.activation, h.P);  // [C, H, Bt]
-  if (g.a.defined()) g.a.copy_(dP.sum(2));                                         // [C, H]
-  g.A.copy_(at::matmul(dP, X));                                                    // [C, H, d]
+  auto dP = activate_backprop(fam.activation, h.P, at::bmm(z.B.transpose(1, 2), E));  // [C, H, Bt]
+  if (g.a.defined()) g.a.copy_(dP.sum(2));                                            // [C, H]
+  g.A.copy_(at::matmul(dP, X));                                                       // [C, H, d]
 }
 
 // ---- fused CPU path --------------------------------------------------------------------------
@@ -473,7 +473,7 @@ at::Tensor jacobian_gram(const ParticleFamily& fam, const Particles& z, const at
     at::Tensor gp = output_grad(fam.out, h.U);  // [C, 1, Bt] G'
     // d phi / d(A_h x + a_h) = G' B_h s'(P_h) and d phi / d B_h = G' s(P_h): [C, H, Bt] each.
     at::Tensor dA =
-        (gp * zc.B.transpose(1, 2) * activate_grad(fam.activation, h.P)).reshape({-1, Bt});
+        activate_backprop(fam.activation, h.P, gp * zc.B.transpose(1, 2)).reshape({-1, Bt});
     at::Tensor dB = (gp * h.S).reshape({-1, Bt});
     gram += at::mm(dA.t(), dA) * kx + at::mm(dB.t(), dB);
     if (z.b.defined()) gram += at::mm(gp.squeeze(1).t(), gp.squeeze(1));

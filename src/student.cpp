@@ -114,8 +114,8 @@ class DenseStudent : public Student {
   at::Tensor jacobian_gram(const at::Tensor& X) const override {
     TORCH_CHECK(fam_.outputs == 1, "the Jacobian Gram needs o = 1, got o = ", fam_.outputs);
     Fwd f = forward(w_, X);
-    at::Tensor Gp = output_grad(fam_.out, f.U);                               // [B, N]
-    at::Tensor C = at::mm(Gp, w_.W2) * activate_grad(fam_.activation, f.H1);  // [B, N H]
+    at::Tensor Gp = output_grad(fam_.out, f.U);                                  // [B, N]
+    at::Tensor C = activate_backprop(fam_.activation, f.H1, at::mm(Gp, w_.W2));  // [B, N H]
     at::Tensor gg = at::mm(Gp, Gp.t());
     at::Tensor k2 = at::mm(f.S1, f.S1.t());
     if (w_.b2.defined()) k2 = k2 + 1;
@@ -161,8 +161,8 @@ class DenseStudent : public Student {
     DenseWeights g;
     g.W2 = at::mm(E.t(), f.S1);  // [N o, N H]
     if (w.b2.defined()) g.b2 = E.sum(0);
-    at::Tensor dH = at::mm(E, w.W2) * activate_grad(fam_.activation, f.H1);  // [B, N H]
-    g.W1 = at::mm(dH.t(), X);                                                // [N H, d]
+    at::Tensor dH = activate_backprop(fam_.activation, f.H1, at::mm(E, w.W2));  // [B, N H]
+    g.W1 = at::mm(dH.t(), X);                                                   // [N H, d]
     if (w.b1.defined()) g.b1 = dH.sum(0);
     return g;
   }
