@@ -34,6 +34,20 @@ inline at::Tensor inputs(int64_t B, int64_t d, uint64_t seed, c10::ScalarType dt
   return at::normal(0, 1, {B, d}, g, at::TensorOptions().dtype(at::kDouble)).to(dtype);
 }
 
+// A student-teacher problem in float64: N student particles, 2 teacher particles, B inputs
+// labelled by the teacher.
+struct Problem {
+  ParticleFamily f;
+  Particles z, teacher;
+  at::Tensor X, Y;
+  Problem(const ParticleFamily& fam, int64_t N, int64_t B)
+      : f(fam),
+        z(random_net(f, N, 1).particles()),
+        teacher(random_net(f, 2, 2).particles()),
+        X(inputs(B, f.dim, 3)),
+        Y(particle_features(f, teacher, X).mean(0)) {}
+};
+
 // A block-layout student over these particles (shares their storage).
 inline std::unique_ptr<Student> block(const ParticleFamily& f, const Particles& z,
                                       Impl impl = Impl::Auto, int64_t chunk = 0) {

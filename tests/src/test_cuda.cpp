@@ -36,12 +36,10 @@ class Cuda : public testing::Test {
 };
 
 // N = 300 particles (three blocks of the fused kernel), H = 3, d = 10, o = 1, B = 50, biases.
-struct Problem {
-  ParticleFamily f = test::family(10, 3, 1, Activation::ReLU, OutputKind::Gaussian, 2, true, true);
-  Particles z = test::random_net(f, 300, 1).particles();
-  Particles teacher = test::random_net(f, 2, 2).particles();
-  at::Tensor X = test::inputs(50, 10, 3);
-  at::Tensor Y = particle_features(f, teacher, X).mean(0);
+struct Problem : test::Problem {
+  Problem()
+      : test::Problem(test::family(10, 3, 1, Activation::ReLU, OutputKind::Gaussian, 2, true, true),
+                      300, 50) {}
 };
 
 at::TensorOptions on(c10::Device dev) { return at::TensorOptions().device(dev); }

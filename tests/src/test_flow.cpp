@@ -9,12 +9,10 @@
 namespace mmdflow {
 namespace {
 
-struct Problem {
-  ParticleFamily f = test::family(6, 3, 2, Activation::ReLU, OutputKind::Gaussian, 2, true, true);
-  Particles z = test::random_net(f, 20, 1).particles();
-  Particles teacher = test::random_net(f, 2, 2).particles();
-  at::Tensor X = test::inputs(16, 6, 3);
-  at::Tensor Y = particle_features(f, teacher, X).mean(0);
+struct Problem : test::Problem {
+  Problem()
+      : test::Problem(test::family(6, 3, 2, Activation::ReLU, OutputKind::Gaussian, 2, true, true),
+                      20, 16) {}
 };
 
 // grad_z sum_n sum_b W_b^T phi_{z_n}(x_b) by autograd, at the particles zn.
