@@ -155,8 +155,8 @@ TEST(WeightedGradInvariance, FusedEqualsGenericForEveryHiddenWidth) {
   for (int64_t H : {1, 2, 3, 4, 5})
     for (int64_t o : {1, 3})
       for (auto dtype : {at::kDouble, at::kFloat}) {
-        ParticleFamily f = test::family(9, H, o, Activation::ReLU, OutputKind::Gaussian, 2, true,
-                                        true);
+        ParticleFamily f =
+            test::family(9, H, o, Activation::ReLU, OutputKind::Gaussian, 2, true, true);
         Particles z = test::random_net(f, 150, 31).particles().to(dtype);
         at::Tensor X = test::inputs(21, f.dim, 32).to(dtype);
         at::Tensor W = test::inputs(21, o, 33).to(dtype);
@@ -171,6 +171,38 @@ TEST(WeightedGradInvariance, FusedEqualsGenericForEveryHiddenWidth) {
             << at_;
         if (H > 4) EXPECT_THROW(feature_sum(f, z, X, 0, Impl::Fused), c10::Error) << at_;
       }
+}
+
+// The fused descent against the generic one with noise, over every pair of non-linearities,
+// H = 1, 3, 4, o = 1, 2, with and without biases, N = 261 (two full blocks and a partial one) and
+// B = 13 (a partial vector of inputs), in both precisions.
+TEST(WeightedGradInvariance, FusedDescentEqualsGenericEverywhere) {
+  const std::vector<std::pair<OutputKind, double>> outs = {
+      {OutputKind::Identity, 1}, {OutputKind::Gaussian, 2}, {OutputKind::Laplace, 0.7},
+      {OutputKind::IMQ, 1.5},    {OutputKind::Cosine, 1},   {OutputKind::Power, 1}};
+  int k = 0;
+  for (Activation s : {Activation::ReLU, Activation::Tanh})
+    for (const auto& [g, param] : outs)
+      for (int64_t H : {1, 3, 4})
+        for (auto dtype : {at::kDouble, at::kFloat}) {
+          const int64_t o = 1 + k % 2;
+          const bool biases = k++ % 3 == 0;
+          ParticleFamily f = test::family(7, H, o, s, g, param, biases, biases);
+          Particles z = test::random_net(f, 261, 41, dtype, 0.5).particles();
+          at::Tensor X = test::inputs(13, f.dim, 42, dtype);
+          at::Tensor W = test::inputs(13, o, 43, dtype) / 13;
+          const Noise noise{0.3, 44};
+          Particles a = z.clone(), b = z.clone();
+          const double sa = descend(f, a, X, W, 0.5, 0, Impl::Fused, noise).item<double>();
+          const double sb = descend(f, b, X, W, 0.5, 0, Impl::Generic, noise).item<double>();
+          const double tol = dtype == at::kDouble ? 1e-12 : 2e-5;
+          const std::string at_ = to_string(s) + "/" + to_string(g) + " H=" + std::to_string(H) +
+                                  " o=" + std::to_string(o) + (biases ? " biases" : "") +
+                                  (dtype == at::kDouble ? " float64" : " float32");
+          EXPECT_LT(test::max_abs_diff(a, b), tol) << at_;
+          EXPECT_NEAR(sa, sb, tol * std::max(1.0, sb)) << at_;
+          EXPECT_GT(test::max_abs_diff(a, z), 1e-4) << at_;  // the step moved the particles
+        }
 }
 
 TEST(WeightedGradChecks, RejectsMismatchedShapes) {
