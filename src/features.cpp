@@ -100,9 +100,9 @@ void weighted_grad_generic(const ParticleFamily& fam, const Particles& z, const 
 // Particles are cut into blocks of kBlock; each thread takes whole blocks. Per block: P = A X^T
 // ([n H, Bt], cache-resident) by one single-threaded product, then one pass over P per output.
 // For the gradient, one pass per hidden unit then overwrites P with dL/dP and gA = dP X is a
-// second product. Products run on gemm_f32 (float32 with AVX2) or else single-threaded BLAS;
-// nothing inside a block goes through ATen's dispatcher. Partial feature sums are added in block
-// order, so results do not depend on the number of threads.
+// second product. Products run on gemm_f32 (float32 with AVX2; then nothing inside a block goes
+// through ATen's dispatcher) or else on single-threaded BLAS. Partial feature sums are added in
+// block order, so results do not depend on the number of threads.
 
 struct Dims {
   int64_t H, d, o;
