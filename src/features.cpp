@@ -199,6 +199,24 @@ Particles perturb_blocks(const Particles& z, const Noise& noise) {
   return out;
 }
 
+// u = b_k + sum_h B_kh s(P_h[b] + a_h): output k of one particle at input b, P [H, Bt].
+template <typename T, int H, typename SFn>
+inline T output_pre(const T* Bk, T bias, const T* P, const T* a, int64_t Bt, int64_t b) {
+  T u = bias;
+#pragma GCC unroll 4  // H is a constant: unrolled before vectorising over b
+  for (int h = 0; h < H; ++h) u += Bk[h] * SFn::value(P[h * Bt + b] + a[h]);
+  return u;
+}
+
+// fn(b0, b1) over blocks [0, nblocks) in parallel. Blocks are independent: chunks of C particles
+// only bound how many run between two synchronisations.
+template <typename F>
+void parallel_blocks(int64_t nblocks, int64_t C, const F& fn) {
+  const int64_t per_chunk = (C + kBlock - 1) / kBlock;
+  for (int64_t c0 = 0; c0 < nblocks; c0 += per_chunk)
+    at::parallel_for(c0, std::min(nblocks, c0 + per_chunk), 1, fn);
+}
+
 // Partial feature sums of one block of n particles: out[k, b] += sum_i G(u_ik(x_b)). H is a
 // compile-time constant, so the loops over b vectorise. P [n H, Bt] is scratch.
 template <typename T, int H, typename SFn, typename GFn>
@@ -216,11 +234,8 @@ void feature_sum_block(const View<T>& z, int64_t n, const Dims& s, const T* Xt /
       double* __restrict ok = out + k * Bt;
 #pragma omp simd
       for (int64_t b = 0; b < Bt; ++b) {
-        T u = bias;
-#pragma GCC unroll 4  // H is a constant: unrolled before vectorising over b
-        for (int h = 0; h < H; ++h) u += Bk[h] * SFn::value(p[h * Bt + b] + a[h]);
         T dg;
-        ok[b] += G.eval(u, &dg);
+        ok[b] += G.eval(output_pre<T, H, SFn>(Bk, bias, p, a, Bt, b), &dg);
       }
     }
   }
@@ -247,11 +262,8 @@ void weighted_grad_block(const View<T>& z, const View<T>& g, int64_t n, const Di
       T sb = 0;
 #pragma omp simd reduction(+ : sb)
       for (int64_t b = 0; b < Bt; ++b) {
-        T u = bias;
-#pragma GCC unroll 4  // H is a constant: unrolled before vectorising over b
-        for (int h = 0; h < H; ++h) u += Bk[h] * SFn::value(p[h * Bt + b] + a[h]);
         T dg;
-        G.eval(u, &dg);
+        G.eval(output_pre<T, H, SFn>(Bk, bias, p, a, Bt, b), &dg);
         Ek[b] = wk[b] * dg;
         sb += Ek[b];
       }
@@ -331,18 +343,14 @@ at::Tensor feature_sum(const ParticleFamily& fam, const Particles& z, const at::
       using SFn = decltype(sfn);
       const View<scalar_t> v = view_of<scalar_t>(zc);
       const scalar_t* xt = Xt.data_ptr<scalar_t>();
-      // Blocks are independent: chunks only bound how many run between two synchronisations.
-      const int64_t per_chunk = (C + kBlock - 1) / kBlock;
-      for (int64_t c0 = 0; c0 < nblocks; c0 += per_chunk) {
-        at::parallel_for(c0, std::min(nblocks, c0 + per_chunk), 1, [&](int64_t b0, int64_t b1) {
-          std::vector<scalar_t> P(kBlock * s.H * Bt);
-          for (int64_t blk = b0; blk < b1; ++blk) {
-            const int64_t lo = blk * kBlock, n = std::min(N - lo, kBlock);
-            feature_sum_block<scalar_t, kH, SFn>(v.shift(s, lo), n, s, xt, Bt, gfn, P.data(),
-                                                 part.data() + blk * o * Bt);
-          }
-        });
-      }
+      parallel_blocks(nblocks, C, [&](int64_t b0, int64_t b1) {
+        std::vector<scalar_t> P(kBlock * s.H * Bt);
+        for (int64_t blk = b0; blk < b1; ++blk) {
+          const int64_t lo = blk * kBlock, n = std::min(N - lo, kBlock);
+          feature_sum_block<scalar_t, kH, SFn>(v.shift(s, lo), n, s, xt, Bt, gfn, P.data(),
+                                               part.data() + blk * o * Bt);
+        }
+      });
     });
   });
   at::Tensor acc = at::zeros({o, Bt}, at::TensorOptions().dtype(at::kDouble));
@@ -380,30 +388,27 @@ void fused_grad(const ParticleFamily& fam, Particles& z, const at::Tensor& X, co
       using SFn = decltype(sfn);
       const View<T> zv = view_of<T>(z);
       const View<T> gv = g ? view_of<T>(*g) : View<T>{};
-      const int64_t per_chunk = (C + kBlock - 1) / kBlock;
-      for (int64_t c0 = 0; c0 < nblocks; c0 += per_chunk) {
-        at::parallel_for(c0, std::min(nblocks, c0 + per_chunk), 1, [&](int64_t b0, int64_t b1) {
-          std::vector<T> P(kBlock * s.H * Bt), E(s.o * Bt), D(Bt);
-          std::vector<float> w;
-          BlockBuffer<T> noisy(s, zv), grad(s, zv);
-          for (int64_t blk = b0; blk < b1; ++blk) {
-            const int64_t lo = blk * kBlock, n = std::min(N - lo, kBlock);
-            const View<T> zb = zv.shift(s, lo);
-            const View<T> gb = g ? gv.shift(s, lo) : grad.v;
-            if (noise.beta != 0.0) noisy_block(zb, noisy.v, s, n, noise, blk, w);
-            weighted_grad_block<T, kH, SFn>(noise.beta != 0.0 ? noisy.v : zb, gb, n, s,
-                                            Xc.data_ptr<T>(), Xt.data_ptr<T>(), Wt.data_ptr<T>(),
-                                            Bt, gfn, P.data(), E.data(), D.data());
-            auto apply = [&](const T* gp, T* zp, int64_t len) {
-              if (gp) sq[blk] += sq_then_step(gp, g ? nullptr : zp, len, T(-step));
-            };
-            apply(gb.A, zb.A, n * s.H * s.d);
-            apply(gb.a, zb.a, n * s.H);
-            apply(gb.B, zb.B, n * s.o * s.H);
-            apply(gb.b, zb.b, n * s.o);
-          }
-        });
-      }
+      parallel_blocks(nblocks, C, [&](int64_t b0, int64_t b1) {
+        std::vector<T> P(kBlock * s.H * Bt), E(s.o * Bt), D(Bt);
+        std::vector<float> w;
+        BlockBuffer<T> noisy(s, zv), grad(s, zv);
+        for (int64_t blk = b0; blk < b1; ++blk) {
+          const int64_t lo = blk * kBlock, n = std::min(N - lo, kBlock);
+          const View<T> zb = zv.shift(s, lo);
+          const View<T> gb = g ? gv.shift(s, lo) : grad.v;
+          if (noise.beta != 0.0) noisy_block(zb, noisy.v, s, n, noise, blk, w);
+          weighted_grad_block<T, kH, SFn>(noise.beta != 0.0 ? noisy.v : zb, gb, n, s,
+                                          Xc.data_ptr<T>(), Xt.data_ptr<T>(), Wt.data_ptr<T>(), Bt,
+                                          gfn, P.data(), E.data(), D.data());
+          auto apply = [&](const T* gp, T* zp, int64_t len) {
+            if (gp) sq[blk] += sq_then_step(gp, g ? nullptr : zp, len, T(-step));
+          };
+          apply(gb.A, zb.A, n * s.H * s.d);
+          apply(gb.a, zb.a, n * s.H);
+          apply(gb.B, zb.B, n * s.o * s.H);
+          apply(gb.b, zb.b, n * s.o);
+        }
+      });
     });
   });
 }
