@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "src/io.h"
+#include "src/base/io.h"
 
 namespace mmdflow::test {
 

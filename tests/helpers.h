@@ -4,7 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "models/particle_net.h"
-#include "src/student.h"
+#include "src/flow/student.h"
 
 namespace mmdflow::test {
 

@@ -5,7 +5,7 @@
 # Builds in build-fuzz/ (MMDFLOW_FUZZ=ON). Each target starts from its seed corpus in
 # tests/fuzz/corpus/<target>/ plus what earlier runs found (build-fuzz/fuzz-<target>/corpus), and
 # stops at its first crash, whose input lands in build-fuzz/fuzz-<target>/crashes-<time>/: make it
-# a regression test (tests/src/test_fuzz_regressions.cpp), fix, run again.
+# a regression test (tests/src/train/test_fuzz_regressions.cpp), fix, run again.
 set -euo pipefail
 seconds=${1:-300}
 shift || true

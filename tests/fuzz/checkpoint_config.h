@@ -1,7 +1,7 @@
 // The run whose checkpoints fuzz_checkpoint reads (tests/fuzz/fuzz_checkpoint.cpp), shared with
-// the test that its seeds still read back (tests/src/test_checkpoint.cpp).
+// the test that its seeds still read back (tests/src/train/test_checkpoint.cpp).
 #pragma once
-#include "src/config.h"
+#include "src/train/config.h"
 
 namespace mmdflow::fuzz {
 

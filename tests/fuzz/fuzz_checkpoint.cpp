@@ -1,4 +1,4 @@
-// libFuzzer target: the checkpoint reader (src/checkpoint.cpp), for the run of kConfig. Each input
+// libFuzzer target: the checkpoint reader (src/train/checkpoint.cpp), for the run of kConfig. Each input
 // is read as it is, then resealed (the header's length and checksum made right) so that mutations
 // reach the records behind the checksum. Any input must give a TrainerState or a CheckpointError.
 //
@@ -10,7 +10,7 @@
 #include <cstring>
 #include <string>
 
-#include "src/checkpoint.h"
+#include "src/train/checkpoint.h"
 #include "tests/fuzz/checkpoint_config.h"
 
 namespace {

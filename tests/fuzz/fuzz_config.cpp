@@ -1,4 +1,4 @@
-// libFuzzer target: the YAML config loader (src/config.cpp). The input is a config file; its first
+// libFuzzer target: the YAML config loader (src/train/config.cpp). The input is a config file; its first
 // line is also tried as a --set override. Any input must give a Config or a ConfigError, and an
 // accepted config must read back from to_yaml unchanged.
 #include <cstdint>
@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "src/config.h"
+#include "src/train/config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace mmdflow;

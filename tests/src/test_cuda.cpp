@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "src/checkpoint.h"
-#include "src/flow.h"
-#include "src/trainer.h"
+#include "src/train/checkpoint.h"
+#include "src/flow/flow.h"
+#include "src/train/trainer.h"
 #include "tests/helpers.h"
 
 #if defined(MMDFLOW_CUDA) && __has_include(<c10/cuda/CUDAFunctions.h>) && \

@@ -1,0 +1,54 @@
+// The flows of MATH.md ("The flow"), stateless: the caller owns the student, the randomness (a
+// noise seed per step) and the schedules. A step is two phases:
+//   1. r_b = (1/N) sum_n phi_n(x_b) - y_b at the clean particles: each shard of particles adds
+//      its [B, o] feature sum, the only quantity shards exchange (Sobolev descent also adds a
+//      [B, B] Jacobian Gram);
+//   2. a weight W [B, o] built from r, then theta <- theta - gamma grad sum_b W_b^T sum_n phi_n,
+//      local to each particle (block layout), at the noisy particles for noise injection.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <string>
+
+#include "src/flow/student.h"
+
+namespace mmdflow {
+
+enum class Method {
+  MMD,        // W = r / B; gradient at theta + beta w (noise injection; beta = 0: plain flow)
+  Diffusion,  // block: theta - gamma grad h(theta) + beta w; dense: noise first, then the step
+  Sobolev,    // W = alpha / B, alpha = (S + eps I)^{-1} r, S = gram / (N B); o = 1, no noise
+  DrMMD,      // W = ((1 + lambda) / lambda) (r - Phi_X beta) / B, with noise injection
+};
+Method parse_method(const std::string& name);  // throws std::invalid_argument
+std::string to_string(Method m);
+const char* method_names();
+
+struct StepOptions {
+  Method method = Method::MMD;
+  double step_size = 0.1;   // gamma
+  double beta = 0.0;        // noise level (noise injection, or diffusion)
+  uint64_t noise_seed = 0;  // w of this step (see Noise in features.h): a new one every step
+  double sobolev_eps = 1e-6;
+  double drmmd_lambda = 1.0;
+  bool clean_grad_sq = false;
+};
+
+struct StepStats {
+  at::Tensor loss;           // 1/2 (1/B) sum_b ||r_b||^2 before the step, 0-dim
+  at::Tensor noisy_grad_sq;  // ||g||^2 / N of the applied gradient (at the noisy particles)
+  at::Tensor grad_sq;        // the same at the clean particles (clean_grad_sq only)
+};
+
+// r = f_nu(X) - Y: [B, o].
+at::Tensor residual(const Student& s, const at::Tensor& X, const at::Tensor& Y);
+// 1/2 (1/n) sum ||f_nu(x) - y||^2 over a whole set, in batches of `batch` inputs, 0-dim.
+at::Tensor half_mse(const Student& s, const at::Tensor& X, const at::Tensor& Y, int64_t batch);
+
+// One step on the batch (X [B, d], Y [B, o]); updates the student in place. DrMMD needs the
+// features of its target particles on X: Phi_X [M, B, o] (block: the teacher's particles,
+// with M lambda in K_XX + M lambda I; dense: Y as one particle, lambda, as the original code).
+StepStats flow_step(Student& s, const at::Tensor& X, const at::Tensor& Y, const StepOptions& opt,
+                    const at::Tensor& target_features = {});
+
+}  // namespace mmdflow

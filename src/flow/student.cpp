@@ -1,0 +1,232 @@
+#include "src/flow/student.h"
+
+#include <ATen/ATen.h>
+
+#include <stdexcept>
+
+#include "src/base/device.h"
+
+namespace mmdflow {
+
+Layout parse_layout(const std::string& name) {
+  if (name == "block") return Layout::Block;
+  if (name == "dense") return Layout::Dense;
+  throw std::invalid_argument("unknown layout '" + name + "' (valid: block, dense)");
+}
+
+std::string to_string(Layout layout) { return layout == Layout::Block ? "block" : "dense"; }
+
+namespace {
+
+// Copies `weights` into the named destinations, which must all be given, with their shapes.
+void load_named(const NamedTensors& weights,
+                const std::vector<std::pair<std::string, at::Tensor*>>& dst) {
+  TORCH_CHECK(weights.size() == dst.size(), "expected ", dst.size(), " weight tensors, got ",
+              weights.size());
+  for (size_t i = 0; i < dst.size(); ++i) {
+    const auto& [name, t] = weights[i];
+    TORCH_CHECK(name == dst[i].first, "expected weight '", dst[i].first, "', got '", name, "'");
+    TORCH_CHECK(t.sizes() == dst[i].second->sizes(), "weight ", name, " is ", t.sizes(),
+                ", expected ", dst[i].second->sizes());
+    dst[i].second->copy_(t);
+  }
+}
+
+// One read back for all tensors: on a GPU, one synchronisation an epoch, not one a tensor.
+bool finite(const std::vector<const at::Tensor*>& ts) {
+  std::vector<at::Tensor> all;
+  for (const at::Tensor* t : ts) all.push_back(at::isfinite(*t).all());
+  return at::stack(all).all().item<bool>();
+}
+
+class BlockStudent : public Student {
+ public:
+  BlockStudent(ParticleNet net, int64_t chunk, Impl impl)
+      : net_(std::move(net)), chunk_(chunk), impl_(impl) {}
+  Layout layout() const override { return Layout::Block; }
+  int64_t size() const override { return net_.size(); }
+  at::Tensor feature_sum(const at::Tensor& X) const override {
+    return mmdflow::feature_sum(net_.family(), net_.particles(), X, chunk_, impl_);
+  }
+  at::Tensor descend(const at::Tensor& X, const at::Tensor& W, double step,
+                     const Noise& noise) override {
+    return mmdflow::descend(net_.family(), net_.particles(), X, W, step, chunk_, impl_, noise);
+  }
+  at::Tensor grad_sq(const at::Tensor& X, const at::Tensor& W) const override {
+    return mean_sq_norm(weighted_grad(net_.family(), net_.particles(), X, W, chunk_, impl_));
+  }
+  at::Tensor jacobian_gram(const at::Tensor& X) const override {
+    return mmdflow::jacobian_gram(net_.family(), net_.particles(), X, chunk_);
+  }
+  void perturb_(const Noise& noise) override {
+    Particles noisy = perturb(net_.particles(), noise);
+    auto dst = net_.particles().tensors();
+    auto src = noisy.tensors();
+    for (size_t i = 0; i < dst.size(); ++i) dst[i]->copy_(*src[i]);
+  }
+  bool all_finite() const override {
+    return finite(static_cast<const Particles&>(net_.particles()).tensors());
+  }
+  NamedTensors named_tensors() const override { return net_.named_tensors(); }
+  void load(const NamedTensors& weights) override {
+    Particles& z = net_.particles();
+    std::vector<std::pair<std::string, at::Tensor*>> dst{{"A", &z.A}};
+    if (z.a.defined()) dst.emplace_back("a", &z.a);
+    dst.emplace_back("B", &z.B);
+    if (z.b.defined()) dst.emplace_back("b", &z.b);
+    load_named(weights, dst);
+  }
+  const Particles* particles() const override { return &net_.particles(); }
+
+ private:
+  mutable ParticleNet net_;  // feature sums read it; descend changes it
+  int64_t chunk_;
+  Impl impl_;
+};
+
+// Dense layout. Forward: H1 = X W1^T + b1 [B, N H], S1 = s(H1), U = S1 W2^T + b2 [B, N o],
+// phi = G(U) viewed as [B, o, N]. Gradients derived by hand (tested against autograd).
+class DenseStudent : public Student {
+ public:
+  DenseStudent(const ParticleFamily& fam, DenseWeights w) : fam_(fam), w_(std::move(w)) {
+    N_ = w_.W2.size(0) / fam_.outputs;
+    TORCH_CHECK(w_.W1.dim() == 2 && w_.W1.size(0) == N_ * fam_.hidden && w_.W1.size(1) == fam_.dim,
+                "W1 must be [", N_ * fam_.hidden, ", ", fam_.dim, "], got ", w_.W1.sizes());
+    TORCH_CHECK(w_.W2.dim() == 2 && w_.W2.size(1) == N_ * fam_.hidden, "W2 must be [",
+                N_ * fam_.outputs, ", ", N_ * fam_.hidden, "], got ", w_.W2.sizes());
+  }
+  Layout layout() const override { return Layout::Dense; }
+  int64_t size() const override { return N_; }
+
+  at::Tensor feature_sum(const at::Tensor& X) const override {
+    return output(fam_.out, forward(w_, X).U).view({X.size(0), fam_.outputs, N_}).sum(2);
+  }
+  at::Tensor descend(const at::Tensor& X, const at::Tensor& W, double step,
+                     const Noise& noise) override {
+    DenseWeights g = grad(noise.beta != 0.0 ? noisy(noise) : w_, X, W);
+    auto wt = tensors(w_);
+    auto gt = tensors(g);
+    for (size_t i = 0; i < wt.size(); ++i) wt[i]->add_(*gt[i], -step);
+    return sq_norm(g);
+  }
+  at::Tensor grad_sq(const at::Tensor& X, const at::Tensor& W) const override {
+    return sq_norm(grad(w_, X, W));
+  }
+  at::Tensor jacobian_gram(const at::Tensor& X) const override {
+    TORCH_CHECK(fam_.outputs == 1, "the Jacobian Gram needs o = 1, got o = ", fam_.outputs);
+    Fwd f = forward(w_, X);
+    at::Tensor Gp = output_grad(fam_.out, f.U);                                  // [B, N]
+    at::Tensor C = activate_backprop(fam_.activation, f.H1, at::mm(Gp, w_.W2));  // [B, N H]
+    at::Tensor gg = at::mm(Gp, Gp.t());
+    at::Tensor k2 = at::mm(f.S1, f.S1.t());
+    if (w_.b2.defined()) k2 = k2 + 1;
+    at::Tensor k1 = at::mm(X, X.t());
+    if (w_.b1.defined()) k1 = k1 + 1;
+    return gg * k2 + at::mm(C, C.t()) * k1;
+  }
+  void perturb_(const Noise& noise) override { w_ = noisy(noise); }
+  bool all_finite() const override { return finite(tensors(w_)); }
+  NamedTensors named_tensors() const override {
+    NamedTensors out{{"W1", w_.W1}};
+    if (w_.b1.defined()) out.emplace_back("b1", w_.b1);
+    out.emplace_back("W2", w_.W2);
+    if (w_.b2.defined()) out.emplace_back("b2", w_.b2);
+    for (auto& kv : out) kv.second = kv.second.detach().cpu().contiguous();
+    return out;
+  }
+  void load(const NamedTensors& weights) override {
+    std::vector<std::pair<std::string, at::Tensor*>> dst{{"W1", &w_.W1}};
+    if (w_.b1.defined()) dst.emplace_back("b1", &w_.b1);
+    dst.emplace_back("W2", &w_.W2);
+    if (w_.b2.defined()) dst.emplace_back("b2", &w_.b2);
+    load_named(weights, dst);
+  }
+
+ private:
+  struct Fwd {
+    at::Tensor H1, S1, U;  // [B, N H], [B, N H], [B, N o]
+  };
+  Fwd forward(const DenseWeights& w, const at::Tensor& X) const {
+    Fwd f;
+    f.H1 = w.b1.defined() ? at::addmm(w.b1, X, w.W1.t()) : at::mm(X, w.W1.t());
+    f.S1 = activate(fam_.activation, f.H1);
+    f.U = w.b2.defined() ? at::addmm(w.b2, f.S1, w.W2.t()) : at::mm(f.S1, w.W2.t());
+    return f;
+  }
+  // grad_theta sum_b W_b^T sum_n phi_n(x_b) at w.
+  DenseWeights grad(const DenseWeights& w, const at::Tensor& X, const at::Tensor& W) const {
+    const int64_t B = X.size(0), o = fam_.outputs;
+    Fwd f = forward(w, X);
+    // dL/dU[b, k N + n] = W[b, k] G'(U[b, k N + n])
+    at::Tensor E = (output_grad(fam_.out, f.U).view({B, o, N_}) * W.unsqueeze(2)).view({B, o * N_});
+    DenseWeights g;
+    g.W2 = at::mm(E.t(), f.S1);  // [N o, N H]
+    if (w.b2.defined()) g.b2 = E.sum(0);
+    at::Tensor dH = activate_backprop(fam_.activation, f.H1, at::mm(E, w.W2));  // [B, N H]
+    g.W1 = at::mm(dH.t(), X);                                                   // [N H, d]
+    if (w.b1.defined()) g.b1 = dH.sum(0);
+    return g;
+  }
+  DenseWeights noisy(const Noise& noise) const {
+    at::Generator gen = make_generator(w_.W1.device(), noise.seed);
+    DenseWeights n;
+    auto add = [&](const at::Tensor& t) {  // w drawn in float32, as for the block layout
+      if (!t.defined()) return at::Tensor();
+      at::Tensor w = at::normal(0.0, 1.0, t.sizes(), gen, t.options().dtype(at::kFloat));
+      return t + noise.beta * w.to(t.scalar_type());
+    };
+    n.W1 = add(w_.W1);
+    n.b1 = add(w_.b1);
+    n.W2 = add(w_.W2);
+    n.b2 = add(w_.b2);
+    return n;
+  }
+  static std::vector<at::Tensor*> tensors(DenseWeights& w) {
+    std::vector<at::Tensor*> out;
+    for (at::Tensor* t : {&w.W1, &w.b1, &w.W2, &w.b2})
+      if (t->defined()) out.push_back(t);
+    return out;
+  }
+  static std::vector<const at::Tensor*> tensors(const DenseWeights& w) {
+    std::vector<const at::Tensor*> out;
+    for (const at::Tensor* t : {&w.W1, &w.b1, &w.W2, &w.b2})
+      if (t->defined()) out.push_back(t);
+    return out;
+  }
+  at::Tensor sq_norm(const DenseWeights& g) const {
+    at::Tensor total = at::zeros({}, g.W1.options());
+    for (const at::Tensor* t : tensors(g)) total = total + t->square().sum();
+    return total / double(N_);
+  }
+
+  ParticleFamily fam_;
+  DenseWeights w_;
+  int64_t N_;
+};
+
+}  // namespace
+
+std::unique_ptr<Student> make_block_student(ParticleNet net, int64_t chunk, Impl impl) {
+  return std::make_unique<BlockStudent>(std::move(net), chunk, impl);
+}
+
+std::unique_ptr<Student> make_dense_student(const ParticleFamily& fam, int64_t N, double mean,
+                                            double std, const at::TensorOptions& opts,
+                                            at::Generator& gen) {
+  const int64_t NH = N * fam.hidden, No = N * fam.outputs;
+  auto draw = [&](at::IntArrayRef sizes) {
+    return at::normal(mean, std, sizes, gen, at::TensorOptions().dtype(at::kDouble)).to(opts);
+  };
+  DenseWeights w;
+  w.W1 = draw({NH, fam.dim});
+  if (fam.hidden_bias) w.b1 = draw({NH});
+  w.W2 = draw({No, NH});
+  if (fam.output_bias) w.b2 = draw({No});
+  return make_dense_student(fam, std::move(w));
+}
+
+std::unique_ptr<Student> make_dense_student(const ParticleFamily& fam, DenseWeights w) {
+  return std::make_unique<DenseStudent>(fam, std::move(w));
+}
+
+}  // namespace mmdflow

@@ -1,0 +1,59 @@
+// The trained measure in one of two layouts (MATH.md): `block`, N independent particles
+// z_n = (A_n, a_n, B_n, b_n) (the mean-field network), or `dense`, the original code's network
+// whose N*o output units all read the N*H hidden units. Flows only see this interface.
+#pragma once
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+
+#include "models/particle_net.h"
+#include "src/kernels/features.h"
+#include "src/base/io.h"
+
+namespace mmdflow {
+
+enum class Layout { Block, Dense };
+Layout parse_layout(const std::string& name);  // throws std::invalid_argument
+std::string to_string(Layout layout);
+
+class Student {
+ public:
+  virtual ~Student() = default;
+  virtual Layout layout() const = 0;
+  virtual int64_t size() const = 0;  // N
+  // sum_n phi_n(x_b): [B, o].
+  virtual at::Tensor feature_sum(const at::Tensor& X) const = 0;
+  // theta <- theta - step g, g = grad_theta sum_b W_b^T sum_n phi_n(x_b) at theta + beta w
+  // (W [B, o]). Returns ||g||^2 / N (block: the mean over particles of ||g_n||^2), 0-dim.
+  virtual at::Tensor descend(const at::Tensor& X, const at::Tensor& W, double step,
+                             const Noise& noise) = 0;
+  // ||g||^2 / N at the clean parameters, no update.
+  virtual at::Tensor grad_sq(const at::Tensor& X, const at::Tensor& W) const = 0;
+  // sum_n <J_{b,n}, J_{b',n}>, J_{b,n} = grad phi_n(x_b) (o = 1); dense: J_b = grad of
+  // sum_n phi_n(x_b) over all weights, as the original code. [B, B].
+  virtual at::Tensor jacobian_gram(const at::Tensor& X) const = 0;
+  // theta <- theta + beta w.
+  virtual void perturb_(const Noise& noise) = 0;
+  virtual bool all_finite() const = 0;
+  virtual NamedTensors named_tensors() const = 0;  // CPU tensors for saving
+  // Takes the weights of named_tensors() back (names and shapes checked), onto its device.
+  virtual void load(const NamedTensors& weights) = 0;
+  virtual const Particles* particles() const { return nullptr; }  // block layout only
+};
+
+// Block layout over a ParticleNet; `chunk` bounds the particles processed at once.
+std::unique_ptr<Student> make_block_student(ParticleNet net, int64_t chunk, Impl impl = Impl::Auto);
+
+// Dense layout: W1 [N H, d] (+ b1 [N H]), W2 [N o, N H] (+ b2 [N o]), every weight
+// N(mean, std^2) drawn in double on CPU from gen; output unit k*N + n is (output k, particle n).
+struct DenseWeights {
+  at::Tensor W1, b1, W2, b2;
+};
+std::unique_ptr<Student> make_dense_student(const ParticleFamily& fam, int64_t N, double mean,
+                                            double std, const at::TensorOptions& opts,
+                                            at::Generator& gen);
+std::unique_ptr<Student> make_dense_student(const ParticleFamily& fam, DenseWeights w);
+
+}  // namespace mmdflow

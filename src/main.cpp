@@ -1,3 +1,0 @@
-#include "src/commands.h"
-
-int main(int argc, char** argv) { return mmdflow::run_cli(argc, argv); }

@@ -1,0 +1,222 @@
+#include "src/train/trainer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "src/base/device.h"
+
+namespace mmdflow {
+namespace {
+
+enum Stream : uint64_t { kTeacher = 0, kData = 1, kStudent = 2, kTrain = 3, kDeviceInputs = 4 };
+constexpr int64_t kEvalBatch = 1000;  // inputs per product when evaluating a whole set
+
+at::Generator stream(const Config& c, Stream k) {
+  return make_generator(c10::Device(c10::kCPU), sub_seed(c.seed, k));
+}
+
+}  // namespace
+
+ParticleFamily family_of(const Config& c) {
+  ParticleFamily f;
+  f.dim = c.data.dim;
+  f.hidden = c.model.hidden;
+  f.outputs = c.model.outputs;
+  f.activation = parse_activation(c.model.activation);
+  f.out.kind = parse_output(c.model.output);
+  f.out.param = f.out.kind == OutputKind::Gaussian  ? c.model.sigma
+                : f.out.kind == OutputKind::Laplace ? c.model.lambda
+                                                    : c.model.c;
+  f.hidden_bias = c.model.hidden_bias;
+  f.output_bias = c.model.output_bias;
+  return f;
+}
+
+ParticleFamily teacher_family_of(const Config& c) {
+  ParticleFamily f = family_of(c);
+  f.hidden = c.teacher.hidden;
+  f.activation = parse_activation(c.teacher.activation);
+  return f;
+}
+
+BetaSchedule beta_schedule_of(const Config& c) {
+  BetaSchedule s;
+  s.kind = parse_beta_kind(c.noise.schedule);
+  s.beta0 = c.noise.beta0;
+  s.factor = c.noise.factor;
+  s.every = c.noise.every;
+  s.tau = c.noise.tau;
+  return s;
+}
+
+c10::ScalarType dtype_of(const Config& c) {
+  return c.dtype == "float64" ? at::kDouble : at::kFloat;
+}
+
+namespace {
+
+// The options of a measure drawn N(init_mean, init_std^2) in the run's dtype, on dev.
+ParticleNetOptions options_of(const Config& c, const Config::Measure& m, const ParticleFamily& fam,
+                              c10::Device dev) {
+  return ParticleNetOptions(m.particles, fam)
+      .init_mean(m.init_mean)
+      .init_std(m.init_std)
+      .dtype(dtype_of(c))
+      .device(dev);
+}
+
+}  // namespace
+
+ParticleNet make_teacher(const Config& c, c10::Device dev, at::Generator gen) {
+  return ParticleNet(options_of(c, c.teacher, teacher_family_of(c), dev), gen);
+}
+
+std::unique_ptr<Student> make_student(const Config& c, c10::Device dev, at::Generator gen) {
+  const ParticleFamily fam = family_of(c);
+  if (parse_layout(c.student.layout) == Layout::Dense)
+    return make_dense_student(fam, c.student.particles, c.student.init_mean, c.student.init_std,
+                              at::TensorOptions().dtype(dtype_of(c)).device(dev), gen);
+  return make_block_student(ParticleNet(options_of(c, c.student, fam, dev), gen), c.flow.chunk);
+}
+
+StepOptions step_options_of(const Config& c) {
+  StepOptions o;
+  o.method = parse_method(c.flow.method);
+  o.step_size = c.flow.step_size;
+  o.sobolev_eps = c.flow.sobolev_eps;
+  o.drmmd_lambda = c.flow.drmmd_lambda;
+  return o;
+}
+
+Trainer::Trainer(const Config& cfg)
+    : cfg_(cfg),
+      device_(resolve_device(cfg.device)),
+      beta_(beta_schedule_of(cfg)),
+      dist_(parse_input(cfg.data.input)),
+      teacher_(make_teacher(cfg, device_, stream(cfg, kTeacher))),
+      student_(make_student(cfg, device_, stream(cfg, kStudent))) {
+  at::Generator data_gen = stream(cfg, kData);
+  train_ = make_dataset(dist_, cfg.data.train_size, teacher_, data_gen);
+  valid_ = make_dataset(dist_, cfg.data.valid_size, teacher_, data_gen);
+  s_.gen = stream(cfg, kTrain);
+  if (!device_.is_cpu()) device_gen_ = make_generator(device_, sub_seed(cfg.seed, kDeviceInputs));
+  s_.step_size = cfg.flow.step_size;
+  initial_valid_ = half_mse(*student_, valid_.X, valid_.Y, kEvalBatch).item<double>();
+  s_.best_valid = initial_valid_;
+}
+
+TrainerState Trainer::state() const {
+  TrainerState s = s_;
+  s.student = student_->named_tensors();
+  return s;
+}
+
+void Trainer::restore(TrainerState s) {
+  student_->load(s.student);
+  s.student.clear();
+  s_ = std::move(s);
+}
+
+bool Trainer::finite() const { return std::isfinite(s_.loss_sum) && student_->all_finite(); }
+
+at::Tensor Trainer::target_features(const at::Tensor& X, const at::Tensor& Y) const {
+  if (student_->layout() == Layout::Dense) return Y.unsqueeze(0);        // [1, B, o]
+  return particle_features(teacher_.family(), teacher_.particles(), X);  // [M, B, o]
+}
+
+Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
+                          const std::function<bool()>& stop) {
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  const double seconds0 = s_.seconds;
+  auto since = [](clock::time_point t) {
+    return std::chrono::duration<double>(clock::now() - t).count();
+  };
+  const int64_t n = train_.size(), B = cfg_.train.batch;
+  const int64_t batches = (n + B - 1) / B;
+  const bool fresh = cfg_.data.fresh;
+  const StepOptions base = step_options_of(cfg_);
+  const bool drmmd = base.method == Method::DrMMD;
+  const auto opts = train_.X.options();
+  const uint64_t device_seed = sub_seed(cfg_.seed, kDeviceInputs);
+  while (s_.epoch < cfg_.train.epochs) {
+    if (s_.batch == 0) {
+      if (stop && stop()) {
+        s_.seconds = seconds0 + since(t0);
+        return End::Stopped;
+      }
+      if (!fresh) s_.perm = at::randperm(n, s_.gen, at::TensorOptions().dtype(at::kLong));
+      s_.loss_sum = 0;
+    }
+    StepOptions opt = base;
+    opt.step_size = s_.step_size;
+    opt.beta = beta_.at(s_.epoch);
+    // The epoch's order onto the device: a blocking copy, once an epoch, outside the steps.
+    const at::Tensor perm = fresh ? at::Tensor() : s_.perm.to(device_);
+    at::Tensor loss_sum = at::full({}, s_.loss_sum, opts.dtype(at::kDouble));
+    StepStats last;
+    const auto ts = clock::now();
+    for (; s_.batch < batches; ++s_.batch) {
+      const int64_t i = s_.batch;
+      if (i > 0 && stop && stop()) {
+        s_.loss_sum = loss_sum.item<double>();
+        s_.step_seconds += since(ts);
+        s_.seconds = seconds0 + since(t0);
+        return End::Stopped;
+      }
+      const int64_t len = std::min(B, n - i * B);
+      at::Tensor X, Y;
+      if (fresh) {  // on a device: drawn there, no host draw and copy per step
+        const bool cpu = device_.is_cpu();
+        if (!cpu) device_gen_.set_current_seed(sub_seed(device_seed, uint64_t(s_.steps)));
+        X = sample_inputs(dist_, len, cfg_.data.dim, cpu ? s_.gen : device_gen_, opts);
+        Y = teacher_.forward(X);
+      } else {
+        at::Tensor idx = perm.narrow(0, i * B, len);
+        X = train_.X.index_select(0, idx);
+        Y = train_.Y.index_select(0, idx);
+      }
+      opt.clean_grad_sq = (i == batches - 1);
+      opt.noise_seed = s_.gen.get<at::CPUGeneratorImpl>()->random64();
+      last = flow_step(*student_, X, Y, opt, drmmd ? target_features(X, Y) : at::Tensor());
+      loss_sum += last.loss;
+      ++s_.steps;
+    }
+    EpochLog log;
+    log.epoch = s_.epoch + 1;
+    log.train_loss = loss_sum.item<double>() / double(batches);  // the epoch's one sync point
+    s_.step_seconds += since(ts);
+    log.valid_loss = half_mse(*student_, valid_.X, valid_.Y, kEvalBatch).item<double>();
+    log.beta = opt.beta;
+    log.step_size = opt.step_size;
+    log.grad_sq = last.grad_sq.item<double>();
+    log.noisy_grad_sq = last.noisy_grad_sq.item<double>();
+    log.seconds = seconds0 + since(t0);
+    log.finite =
+        std::isfinite(log.train_loss) && std::isfinite(log.valid_loss) && student_->all_finite();
+    s_.epoch = log.epoch;
+    s_.batch = 0;
+    s_.perm = at::Tensor();
+    s_.loss_sum = 0;
+    s_.seconds = log.seconds;
+    if (log.valid_loss < s_.best_valid) s_.best_valid = log.valid_loss, s_.best_epoch = log.epoch;
+    if (cfg_.flow.step_schedule == "plateau") {  // cut gamma after `patience` epochs without gain
+      if (log.train_loss < s_.best_train) {
+        s_.best_train = log.train_loss;
+        s_.bad_epochs = 0;
+      } else if (++s_.bad_epochs >= cfg_.flow.patience) {
+        s_.step_size *= cfg_.flow.step_factor;
+        s_.bad_epochs = 0;
+      }
+    }
+    s_.last = log;
+    on_epoch(log);
+    if (!log.finite) return End::NonFinite;
+  }
+  return End::Done;
+}
+
+}  // namespace mmdflow

@@ -1,0 +1,107 @@
+// The trainer owns everything a run changes: the student, the generator, the schedules, the logs.
+#pragma once
+#include <ATen/core/Generator.h>
+#include <c10/core/Device.h>
+
+#include <cmath>
+#include <functional>
+#include <memory>
+
+#include "data/dataset.h"
+#include "models/particle_net.h"
+#include "src/train/config.h"
+#include "src/flow/flow.h"
+#include "src/base/io.h"
+#include "src/flow/schedule.h"
+#include "src/flow/student.h"
+
+namespace mmdflow {
+
+struct EpochLog {
+  int64_t epoch = 0;  // 1-based: the epoch just finished
+  double train_loss = 0, valid_loss = 0, beta = 0, step_size = 0;
+  double grad_sq =
+      0;  // ||g||^2 / N at the clean particles, epoch's last minibatch, before its step
+  double noisy_grad_sq = 0;  // the same for the gradient applied (at the noisy particles)
+  double seconds = 0;        // since training started
+  bool finite = true;        // losses and particles all finite after the epoch
+};
+
+// Everything a run changes and must restore to continue exactly, at any step boundary: a
+// checkpoint holds this struct (src/checkpoint.*). New run state is a field here, written by
+// save_checkpoint and read back (validated) by load_checkpoint.
+struct TrainerState {
+  int64_t epoch = 0;        // epochs finished
+  int64_t batch = 0;        // minibatches of epoch `epoch + 1` done; 0 at an epoch boundary
+  at::Tensor perm;          // [train_size] int64 CPU: that epoch's minibatch order (batch > 0,
+                            // fixed data only)
+  double loss_sum = 0;      // that epoch's minibatch losses so far (batch > 0)
+  int64_t steps = 0;        // flow steps done
+  double step_seconds = 0;  // time spent in them
+  double seconds = 0;       // training time so far
+  at::Generator gen;        // CPU: minibatch order, each step's noise seed, fresh inputs on CPU
+  NamedTensors student;     // the student's weights by name (block: A, a, B, b; dense: W1, ...)
+  double step_size = 0;     // gamma now (the plateau schedule cuts it)
+  double best_train = INFINITY;  // plateau: best train loss so far
+  int64_t bad_epochs = 0;        // plateau: epochs since it improved
+  double best_valid = 0;         // best valid loss so far (the initial one at epoch 0)
+  int64_t best_epoch = 0;
+  EpochLog last;  // the last finished epoch (epoch 0: none)
+};
+
+// Resolved run pieces built from a Config.
+ParticleFamily family_of(const Config& c);          // the student's
+ParticleFamily teacher_family_of(const Config& c);  // differs when misspecified
+BetaSchedule beta_schedule_of(const Config& c);
+c10::ScalarType dtype_of(const Config& c);
+StepOptions step_options_of(const Config& c);
+// The run's teacher and student (its layout), drawn from gen.
+ParticleNet make_teacher(const Config& c, c10::Device dev, at::Generator gen);
+std::unique_ptr<Student> make_student(const Config& c, c10::Device dev, at::Generator gen);
+
+class Trainer {
+ public:
+  enum class End { Done, NonFinite, Stopped };
+
+  // Builds teacher, data and student; throws ConfigError for settings the machine cannot run.
+  explicit Trainer(const Config& cfg);
+
+  // Runs the remaining epochs, calling on_epoch after each. Asks stop() before each step: when
+  // it answers true, returns Stopped, the state at that step boundary (mid-epoch too). Returns
+  // NonFinite after reporting an epoch whose log is not finite.
+  End run(const std::function<void(const EpochLog&)>& on_epoch,
+          const std::function<bool()>& stop = {});
+
+  // The state to checkpoint (the student's weights copied to CPU), and its restoration (from
+  // load_checkpoint, which checks it fits this trainer's config): run() then continues exactly
+  // where the state was taken.
+  TrainerState state() const;
+  void restore(TrainerState s);
+  bool finite() const;  // weights and the current epoch's loss sum are finite
+
+  const Config& config() const { return cfg_; }
+  c10::Device device() const { return device_; }
+  const ParticleNet& teacher() const { return teacher_; }
+  const Student& student() const { return *student_; }
+  double initial_valid_loss() const { return initial_valid_; }
+
+ private:
+  // Features of the DrMMD target on X: the teacher's particles (block) or Y (dense).
+  at::Tensor target_features(const at::Tensor& X, const at::Tensor& Y) const;
+
+  Config cfg_;
+  c10::Device device_;
+  BetaSchedule beta_;
+  InputDist dist_;
+  ParticleNet teacher_;
+  Dataset train_, valid_;
+  std::unique_ptr<Student> student_;
+  double initial_valid_ = 0;
+  TrainerState s_;  // all but s_.student, which lives in student_
+  // Fresh inputs off the CPU are drawn on the device, by this generator reseeded every step with
+  // sub_seed(its stream's seed, step): they depend on the step count alone, so a resumed run
+  // draws them again without the generator's state in the checkpoint.
+  at::Generator device_gen_;
+};
+
+}  // namespace mmdflow
