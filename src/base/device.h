@@ -1,7 +1,5 @@
-// Devices, threads and seeded generators. Every random draw in mmdflow comes from a generator
-// made here from the run's seed, never from the global one.
+// Devices and threads.
 #pragma once
-#include <ATen/core/Generator.h>
 #include <c10/core/Device.h>
 
 #include <cstdint>
@@ -11,10 +9,6 @@ namespace mmdflow {
 
 // "cpu" | "cuda" | "cuda:K"; throws ConfigError when this build or machine has no such device.
 c10::Device resolve_device(const std::string& name);
-// A new generator on `device` seeded with `seed`.
-at::Generator make_generator(c10::Device device, uint64_t seed);
-// Independent seeds for the run's streams (teacher, data, student, training).
-uint64_t sub_seed(uint64_t seed, uint64_t stream);
 // Sets ATen's intra-op threads (0: one per core) and single-threaded BLAS calls, as the fused
 // kernels parallelise over particle blocks themselves; returns the count in use.
 int64_t set_threads(int64_t n);

@@ -2,7 +2,7 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 
-#include <stdexcept>
+#include "src/base/errors.h"
 #include <string>
 #include <utility>
 #include <vector>
@@ -10,11 +10,6 @@
 namespace mmdflow {
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
-
-// A run's file could not be written (disk full, file too large, folder not writable).
-struct IoError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 // Writes path.tmp, fsyncs it, renames it over path: readers (and a crash at any moment) see the
 // old file or the new one, whole. On failure path is untouched, path.tmp removed, IoError thrown.

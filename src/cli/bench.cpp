@@ -9,6 +9,7 @@
 #include <chrono>
 
 #include "src/base/device.h"
+#include "src/base/random.h"
 #include "src/flow/flow.h"
 #include "src/train/trainer.h"
 

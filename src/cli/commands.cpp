@@ -22,6 +22,8 @@
 #include "src/train/compare.h"
 #include "src/train/config.h"
 #include "src/base/device.h"
+#include "src/base/errors.h"
+#include "src/base/random.h"
 #include "src/base/io.h"
 #include "src/cli/sweep.h"
 #include "src/train/trainer.h"
@@ -30,12 +32,6 @@ namespace fs = std::filesystem;
 
 namespace mmdflow {
 namespace {
-
-constexpr uint64_t kCompareStream = 5;  // seed stream of the compare inputs
-
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 constexpr const char* kTopHelp =
     R"(mmdflow: the Wasserstein gradient flow of the MMD for mean-field two-layer networks
@@ -334,7 +330,7 @@ int cmd_train(int argc, char** argv) {
   }
   save_tensors(out + "/student.pt", trainer.student().named_tensors());
   save_tensors(out + "/teacher.pt", trainer.teacher().named_tensors());
-  at::Generator gen = make_generator(c10::Device(c10::kCPU), sub_seed(cfg.seed, kCompareStream));
+  at::Generator gen = stream_generator(cfg.seed, kCompareStream);
   Comparison cmp = compare(trainer.student(), trainer.teacher(), parse_input(cfg.data.input),
                            cfg.compare.samples, cfg.compare.nearest, gen);
   fmt::print("{}", format_table(cmp));
@@ -421,7 +417,7 @@ int cmd_compare(int argc, char** argv) {
   const auto opts = at::TensorOptions().dtype(dtype_of(cfg));
   auto student = student_from(dir + "/student.pt", cfg, opts);
   ParticleNet teacher = particles_from(dir + "/teacher.pt", teacher_family_of(cfg), opts);
-  at::Generator gen = make_generator(c10::Device(c10::kCPU), sub_seed(cfg.seed, kCompareStream));
+  at::Generator gen = stream_generator(cfg.seed, kCompareStream);
   fmt::print("{}", format_table(compare(*student, teacher, parse_input(cfg.data.input), samples,
                                         nearest, gen)));
   return kOk;

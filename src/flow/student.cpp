@@ -4,7 +4,7 @@
 
 #include <stdexcept>
 
-#include "src/base/device.h"
+#include "src/base/random.h"
 
 namespace mmdflow {
 

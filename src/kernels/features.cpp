@@ -6,7 +6,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "src/base/device.h"
+#include "src/base/random.h"
 #include "src/kernels/gemm.h"
 #include "src/kernels/normal.h"
 

@@ -12,7 +12,7 @@
 #include <sstream>
 #include <variant>
 
-#include "src/base/device.h"
+#include "src/base/random.h"
 #include "src/base/io.h"
 
 namespace mmdflow {

@@ -17,11 +17,6 @@
 
 namespace mmdflow {
 
-// A checkpoint that cannot be resumed from: foreign, truncated, corrupt, or not this run's.
-struct CheckpointError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 constexpr uint32_t kCheckpointVersion = 1;
 
 // The file's bytes for the state s of a run configured by cfg (s must be finite).

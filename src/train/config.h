@@ -3,15 +3,11 @@
 // filled in. The defaults are the quick-start experiment (configs/quickstart.yaml).
 #pragma once
 #include <cstdint>
-#include <stdexcept>
+#include "src/base/errors.h"
 #include <string>
 #include <vector>
 
 namespace mmdflow {
-
-struct ConfigError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 struct Config {
   int64_t seed = 0;

@@ -7,16 +7,12 @@
 #include <cmath>
 
 #include "src/base/device.h"
+#include "src/base/random.h"
 
 namespace mmdflow {
 namespace {
 
-enum Stream : uint64_t { kTeacher = 0, kData = 1, kStudent = 2, kTrain = 3, kDeviceInputs = 4 };
 constexpr int64_t kEvalBatch = 1000;  // inputs per product when evaluating a whole set
-
-at::Generator stream(const Config& c, Stream k) {
-  return make_generator(c10::Device(c10::kCPU), sub_seed(c.seed, k));
-}
 
 }  // namespace
 
@@ -96,13 +92,13 @@ Trainer::Trainer(const Config& cfg)
       device_(resolve_device(cfg.device)),
       beta_(beta_schedule_of(cfg)),
       dist_(parse_input(cfg.data.input)),
-      teacher_(make_teacher(cfg, device_, stream(cfg, kTeacher))),
-      student_(make_student(cfg, device_, stream(cfg, kStudent))) {
-  at::Generator data_gen = stream(cfg, kData);
+      teacher_(make_teacher(cfg, device_, stream_generator(cfg.seed, kTeacherStream))),
+      student_(make_student(cfg, device_, stream_generator(cfg.seed, kStudentStream))) {
+  at::Generator data_gen = stream_generator(cfg.seed, kDataStream);
   train_ = make_dataset(dist_, cfg.data.train_size, teacher_, data_gen);
   valid_ = make_dataset(dist_, cfg.data.valid_size, teacher_, data_gen);
-  s_.gen = stream(cfg, kTrain);
-  if (!device_.is_cpu()) device_gen_ = make_generator(device_, sub_seed(cfg.seed, kDeviceInputs));
+  s_.gen = stream_generator(cfg.seed, kTrainStream);
+  if (!device_.is_cpu()) device_gen_ = make_generator(device_, sub_seed(cfg.seed, kDeviceStream));
   s_.step_size = cfg.flow.step_size;
   initial_valid_ = half_mse(*student_, valid_.X, valid_.Y, kEvalBatch).item<double>();
   s_.best_valid = initial_valid_;
@@ -141,7 +137,7 @@ Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
   const StepOptions base = step_options_of(cfg_);
   const bool drmmd = base.method == Method::DrMMD;
   const auto opts = train_.X.options();
-  const uint64_t device_seed = sub_seed(cfg_.seed, kDeviceInputs);
+  const uint64_t device_seed = sub_seed(cfg_.seed, kDeviceStream);
   while (s_.epoch < cfg_.train.epochs) {
     if (s_.batch == 0) {
       if (stop && stop()) {

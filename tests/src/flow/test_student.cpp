@@ -2,7 +2,7 @@
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/autograd.h>
 
-#include "src/base/device.h"
+#include "src/base/random.h"
 #include "src/flow/flow.h"
 #include "tests/helpers.h"
 
