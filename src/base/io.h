@@ -2,10 +2,11 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 
-#include "src/base/errors.h"
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "src/base/errors.h"
 
 namespace mmdflow {
 

@@ -56,7 +56,7 @@ double peak_rss_mib() {
 }  // namespace
 
 void run_bench(Config cfg, const BenchOptions& opt) {
-  cfg.student.layout = "block";  // the flops counted are the block layout's
+  cfg.student.layout = Layout::Block;  // the flops counted are the block layout's
   const c10::Device dev = resolve_device(cfg.device);
   const ParticleFamily fam = family_of(cfg);
   const int64_t B = opt.batch > 0 ? opt.batch : cfg.train.batch;
@@ -71,7 +71,7 @@ void run_bench(Config cfg, const BenchOptions& opt) {
   const double peak = matmul_gflops(dev, 2048, 2048, 2048, 5);
   set_blas_threads(1);
   fmt::print("mmdflow bench: {} {}, {} threads; d={} H={} o={} M={} B={}, beta={} ({})\n",
-             dev.str(), cfg.dtype, at::get_num_threads(), fam.dim, fam.hidden, fam.outputs,
+             dev.str(), name_of(cfg.dtype), at::get_num_threads(), fam.dim, fam.hidden, fam.outputs,
              cfg.teacher.particles, B, beta, beta > 0 ? "noise injection" : "plain flow");
   fmt::print("float32 matrix product 2048x2048x2048: {:.1f} GFLOP/s (the machine's reference)\n",
              peak);
@@ -88,7 +88,7 @@ void run_bench(Config cfg, const BenchOptions& opt) {
     c.student.particles = N;
     ParticleNet teacher = make_teacher(c, dev, gen);
     auto student = make_student(c, dev, gen);
-    Dataset batch = make_dataset(parse_input(cfg.data.input), B, teacher, gen);
+    Dataset batch = make_dataset(cfg.data.input, B, teacher, gen);
     StepOptions so;  // the MMD flow with noise injection
     so.step_size = cfg.flow.step_size;
     so.beta = beta;

@@ -17,15 +17,15 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "src/base/device.h"
+#include "src/base/errors.h"
+#include "src/base/io.h"
+#include "src/base/random.h"
 #include "src/cli/bench.h"
+#include "src/cli/sweep.h"
 #include "src/train/checkpoint.h"
 #include "src/train/compare.h"
 #include "src/train/config.h"
-#include "src/base/device.h"
-#include "src/base/errors.h"
-#include "src/base/random.h"
-#include "src/base/io.h"
-#include "src/cli/sweep.h"
 #include "src/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -204,9 +204,13 @@ void print_resolved(const Config& c, const std::string& out) {
       "mmdflow train: teacher M={} student N={} | d={} H={} o={} {}/{} | {} flow, step {} | "
       "beta {} {} | {} epochs, batch {} of {} | {} {}, {} threads\n  -> {}\n",
       c.teacher.particles, c.student.particles, c.data.dim, c.model.hidden, c.model.outputs,
-      c.model.activation, c.model.output, c.flow.method, c.flow.step_size, c.noise.schedule,
-      c.noise.beta0, c.train.epochs, c.train.batch, c.data.train_size, c.device, c.dtype, c.threads,
-      out);
+      name_of(c.model.activation), name_of(c.model.output), name_of(c.flow.method),
+      c.flow.step_size, name_of(c.noise.schedule), c.noise.beta0, c.train.epochs, c.train.batch,
+      c.data.train_size, c.device.str(), name_of(c.dtype), c.threads, out);
+  if (c.misspecified())
+    fmt::print("  misspecified: the teacher's particles have H={} {}, the student's H={} {}\n",
+               c.teacher_hidden(), name_of(c.teacher_activation()), c.model.hidden,
+               name_of(c.model.activation));
   std::fflush(stdout);
 }
 
@@ -316,7 +320,7 @@ int cmd_train(int argc, char** argv) {
   summary["seconds"] = st.seconds;
   summary["steps"] = st.steps;
   summary["ms_per_step"] = 1e3 * st.step_seconds / double(std::max<int64_t>(1, st.steps));
-  summary["device"] = cfg.device;
+  summary["device"] = cfg.device.str();
   summary["threads"] = cfg.threads;
   summary["version"] = MMDFLOW_VERSION;
   if (end == Trainer::End::NonFinite) {
@@ -331,7 +335,7 @@ int cmd_train(int argc, char** argv) {
   save_tensors(out + "/student.pt", trainer.student().named_tensors());
   save_tensors(out + "/teacher.pt", trainer.teacher().named_tensors());
   at::Generator gen = stream_generator(cfg.seed, kCompareStream);
-  Comparison cmp = compare(trainer.student(), trainer.teacher(), parse_input(cfg.data.input),
+  Comparison cmp = compare(trainer.student(), trainer.teacher(), cfg.data.input,
                            cfg.compare.samples, cfg.compare.nearest, gen);
   fmt::print("{}", format_table(cmp));
   summary["status"] = "done";
@@ -382,7 +386,7 @@ ParticleNet particles_from(const std::string& path, const ParticleFamily& fam,
 
 std::unique_ptr<Student> student_from(const std::string& path, const Config& cfg,
                                       const at::TensorOptions& opts) {
-  if (parse_layout(cfg.student.layout) == Layout::Block)
+  if (cfg.student.layout == Layout::Block)
     return make_block_student(particles_from(path, family_of(cfg), opts), cfg.flow.chunk);
   auto ts = tensors_from(path, opts);
   DenseWeights w;
@@ -414,12 +418,11 @@ int cmd_compare(int argc, char** argv) {
   const int64_t nearest = r->count("nearest") ? (*r)["nearest"].as<int64_t>() : cfg.compare.nearest;
   if (samples <= 0) throw UsageError(fmt::format("--samples: must be positive, got {}", samples));
   if (nearest <= 0) throw UsageError(fmt::format("--nearest: must be positive, got {}", nearest));
-  const auto opts = at::TensorOptions().dtype(dtype_of(cfg));
+  const auto opts = at::TensorOptions().dtype(cfg.dtype);
   auto student = student_from(dir + "/student.pt", cfg, opts);
   ParticleNet teacher = particles_from(dir + "/teacher.pt", teacher_family_of(cfg), opts);
   at::Generator gen = stream_generator(cfg.seed, kCompareStream);
-  fmt::print("{}", format_table(compare(*student, teacher, parse_input(cfg.data.input), samples,
-                                        nearest, gen)));
+  fmt::print("{}", format_table(compare(*student, teacher, cfg.data.input, samples, nearest, gen)));
   return kOk;
 }
 

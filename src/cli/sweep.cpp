@@ -48,7 +48,7 @@ std::vector<Setting> settings_of(const Config& cfg, const std::vector<std::strin
       throw ConfigError(fmt::format("--grid {}: expected key.path=v1,v2,...", g));
     axes.emplace_back(g.substr(0, eq), split(g.substr(eq + 1), ','));
   }
-  std::vector<std::pair<std::string, std::vector<std::string>>> variants = cfg.sweep.variants;
+  std::vector<Variant> variants = cfg.sweep.variants;
   if (variants.empty()) variants.emplace_back("base", std::vector<std::string>{});
   std::vector<Setting> out;
   for (const auto& [vname, vsets] : variants) {

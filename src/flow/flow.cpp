@@ -2,30 +2,9 @@
 
 #include <ATen/ATen.h>
 
-#include <stdexcept>
 #include <tuple>
 
 namespace mmdflow {
-
-const char* method_names() { return "mmd, diffusion, sobolev, drmmd"; }
-
-Method parse_method(const std::string& name) {
-  if (name == "mmd") return Method::MMD;
-  if (name == "diffusion") return Method::Diffusion;
-  if (name == "sobolev") return Method::Sobolev;
-  if (name == "drmmd") return Method::DrMMD;
-  throw std::invalid_argument("unknown flow method '" + name + "' (valid: " + method_names() + ")");
-}
-
-std::string to_string(Method m) {
-  switch (m) {
-    case Method::MMD: return "mmd";
-    case Method::Diffusion: return "diffusion";
-    case Method::Sobolev: return "sobolev";
-    case Method::DrMMD: return "drmmd";
-  }
-  return "?";
-}
 
 at::Tensor residual(const Student& s, const at::Tensor& X, const at::Tensor& Y) {
   return s.feature_sum(X) / double(s.size()) - Y;

@@ -8,21 +8,10 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 
-#include <string>
-
+#include "src/flow/choices.h"
 #include "src/flow/student.h"
 
 namespace mmdflow {
-
-enum class Method {
-  MMD,        // W = r / B; gradient at theta + beta w (noise injection; beta = 0: plain flow)
-  Diffusion,  // block: theta - gamma grad h(theta) + beta w; dense: noise first, then the step
-  Sobolev,    // W = alpha / B, alpha = (S + eps I)^{-1} r, S = gram / (N B); o = 1, no noise
-  DrMMD,      // W = ((1 + lambda) / lambda) (r - Phi_X beta) / B, with noise injection
-};
-Method parse_method(const std::string& name);  // throws std::invalid_argument
-std::string to_string(Method m);
-const char* method_names();
 
 struct StepOptions {
   Method method = Method::MMD;

@@ -8,14 +8,6 @@
 
 namespace mmdflow {
 
-Layout parse_layout(const std::string& name) {
-  if (name == "block") return Layout::Block;
-  if (name == "dense") return Layout::Dense;
-  throw std::invalid_argument("unknown layout '" + name + "' (valid: block, dense)");
-}
-
-std::string to_string(Layout layout) { return layout == Layout::Block ? "block" : "dense"; }
-
 namespace {
 
 // Copies `weights` into the named destinations, which must all be given, with their shapes.

@@ -9,14 +9,11 @@
 #include <string>
 
 #include "models/particle_net.h"
-#include "src/kernels/features.h"
 #include "src/base/io.h"
+#include "src/flow/choices.h"
+#include "src/kernels/features.h"
 
 namespace mmdflow {
-
-enum class Layout { Block, Dense };
-Layout parse_layout(const std::string& name);  // throws std::invalid_argument
-std::string to_string(Layout layout);
 
 class Student {
  public:

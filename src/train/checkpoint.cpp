@@ -12,8 +12,8 @@
 #include <sstream>
 #include <variant>
 
-#include "src/base/random.h"
 #include "src/base/io.h"
+#include "src/base/random.h"
 
 namespace mmdflow {
 namespace {
@@ -181,13 +181,6 @@ class Records {
   std::map<std::string, Value> values_;
 };
 
-std::string yaml_value(const Config& c, const std::string& key) {
-  YAML::Node n = YAML::Load(to_yaml(c));
-  std::stringstream ss(key);
-  for (std::string k; std::getline(ss, k, '.');) n.reset(n[k]);
-  return n.Scalar();
-}
-
 std::string shape(at::IntArrayRef s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
 // A tensor record of the given dtype and sizes.
@@ -251,11 +244,6 @@ uint32_t crc32(std::string_view bytes) {
   return c ^ 0xFFFFFFFFu;
 }
 
-bool resumable_key(const std::string& key) {
-  return key == "train.epochs" || key == "train.checkpoint_every" || key == "threads" ||
-         key == "device" || key.rfind("log.", 0) == 0 || key.rfind("compare.", 0) == 0;
-}
-
 std::string checkpoint_bytes(const Config& cfg, const TrainerState& s) {
   Writer w;
   w.put("config", to_yaml(cfg));
@@ -270,9 +258,9 @@ std::string checkpoint_bytes(const Config& cfg, const TrainerState& s) {
   w.put("seconds", s.seconds);
   w.put("generator", s.gen.get_state());
   for (const auto& [name, t] : s.student) w.put("student." + name, t);
-  w.put("step_size", s.step_size);
-  w.put("plateau.best_train", s.best_train);
-  w.put("plateau.bad_epochs", s.bad_epochs);
+  w.put("step_size", s.step.step_size);
+  w.put("plateau.best_train", s.step.best);
+  w.put("plateau.bad_epochs", s.step.bad_epochs);
   w.put("best_valid", s.best_valid);
   w.put("best_epoch", s.best_epoch);
   w.put("last.train_loss", s.last.train_loss);
@@ -314,12 +302,10 @@ TrainerState parse_checkpoint(std::string_view bytes, const Config& cfg,
   } catch (const ConfigError& e) {
     fail(e.what());
   }
-  for (const std::string& key : differing_keys(saved, cfg))
-    if (!resumable_key(key))
-      fail(fmt::format(
-          "written with {}: {}, the config says {} (a resumed run may only change train.epochs, "
-          "train.checkpoint_every, threads, device, log.*, compare.*)",
-          key, yaml_value(saved, key), yaml_value(cfg, key)));
+  for (const KeyDiff& d : differing_keys(saved, cfg))
+    if (!d.resumable)
+      fail(fmt::format("written with {}: {}, the config says {} (a resumed run may only change {})",
+                       d.path, shorten(d.a), shorten(d.b), resumable_keys()));
 
   TrainerState s;
   const int64_t n = cfg.data.train_size, batches = (n + cfg.train.batch - 1) / cfg.train.batch;
@@ -343,14 +329,14 @@ TrainerState parse_checkpoint(std::string_view bytes, const Config& cfg,
   s.seconds = get_real(r, "seconds", 0);
   s.gen = get_generator(r);
 
-  const c10::ScalarType dtype = dtype_of(cfg);
+  const c10::ScalarType dtype = cfg.dtype;
   const int64_t N = cfg.student.particles, H = cfg.model.hidden, d = cfg.data.dim,
                 o = cfg.model.outputs;
   auto weight = [&](const char* name, std::vector<int64_t> sizes, const char* sized_by) {
     s.student.emplace_back(name,
                            get_tensor(r, std::string("student.") + name, dtype, sizes, sized_by));
   };
-  if (cfg.student.layout == "dense") {
+  if (cfg.student.layout == Layout::Dense) {
     weight("W1", {N * H, d}, "student.particles, model.hidden, data.dim");
     if (cfg.model.hidden_bias) weight("b1", {N * H}, "student.particles, model.hidden");
     weight("W2", {N * o, N * H}, "student.particles, model.outputs, model.hidden");
@@ -361,14 +347,14 @@ TrainerState parse_checkpoint(std::string_view bytes, const Config& cfg,
     weight("B", {N, o, H}, "student.particles, model.outputs, model.hidden");
     if (cfg.model.output_bias) weight("b", {N, o}, "student.particles, model.outputs");
   }
-  s.step_size = get_real(r, "step_size", 0);
-  if (s.step_size <= 0 || s.step_size > cfg.flow.step_size)
+  s.step.step_size = get_real(r, "step_size", 0);
+  if (s.step.step_size <= 0 || s.step.step_size > cfg.flow.step_size)
     r.fail(fmt::format("record 'step_size' is {}, expected in (0, flow.step_size = {}]",
-                       s.step_size, cfg.flow.step_size));
-  s.best_train = r.get<double>("plateau.best_train");  // +inf before the first epoch
-  if (std::isnan(s.best_train) || s.best_train < 0)
-    r.fail(fmt::format("record 'plateau.best_train' is {}", s.best_train));
-  s.bad_epochs = get_int(r, "plateau.bad_epochs", 0, cfg.flow.patience - 1);
+                       s.step.step_size, cfg.flow.step_size));
+  s.step.best = r.get<double>("plateau.best_train");  // +inf before the first epoch
+  if (std::isnan(s.step.best) || s.step.best < 0)
+    r.fail(fmt::format("record 'plateau.best_train' is {}", s.step.best));
+  s.step.bad_epochs = get_int(r, "plateau.bad_epochs", 0, cfg.flow.patience - 1);
 
   s.best_valid = get_real(r, "best_valid", 0);
   s.best_epoch = get_int(r, "best_epoch", 0, s.epoch);

@@ -24,7 +24,7 @@ std::string checkpoint_bytes(const Config& cfg, const TrainerState& s);
 
 // Reads checkpoint bytes back for a run configured by cfg. Checks the tag, version, length and
 // checksum; that cfg differs from the checkpoint's config only in keys a resumed run may change
-// (resumable_key); every record's type, dtype and size against cfg; finite values, a
+// (Key::resumable); every record's type, dtype and size against cfg; finite values, a
 // permutation, a usable generator state, consistent counters. Throws CheckpointError naming
 // `source` and the first thing wrong.
 TrainerState parse_checkpoint(std::string_view bytes, const Config& cfg, const std::string& source);
@@ -32,10 +32,6 @@ TrainerState parse_checkpoint(std::string_view bytes, const Config& cfg, const s
 // Writes path atomically (temporary file, fsync, rename; IoError on failure, path untouched).
 void save_checkpoint(const std::string& path, const Config& cfg, const TrainerState& s);
 TrainerState load_checkpoint(const std::string& path, const Config& cfg);
-
-// Config keys that may differ between a checkpoint and the run resuming it: the length of the
-// run, checkpoint spacing, threads, device, logging and the final comparison.
-bool resumable_key(const std::string& key);
 
 // CRC-32 (IEEE 802.3, as zlib's crc32) of the payload, stored in the header.
 uint32_t crc32(std::string_view bytes);

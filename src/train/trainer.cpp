@@ -21,8 +21,8 @@ ParticleFamily family_of(const Config& c) {
   f.dim = c.data.dim;
   f.hidden = c.model.hidden;
   f.outputs = c.model.outputs;
-  f.activation = parse_activation(c.model.activation);
-  f.out.kind = parse_output(c.model.output);
+  f.activation = c.model.activation;
+  f.out.kind = c.model.output;
   f.out.param = f.out.kind == OutputKind::Gaussian  ? c.model.sigma
                 : f.out.kind == OutputKind::Laplace ? c.model.lambda
                                                     : c.model.c;
@@ -33,14 +33,14 @@ ParticleFamily family_of(const Config& c) {
 
 ParticleFamily teacher_family_of(const Config& c) {
   ParticleFamily f = family_of(c);
-  f.hidden = c.teacher.hidden;
-  f.activation = parse_activation(c.teacher.activation);
+  f.hidden = c.teacher_hidden();
+  f.activation = c.teacher_activation();
   return f;
 }
 
 BetaSchedule beta_schedule_of(const Config& c) {
   BetaSchedule s;
-  s.kind = parse_beta_kind(c.noise.schedule);
+  s.kind = c.noise.schedule;
   s.beta0 = c.noise.beta0;
   s.factor = c.noise.factor;
   s.every = c.noise.every;
@@ -48,19 +48,25 @@ BetaSchedule beta_schedule_of(const Config& c) {
   return s;
 }
 
-c10::ScalarType dtype_of(const Config& c) {
-  return c.dtype == "float64" ? at::kDouble : at::kFloat;
+StepSchedule step_schedule_of(const Config& c) {
+  StepSchedule s;
+  s.kind = c.flow.step_schedule;
+  s.step_size = c.flow.step_size;
+  s.patience = c.flow.patience;
+  s.factor = c.flow.step_factor;
+  return s;
 }
 
 namespace {
 
 // The options of a measure drawn N(init_mean, init_std^2) in the run's dtype, on dev.
-ParticleNetOptions options_of(const Config& c, const Config::Measure& m, const ParticleFamily& fam,
+template <typename Measure>  // Config::Teacher or Config::Student
+ParticleNetOptions options_of(const Config& c, const Measure& m, const ParticleFamily& fam,
                               c10::Device dev) {
   return ParticleNetOptions(m.particles, fam)
       .init_mean(m.init_mean)
       .init_std(m.init_std)
-      .dtype(dtype_of(c))
+      .dtype(c.dtype)
       .device(dev);
 }
 
@@ -72,15 +78,15 @@ ParticleNet make_teacher(const Config& c, c10::Device dev, at::Generator gen) {
 
 std::unique_ptr<Student> make_student(const Config& c, c10::Device dev, at::Generator gen) {
   const ParticleFamily fam = family_of(c);
-  if (parse_layout(c.student.layout) == Layout::Dense)
+  if (c.student.layout == Layout::Dense)
     return make_dense_student(fam, c.student.particles, c.student.init_mean, c.student.init_std,
-                              at::TensorOptions().dtype(dtype_of(c)).device(dev), gen);
+                              at::TensorOptions().dtype(c.dtype).device(dev), gen);
   return make_block_student(ParticleNet(options_of(c, c.student, fam, dev), gen), c.flow.chunk);
 }
 
 StepOptions step_options_of(const Config& c) {
   StepOptions o;
-  o.method = parse_method(c.flow.method);
+  o.method = c.flow.method;
   o.step_size = c.flow.step_size;
   o.sobolev_eps = c.flow.sobolev_eps;
   o.drmmd_lambda = c.flow.drmmd_lambda;
@@ -91,7 +97,8 @@ Trainer::Trainer(const Config& cfg)
     : cfg_(cfg),
       device_(resolve_device(cfg.device)),
       beta_(beta_schedule_of(cfg)),
-      dist_(parse_input(cfg.data.input)),
+      steps_(step_schedule_of(cfg)),
+      dist_(cfg.data.input),
       teacher_(make_teacher(cfg, device_, stream_generator(cfg.seed, kTeacherStream))),
       student_(make_student(cfg, device_, stream_generator(cfg.seed, kStudentStream))) {
   at::Generator data_gen = stream_generator(cfg.seed, kDataStream);
@@ -99,7 +106,7 @@ Trainer::Trainer(const Config& cfg)
   valid_ = make_dataset(dist_, cfg.data.valid_size, teacher_, data_gen);
   s_.gen = stream_generator(cfg.seed, kTrainStream);
   if (!device_.is_cpu()) device_gen_ = make_generator(device_, sub_seed(cfg.seed, kDeviceStream));
-  s_.step_size = cfg.flow.step_size;
+  s_.step = steps_.start();
   initial_valid_ = half_mse(*student_, valid_.X, valid_.Y, kEvalBatch).item<double>();
   s_.best_valid = initial_valid_;
 }
@@ -148,7 +155,7 @@ Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
       s_.loss_sum = 0;
     }
     StepOptions opt = base;
-    opt.step_size = s_.step_size;
+    opt.step_size = s_.step.step_size;
     opt.beta = beta_.at(s_.epoch);
     // The epoch's order onto the device: a blocking copy, once an epoch, outside the steps.
     const at::Tensor perm = fresh ? at::Tensor() : s_.perm.to(device_);
@@ -199,15 +206,7 @@ Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
     s_.loss_sum = 0;
     s_.seconds = log.seconds;
     if (log.valid_loss < s_.best_valid) s_.best_valid = log.valid_loss, s_.best_epoch = log.epoch;
-    if (cfg_.flow.step_schedule == "plateau") {  // cut gamma after `patience` epochs without gain
-      if (log.train_loss < s_.best_train) {
-        s_.best_train = log.train_loss;
-        s_.bad_epochs = 0;
-      } else if (++s_.bad_epochs >= cfg_.flow.patience) {
-        s_.step_size *= cfg_.flow.step_factor;
-        s_.bad_epochs = 0;
-      }
-    }
+    steps_.after_epoch(log.train_loss, s_.step);
     s_.last = log;
     on_epoch(log);
     if (!log.finite) return End::NonFinite;

@@ -9,11 +9,11 @@
 
 #include "data/dataset.h"
 #include "models/particle_net.h"
-#include "src/train/config.h"
-#include "src/flow/flow.h"
 #include "src/base/io.h"
+#include "src/flow/flow.h"
 #include "src/flow/schedule.h"
 #include "src/flow/student.h"
+#include "src/train/config.h"
 
 namespace mmdflow {
 
@@ -41,10 +41,8 @@ struct TrainerState {
   double seconds = 0;       // training time so far
   at::Generator gen;        // CPU: minibatch order, each step's noise seed, fresh inputs on CPU
   NamedTensors student;     // the student's weights by name (block: A, a, B, b; dense: W1, ...)
-  double step_size = 0;     // gamma now (the plateau schedule cuts it)
-  double best_train = INFINITY;  // plateau: best train loss so far
-  int64_t bad_epochs = 0;        // plateau: epochs since it improved
-  double best_valid = 0;         // best valid loss so far (the initial one at epoch 0)
+  StepState step;           // gamma now, and the plateau schedule's record
+  double best_valid = 0;    // best valid loss so far (the initial one at epoch 0)
   int64_t best_epoch = 0;
   EpochLog last;  // the last finished epoch (epoch 0: none)
 };
@@ -53,7 +51,7 @@ struct TrainerState {
 ParticleFamily family_of(const Config& c);          // the student's
 ParticleFamily teacher_family_of(const Config& c);  // differs when misspecified
 BetaSchedule beta_schedule_of(const Config& c);
-c10::ScalarType dtype_of(const Config& c);
+StepSchedule step_schedule_of(const Config& c);
 StepOptions step_options_of(const Config& c);
 // The run's teacher and student (its layout), drawn from gen.
 ParticleNet make_teacher(const Config& c, c10::Device dev, at::Generator gen);
@@ -92,6 +90,7 @@ class Trainer {
   Config cfg_;
   c10::Device device_;
   BetaSchedule beta_;
+  StepSchedule steps_;
   InputDist dist_;
   ParticleNet teacher_;
   Dataset train_, valid_;

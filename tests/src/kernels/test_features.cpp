@@ -15,7 +15,7 @@ struct Case {
 };
 
 std::string label(const Case& c) {
-  return to_string(c.s) + "_" + to_string(c.g) + (c.hb ? "_a" : "") + (c.ob ? "_b" : "");
+  return std::string(name_of(c.s)) + "_" + name_of(c.g) + (c.hb ? "_a" : "") + (c.ob ? "_b" : "");
 }
 std::string name(const testing::TestParamInfo<Case>& info) { return label(info.param); }
 void PrintTo(const Case& c, std::ostream* os) { *os << label(c); }
@@ -198,8 +198,9 @@ TEST(WeightedGradInvariance, FusedDescentEqualsGenericEverywhere) {
           const double sa = descend(f, a, X, W, 0.5, 0, Impl::Fused, noise).item<double>();
           const double sb = descend(f, b, X, W, 0.5, 0, Impl::Generic, noise).item<double>();
           const double tol = dtype == at::kDouble ? 1e-12 : 2e-5;
-          const std::string at_ = to_string(s) + "/" + to_string(g) + " H=" + std::to_string(H) +
-                                  " o=" + std::to_string(o) + (biases ? " biases" : "") +
+          const std::string at_ = std::string(name_of(s)) + "/" + name_of(g) +
+                                  " H=" + std::to_string(H) + " o=" + std::to_string(o) +
+                                  (biases ? " biases" : "") +
                                   (dtype == at::kDouble ? " float64" : " float32");
           EXPECT_LT(test::max_abs_diff(a, b), tol) << at_;
           EXPECT_NEAR(sa, sb, tol * std::max(1.0, sb)) << at_;

@@ -10,8 +10,8 @@
 #include <fstream>
 #include <functional>
 
-#include "src/train/checkpoint.h"
 #include "src/base/io.h"
+#include "src/train/checkpoint.h"
 #include "tests/fuzz/checkpoint_config.h"
 #include "tests/helpers.h"
 
@@ -108,14 +108,14 @@ TEST(Checkpoint, ResumesExactlyFromAnyStepBoundary) {
 // plateau schedule's step size and counters, fresh inputs drawn from the run's generator.
 TEST(Checkpoint, ResumesExactlyWithEveryKindOfState) {
   Config dense = tiny();
-  dense.student.layout = "dense";
+  dense.student.layout = Layout::Dense;
   dense.flow.step_size = 5;  // large enough for the plateau schedule to cut it
-  dense.flow.step_schedule = "plateau";
+  dense.flow.step_schedule = StepKind::Plateau;
   dense.flow.patience = 1;
   Config fresh = tiny();
   fresh.data.fresh = true;
-  fresh.flow.method = "drmmd";
-  fresh.flow.step_schedule = "plateau";
+  fresh.flow.method = Method::DrMMD;
+  fresh.flow.step_schedule = StepKind::Plateau;
   fresh.flow.patience = 1;
   fresh.flow.step_size = 300;
   for (const Config& cfg : {dense, fresh}) {
@@ -123,7 +123,7 @@ TEST(Checkpoint, ResumesExactlyWithEveryKindOfState) {
     Trainer full(cfg);
     ASSERT_EQ(full.run([&](const EpochLog& l) { straight.push_back(fields(l)); }),
               Trainer::End::Done);
-    EXPECT_LT(full.state().step_size, cfg.flow.step_size) << "the plateau schedule never cut";
+    EXPECT_LT(full.state().step.step_size, cfg.flow.step_size) << "the plateau schedule never cut";
     for (int64_t stop : {13, 40}) {
       std::vector<std::string> logs;
       const std::string bytes = checkpoint_bytes(cfg, state_after(cfg, stop, &logs));
@@ -131,9 +131,9 @@ TEST(Checkpoint, ResumesExactlyWithEveryKindOfState) {
       resumed.restore(parse_checkpoint(bytes, cfg, "ck"));
       ASSERT_EQ(resumed.run([&](const EpochLog& l) { logs.push_back(fields(l)); }),
                 Trainer::End::Done);
-      EXPECT_EQ(logs, straight) << cfg.student.layout << " stopped before call " << stop;
+      EXPECT_EQ(logs, straight) << name_of(cfg.student.layout) << " stopped before call " << stop;
       EXPECT_TRUE(equal(resumed.state().student, full.state().student));
-      EXPECT_EQ(resumed.state().step_size, full.state().step_size);
+      EXPECT_EQ(resumed.state().step.step_size, full.state().step.step_size);
     }
   }
 }

@@ -9,9 +9,9 @@
 #include <map>
 #include <thread>
 
+#include "src/base/io.h"
 #include "src/train/checkpoint.h"
 #include "src/train/config.h"
-#include "src/base/io.h"
 #include "tests/cli.h"
 
 namespace fs = std::filesystem;
