@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "models/init.h"
+
 namespace mmdflow {
 
 int64_t ParticleFamily::particle_size() const {
@@ -78,11 +80,11 @@ ParticleNet::ParticleNet(const ParticleFamily& family, Particles z)
 
 void ParticleNet::reset(at::Generator& gen) {
   const int64_t N = options_.particles(), H = family_.hidden, d = family_.dim, o = family_.outputs;
+  const int64_t first = options_.first(), last = options_.last() < 0 ? N : options_.last();
   // Draw on CPU in double from the trainer's generator, then convert: the same seed gives the
-  // same particles whatever the dtype or device.
+  // same particles whatever the dtype, device or sharding.
   auto draw = [&](at::IntArrayRef sizes) {
-    auto t = at::normal(options_.init_mean(), options_.init_std(), sizes, gen,
-                        at::TensorOptions().dtype(at::kDouble));
+    auto t = normal_rows(sizes, first, last, options_.init_mean(), options_.init_std(), gen);
     return t.to(at::TensorOptions().dtype(options_.dtype()).device(options_.device()));
   };
   z_ = Particles{};

@@ -51,8 +51,12 @@ struct ParticleNetOptions {
   }                                         \
   const T& name() const { return name##_; } \
   T name##_
-  MMDFLOW_ARG(int64_t, particles);
+  MMDFLOW_ARG(int64_t, particles);  // N of the whole measure
   MMDFLOW_ARG(ParticleFamily, family);
+  // The particles [first, last) of the N held here (a shard): drawn as the whole measure draws
+  // them from the same generator. last = -1: up to N.
+  MMDFLOW_ARG(int64_t, first) = 0;
+  MMDFLOW_ARG(int64_t, last) = -1;
   MMDFLOW_ARG(double, init_mean) = 0.0;
   MMDFLOW_ARG(double, init_std) = 1.0;
   MMDFLOW_ARG(c10::ScalarType, dtype) = c10::kFloat;
@@ -62,7 +66,8 @@ struct ParticleNetOptions {
 
 class ParticleNet {
  public:
-  // Allocates and draws every coordinate i.i.d. N(init_mean, init_std^2) from gen.
+  // Allocates and draws every coordinate i.i.d. N(init_mean, init_std^2) from gen (the
+  // options' particles [first, last) of them).
   ParticleNet(const ParticleNetOptions& options, at::Generator& gen);
   // From explicit weights (tests, checkpoints).
   ParticleNet(const ParticleFamily& family, Particles z);

@@ -32,6 +32,11 @@ struct CheckpointError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A process of a sharded run was lost, or a collective did not complete in time (exit 5).
+struct PeerLost : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // A run's file could not be written: disk full, file too large, folder not writable (exit 4).
 struct IoError : std::runtime_error {
   using std::runtime_error::runtime_error;
