@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "models/init.h"
+#include "models/weights.h"
 
 namespace mmdflow {
 
@@ -50,7 +51,7 @@ Particles Particles::to(const at::TensorOptions& opts) const {
 
 at::Tensor Particles::flat() const {
   std::vector<at::Tensor> parts;
-  for (const at::Tensor* t : tensors()) parts.push_back(t->reshape({size(), -1}));
+  for (const at::Tensor* t : tensors()) parts.push_back(t->flatten(1));
   return at::cat(parts, 1);
 }
 
@@ -107,14 +108,10 @@ at::Tensor ParticleNet::forward(const at::Tensor& X) const {
   return particle_features(family_, z_, X).mean(0);
 }
 
-std::vector<std::pair<std::string, at::Tensor>> ParticleNet::named_tensors() const {
-  std::vector<std::pair<std::string, at::Tensor>> out;
-  out.emplace_back("A", z_.A);
-  if (z_.a.defined()) out.emplace_back("a", z_.a);
-  out.emplace_back("B", z_.B);
-  if (z_.b.defined()) out.emplace_back("b", z_.b);
-  for (auto& kv : out) kv.second = kv.second.detach().cpu().contiguous();
-  return out;
+NamedTensors ParticleNet::named_tensors() const {
+  std::vector<at::Tensor> ts;
+  for (const at::Tensor* t : z_.tensors()) ts.push_back(t->detach().cpu().contiguous());
+  return named(block_weights(family_, size()), ts);
 }
 
 }  // namespace mmdflow

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "models/activation.h"
+#include "src/base/io.h"
 
 namespace mmdflow {
 
@@ -79,8 +80,8 @@ class ParticleNet {
   int64_t size() const { return z_.size(); }
 
   at::Tensor forward(const at::Tensor& X) const;  // [Bt, d] -> [Bt, o]
-  // Named tensors for saving: A, a, B, b (defined ones) as float CPU copies.
-  std::vector<std::pair<std::string, at::Tensor>> named_tensors() const;
+  // Named tensors for saving (models/weights.h's block_weights), CPU copies.
+  NamedTensors named_tensors() const;
 
  private:
   ParticleNetOptions options_{0, ParticleFamily{}};

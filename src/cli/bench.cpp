@@ -55,7 +55,27 @@ double peak_rss_mib() {
 
 }  // namespace
 
-void run_bench(Config cfg, const BenchOptions& opt) {
+namespace {
+
+class Summed : public Reducer {
+ public:
+  explicit Summed(Comm& comm) : comm_(comm) {}
+  void sum(at::Tensor& t) override { comm_.sum(t); }
+
+ private:
+  Comm& comm_;
+};
+
+// The sum over ranks of one number.
+double total(Comm& comm, double v) {
+  double sum = 0;
+  for (const auto& r : comm.gather({v})) sum += r[0];
+  return sum;
+}
+
+}  // namespace
+
+void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
   cfg.student.layout = Layout::Block;  // the flops counted are the block layout's
   const c10::Device dev = resolve_device(cfg.device);
   const ParticleFamily fam = family_of(cfg);
@@ -67,47 +87,66 @@ void run_bench(Config cfg, const BenchOptions& opt) {
   const int products = beta > 0 ? 3 : 2;  // A X^T clean and noisy, dP X
 
   const int64_t threads = at::get_num_threads();
-  set_blas_threads(threads);  // the reference uses every core through BLAS
-  const double peak = matmul_gflops(dev, 2048, 2048, 2048, 5);
+  const int world = comm.world();
+  const bool lead = comm.rank() == 0;
+  set_blas_threads(threads);  // the reference uses every core through BLAS, on every rank at once
+  const double peak = total(comm, matmul_gflops(dev, 2048, 2048, 2048, 5));
   set_blas_threads(1);
-  fmt::print("mmdflow bench: {} {}, {} threads; d={} H={} o={} M={} B={}, beta={} ({})\n",
-             dev.str(), name_of(cfg.dtype), at::get_num_threads(), fam.dim, fam.hidden, fam.outputs,
-             cfg.teacher.particles, B, beta, beta > 0 ? "noise injection" : "plain flow");
-  fmt::print("float32 matrix product 2048x2048x2048: {:.1f} GFLOP/s (the machine's reference)\n",
-             peak);
-  fmt::print(
-      "GFLOP/s count the first-layer products of a step ({}: A X^T {}and dP X, 2 N H d B "
-      "each); shape-GFLOP/s is BLAS alone on one [N H, d] x [d, B] product\n",
-      products, beta > 0 ? "clean and noisy " : "");
-  fmt::print("{:>9} {:>10} {:>9} {:>8} {:>13} {:>12}\n", "N", "ms/step", "GFLOP/s", "of-ref",
-             "shape-GFLOP/s", "peak-RSS-MiB");
+  if (lead) {
+    fmt::print(
+        "mmdflow bench: {} {}, {} process{} x {} threads; d={} H={} o={} M={} B={}, beta={} "
+        "({})\n",
+        dev.str(), name_of(cfg.dtype), world, world > 1 ? "es" : "", at::get_num_threads(), fam.dim,
+        fam.hidden, fam.outputs, cfg.teacher.particles, B, beta,
+        beta > 0 ? "noise injection" : "plain flow");
+    fmt::print(
+        "float32 matrix product 2048x2048x2048: {:.1f} GFLOP/s (the machine's reference{})\n", peak,
+        world > 1 ? ", summed over the processes running it at once" : "");
+    fmt::print(
+        "GFLOP/s count the first-layer products of a step ({}: A X^T {}and dP X, 2 N H d B "
+        "each); shape-GFLOP/s is BLAS alone on one [N H, d] x [d, B] product{}\n",
+        products, beta > 0 ? "clean and noisy " : "",
+        world > 1 ? "; comm is the share of a step in the allreduce of the feature sums" : "");
+    fmt::print("{:>9} {:>10} {:>9} {:>8} {:>13} {:>12}{}\n", "N", "ms/step", "GFLOP/s", "of-ref",
+               "shape-GFLOP/s", "peak-RSS-MiB", world > 1 ? fmt::format(" {:>7}", "comm") : "");
+  }
 
   at::Generator gen = make_generator(c10::Device(c10::kCPU), cfg.seed);
   for (int64_t N : sizes) {
     Config c = cfg;
     c.student.particles = N;
     ParticleNet teacher = make_teacher(c, dev, gen);
-    auto student = make_student(c, dev, gen);
+    auto student = make_student(c, dev, gen, shard_of(c, comm.rank(), world));
     Dataset batch = make_dataset(cfg.data.input, B, teacher, gen);
+    Summed reduce(comm);
     StepOptions so;  // the MMD flow with noise injection
     so.step_size = cfg.flow.step_size;
     so.beta = beta;
-    std::vector<double> ms;
+    std::vector<double> ms, comm_ms;
     for (int64_t r = 0; r < opt.warmup + opt.repeats; ++r) {
       auto t = clock_type::now();
+      const double c0 = comm.seconds();
       so.noise_seed = sub_seed(cfg.seed, uint64_t(r));
-      StepStats st = flow_step(*student, batch.X, batch.Y, so);
+      StepStats st = flow_step(*student, batch.X, batch.Y, so, at::Tensor(), reduce);
       sync(dev, st.loss);
-      if (r >= opt.warmup) ms.push_back(1e3 * seconds_since(t));
+      if (r >= opt.warmup) {
+        ms.push_back(1e3 * seconds_since(t));
+        comm_ms.push_back(1e3 * (comm.seconds() - c0));
+      }
     }
     const double med = median(ms);
     const double gflops = products * first_layer_flops(fam, N, B) / (med * 1e-3) / 1e9;
     set_blas_threads(threads);  // BLAS alone on one first-layer product of this size
     const double shape = matmul_gflops(dev, N * fam.hidden, fam.dim, B, 5);
     set_blas_threads(1);
-    fmt::print("{:>9} {:>10.3f} {:>9.1f} {:>7.0f}% {:>13.1f} {:>12.0f}\n", N, med, gflops,
-               100.0 * gflops / peak, shape, peak_rss_mib());
-    std::fflush(stdout);
+    double comm_share = 0;
+    for (size_t i = 0; i < ms.size(); ++i) comm_share += comm_ms[i] / ms[i] / double(ms.size());
+    if (lead) {
+      fmt::print("{:>9} {:>10.3f} {:>9.1f} {:>7.0f}% {:>13.1f} {:>12.0f}{}\n", N, med, gflops,
+                 100.0 * gflops / peak, shape, peak_rss_mib(),
+                 world > 1 ? fmt::format(" {:>6.1f}%", 100.0 * comm_share) : "");
+      std::fflush(stdout);
+    }
   }
 }
 

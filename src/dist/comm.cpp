@@ -39,7 +39,7 @@ using std::chrono::milliseconds;
 
 class Single : public Comm {
  public:
-  Single() : Comm(0, 1) {}
+  Single() : Comm(0, 1, 0) {}
   void sum(at::Tensor&) override {}
   std::string from_rank0(const std::string&, const std::string& text) override { return text; }
 };
@@ -73,7 +73,7 @@ std::string left_key(int r) { return fmt::format("mmdflow/left/{}", r); }
 class C10dComm : public Comm {
  public:
   C10dComm(const Launch& l, double timeout_s, Backend backend, c10::Device device)
-      : Comm(l.rank, l.world), launch_(l), timeout_(int64_t(timeout_s * 1000)) {
+      : Comm(l.rank, l.world, l.local_rank), launch_(l), timeout_(int64_t(timeout_s * 1000)) {
     const std::string where = fmt::format("{}:{}", l.master_addr, l.master_port);
     c10d::TCPStoreOptions o;
     o.port = uint16_t(l.master_port);

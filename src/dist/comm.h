@@ -19,6 +19,7 @@ class Comm {
   virtual ~Comm() = default;
   int rank() const { return rank_; }
   int world() const { return world_; }
+  int local_rank() const { return local_rank_; }  // on this machine: picks cuda:LOCAL_RANK
 
   // t <- the sum over ranks of t, in place; every rank passes the same shape and dtype. Throws
   // PeerLost, naming the lost rank, when a process is gone or the sum times out.
@@ -31,11 +32,11 @@ class Comm {
   double seconds() const { return seconds_; }
 
  protected:
-  Comm(int rank, int world) : rank_(rank), world_(world) {}
+  Comm(int rank, int world, int local_rank) : rank_(rank), world_(world), local_rank_(local_rank) {}
   double seconds_ = 0;
 
  private:
-  int rank_, world_;
+  int rank_, world_, local_rank_;
 };
 
 // One process: sums are the identity.

@@ -194,7 +194,8 @@ Particles perturb_blocks(const Particles& z, const Noise& noise) {
     const View<scalar_t> v = view_of<scalar_t>(out);
     std::vector<float> w;
     for (int64_t lo = 0, k = 0; lo < z.size(); lo += kBlock, ++k)
-      noisy_block(v.shift(s, lo), v.shift(s, lo), s, std::min(kBlock, z.size() - lo), noise, k, w);
+      noisy_block(v.shift(s, lo), v.shift(s, lo), s, std::min(kBlock, z.size() - lo), noise,
+                  noise.block0 + k, w);
   });
   return out;
 }
@@ -362,7 +363,9 @@ at::Tensor feature_sum(const ParticleFamily& fam, const Particles& z, const at::
 
 Particles perturb(const Particles& z, const Noise& noise) {
   if (z.A.device().is_cpu()) return perturb_blocks(z, noise);
-  at::Generator gen = make_generator(z.A.device(), noise.seed);
+  // A device generator draws for all particles at once: a shard keys its draw by its first block.
+  at::Generator gen = make_generator(
+      z.A.device(), noise.block0 == 0 ? noise.seed : sub_seed(noise.seed, uint64_t(noise.block0)));
   Particles out = z.clone();
   for (at::Tensor* t : out.tensors())
     t->add_(at::normal(0.0, 1.0, t->sizes(), gen, t->options().dtype(at::kFloat)), noise.beta);
@@ -396,7 +399,7 @@ void fused_grad(const ParticleFamily& fam, Particles& z, const at::Tensor& X, co
           const int64_t lo = blk * kBlock, n = std::min(N - lo, kBlock);
           const View<T> zb = zv.shift(s, lo);
           const View<T> gb = g ? gv.shift(s, lo) : grad.v;
-          if (noise.beta != 0.0) noisy_block(zb, noisy.v, s, n, noise, blk, w);
+          if (noise.beta != 0.0) noisy_block(zb, noisy.v, s, n, noise, noise.block0 + blk, w);
           weighted_grad_block<T, kH, SFn>(noise.beta != 0.0 ? noisy.v : zb, gb, n, s,
                                           Xc.data_ptr<T>(), Xt.data_ptr<T>(), Wt.data_ptr<T>(), Bt,
                                           gfn, P.data(), E.data(), D.data());

@@ -1,7 +1,7 @@
-// libFuzzer target: the checkpoint reader (src/train/checkpoint.cpp), for the run of kConfig. Each
-// input is read as it is, then resealed (the header's length and checksum made right) so that
-// mutations reach the records behind the checksum. Any input must give a TrainerState or a
-// CheckpointError.
+// libFuzzer target: the checkpoint manifest's reader (src/train/checkpoint.cpp), for the run of
+// kConfig. Each input is read as it is, then resealed (the header's length and checksum made
+// right) so that mutations reach the records behind the checksum. Any input must give a
+// Checkpoint or a CheckpointError.
 //
 // Seeds (tests/fuzz/corpus/checkpoint): written by make_checkpoint_seeds (see its source);
 // Checkpoint.FuzzSeedsReadBack checks they still read back whole, so a format change must renew
@@ -19,7 +19,7 @@ const mmdflow::Config kConfig = mmdflow::fuzz::checkpoint_config();
 
 void read(std::string_view bytes) {
   try {
-    mmdflow::parse_checkpoint(bytes, kConfig, "fuzz");
+    mmdflow::parse_manifest(bytes, kConfig, "fuzz");
   } catch (const mmdflow::CheckpointError&) {
   }
 }

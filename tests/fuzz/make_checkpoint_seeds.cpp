@@ -25,7 +25,13 @@ int main(int argc, char** argv) {
     int64_t calls = 0;
     t.run([](const EpochLog&) {},
           [&] { return stop_after_steps > 0 && ++calls > stop_after_steps; });
-    write_file_atomic(dir + "/" + name, checkpoint_bytes(c, t.state()));
+    const TrainerState s = t.state();
+    const Shard all{0, c.student.particles, c.student.particles};
+    const std::string shard = shard_bytes(c, all, s.student);
+    write_file_atomic(
+        dir + "/" + name,
+        manifest_bytes(c, s, 1,
+                       {{shard_name(1, 0, 1), all.begin, all.end, shard.size(), crc32(shard)}}));
   };
   for (int64_t epochs : {1, 3}) {
     Config c = fuzz::checkpoint_config();

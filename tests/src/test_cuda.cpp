@@ -4,12 +4,14 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "src/train/checkpoint.h"
+#include "src/dist/comm.h"
 #include "src/flow/flow.h"
+#include "src/train/checkpoint.h"
 #include "src/train/trainer.h"
 #include "tests/helpers.h"
 
@@ -177,8 +179,10 @@ TEST_F(Cuda, TrainingAgreesWithTheCpu) {
     const auto cpu = train_on(small(method), kCpu, &wc);
     ASSERT_EQ(gpu.size(), cpu.size()) << name_of(method);
     for (size_t e = 0; e < cpu.size(); ++e) {
-      EXPECT_NEAR(gpu[e].train_loss, cpu[e].train_loss, 1e-9 * cpu[e].train_loss) << name_of(method) << e;
-      EXPECT_NEAR(gpu[e].valid_loss, cpu[e].valid_loss, 1e-9 * cpu[e].valid_loss) << name_of(method) << e;
+      EXPECT_NEAR(gpu[e].train_loss, cpu[e].train_loss, 1e-9 * cpu[e].train_loss)
+          << name_of(method) << e;
+      EXPECT_NEAR(gpu[e].valid_loss, cpu[e].valid_loss, 1e-9 * cpu[e].valid_loss)
+          << name_of(method) << e;
       EXPECT_NEAR(gpu[e].grad_sq, cpu[e].grad_sq, 1e-9 * cpu[e].grad_sq) << name_of(method) << e;
     }
     ASSERT_EQ(wg.size(), wc.size());
@@ -206,7 +210,13 @@ TEST_F(Cuda, FreshInputsDrawnOnTheGpuResumeExactly) {
       stopped.run([&](const EpochLog& l) { logs.push_back(l); }, [&] { return ++calls > 15; }),
       Trainer::End::Stopped);  // before step 5 of epoch 2
   Trainer resumed(c);
-  resumed.restore(parse_checkpoint(checkpoint_bytes(c, stopped.state()), c, "ck"));
+  const std::string dir = testing::TempDir() + "/mmdflow_cuda_ckpt";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const Shard all{0, c.student.particles, c.student.particles};
+  auto comm = single_process();
+  save_checkpoint(dir, c, stopped.state(), all, 1, *comm);
+  resumed.restore(load_checkpoint(dir, c, all)->state);
   ASSERT_EQ(resumed.run([&](const EpochLog& l) { logs.push_back(l); }), Trainer::End::Done);
   ASSERT_EQ(logs.size(), straight.size());
   for (size_t e = 0; e < logs.size(); ++e) {
