@@ -1,16 +1,22 @@
 // Running the mmdflow binary from tests: scratch folders, runs to completion, child processes
 // to signal or to starve of disk.
 #pragma once
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "src/base/io.h"
@@ -74,11 +80,99 @@ inline pid_t spawn(const std::string& args, const std::string& log, rlim_t fsize
   return pid;
 }
 
+// A TCP port on 127.0.0.1 that was free a moment ago (the kernel's choice).
+inline int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// Starts the ranks of a sharded run as torchrun would: each runs the binary with args (split at
+// spaces) and more_args[rank] (if any), with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR=127.0.0.1
+// and MASTER_PORT=port, and env[rank] ("NAME=value") added; rank r's output goes to log.r.
+inline std::vector<pid_t> spawn_ranks(const std::string& args, int world, int port,
+                                      const std::string& log,
+                                      const std::map<int, std::string>& more_args = {},
+                                      const std::map<int, std::string>& env = {}) {
+  std::vector<pid_t> pids;
+  for (int r = 0; r < world; ++r) {
+    std::vector<std::string> words{MMDFLOW_BIN};
+    std::stringstream ss(args + " " + (more_args.count(r) ? more_args.at(r) : ""));
+    for (std::string w; ss >> w;) words.push_back(w);
+    std::vector<std::string> vars;
+    for (char** e = environ; *e; ++e) {
+      const std::string kv = *e;
+      const std::string name = kv.substr(0, kv.find('='));
+      if (name != "RANK" && name != "WORLD_SIZE" && name != "LOCAL_RANK" && name != "MASTER_ADDR" &&
+          name != "MASTER_PORT")
+        vars.push_back(kv);
+    }
+    for (const std::string& kv :
+         {"RANK=" + std::to_string(r), "WORLD_SIZE=" + std::to_string(world),
+          "LOCAL_RANK=" + std::to_string(r), std::string("MASTER_ADDR=127.0.0.1"),
+          "MASTER_PORT=" + std::to_string(port)})
+      vars.push_back(kv);
+    if (env.count(r)) vars.push_back(env.at(r));
+    std::vector<char*> argv, envp;
+    for (std::string& w : words) argv.push_back(w.data());
+    argv.push_back(nullptr);
+    for (std::string& v : vars) envp.push_back(v.data());
+    envp.push_back(nullptr);
+    const std::string path = log + "." + std::to_string(r);
+    const pid_t pid = fork();
+    if (pid == 0) {  // only async-signal-safe calls until exec
+      const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      signal(SIGINT, SIG_DFL);
+      signal(SIGTERM, SIG_DFL);
+      execve(argv[0], argv.data(), envp.data());
+      _exit(127);
+    }
+    pids.push_back(pid);
+  }
+  return pids;
+}
+
 // The exit code, or 128 + the signal that ended the process.
 inline int wait_code(pid_t pid) {
   int status = 0;
   waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// The exit codes of pids; any still running after `limit` is killed (and gives -1), so that no
+// test waits for ever on a hung rank.
+inline std::vector<int> wait_all(const std::vector<pid_t>& pids, std::chrono::seconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  std::vector<int> codes(pids.size(), -2);
+  for (size_t done = 0; done < pids.size();) {
+    for (size_t i = 0; i < pids.size(); ++i) {
+      if (codes[i] != -2) continue;
+      int status = 0;
+      if (waitpid(pids[i], &status, WNOHANG) == pids[i]) {
+        codes[i] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        ++done;
+      }
+    }
+    if (done < pids.size() && std::chrono::steady_clock::now() > deadline) {
+      for (size_t i = 0; i < pids.size(); ++i)
+        if (codes[i] == -2) {
+          kill(pids[i], SIGKILL);
+          waitpid(pids[i], nullptr, 0);
+          codes[i] = -1;
+          ++done;
+        }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return codes;
 }
 
 }  // namespace mmdflow::test

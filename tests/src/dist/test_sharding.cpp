@@ -1,0 +1,283 @@
+// Runs sharded over processes, started as torchrun would start them: every flow gives the
+// single process's losses at world sizes 1, 2 and 3; resumes at another world size continue
+// exactly; a lost rank, a crash between a checkpoint's two phases, SIGTERM, a mismatched config
+// and an unreachable rendezvous all end cleanly.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "src/base/errors.h"
+#include "src/train/checkpoint.h"
+#include "src/train/run_folder.h"
+#include "tests/cli.h"
+
+namespace fs = std::filesystem;
+
+namespace mmdflow {
+namespace {
+
+using test::free_port;
+using test::run;
+using test::scratch;
+using test::spawn_ranks;
+using test::wait_all;
+
+// 300 particles: blocks of 128, 128 and 44, so no world size here divides them evenly.
+const std::string kBase =
+    "train --threads 1 --set dtype=float64 --set data.dim=5 --set data.train_size=40"
+    " --set data.valid_size=40 --set train.batch=20 --set student.particles=300"
+    " --set compare.samples=200 --set dist.timeout=30";
+
+// Every column of losses.csv but the seconds, per epoch.
+std::vector<std::vector<double>> losses_of(const std::string& dir) {
+  const Losses l = read_losses(dir + "/losses.csv");
+  std::vector<std::vector<double>> out;
+  for (const auto& row : l.rows) out.emplace_back(row.begin(), row.end() - 1);
+  return out;
+}
+
+void expect_close(const std::vector<std::vector<double>>& a,
+                  const std::vector<std::vector<double>>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t e = 0; e < a.size(); ++e)
+    for (size_t k = 0; k < a[e].size(); ++k)
+      EXPECT_NEAR(a[e][k], b[e][k], 1e-10 * std::abs(b[e][k]) + 1e-300)
+          << what << ": epoch " << e + 1 << " column " << k;
+}
+
+nlohmann::json summary_of(const std::string& dir) {
+  return nlohmann::json::parse(read_file(dir + "/summary.json"));
+}
+
+// A run at world size `world` (1: a plain process); the exit codes of its ranks.
+std::vector<int> train(const std::string& args, int world, const std::string& log) {
+  if (world == 1) {
+    test::Result r = run(args);
+    write_file_atomic(log + ".0", r.output);
+    return {r.code};
+  }
+  return wait_all(spawn_ranks(args, world, free_port(), log), std::chrono::seconds(120));
+}
+
+std::string logs(const std::string& log, int world) {
+  std::string out;
+  for (int r = 0; r < world; ++r)
+    if (fs::exists(log + "." + std::to_string(r)))
+      out += "rank " + std::to_string(r) + ":\n" + read_file(log + "." + std::to_string(r));
+  return out;
+}
+
+// The student's weights of a finished run folder, all particles, whatever the world size that
+// wrote them.
+NamedTensors weights_of(const std::string& dir) {
+  const Config cfg = load_config(dir + "/config.yaml");
+  return read_student(dir, cfg, {0, cfg.student.particles, cfg.student.particles});
+}
+
+TEST(Sharding, WorldSizesOneTwoThreeAgreeForEveryFlow) {
+  const std::vector<std::pair<std::string, std::string>> flows = {
+      {"mmd", " --set noise.beta0=0"},
+      {"noise_injection", " --set noise.beta0=0.5"},
+      {"diffusion", " --set flow.method=diffusion --set noise.beta0=0.1"},
+      {"sobolev", " --set flow.method=sobolev --set noise.beta0=0 --set flow.step_size=0.1"},
+      {"drmmd", " --set flow.method=drmmd --set noise.beta0=0.3"},
+      {"fresh", " --set data.fresh=true --set noise.beta0=0.5"},
+      {"fresh_sobolev",
+       " --set data.fresh=true --set flow.method=sobolev --set noise.beta0=0 --set "
+       "flow.step_size=0.1"},
+  };
+  for (const auto& [name, sets] : flows) {
+    const std::string one = scratch(name + "_w1");
+    ASSERT_EQ(train(kBase + " --set train.epochs=5 --out " + one + sets, 1, one + ".log"),
+              std::vector<int>{0})
+        << logs(one + ".log", 1);
+    for (int world : name == "noise_injection" ? std::vector<int>{2, 3} : std::vector<int>{3}) {
+      const std::string dir = scratch(name + "_w" + std::to_string(world));
+      const auto codes =
+          train(kBase + " --set train.epochs=5 --out " + dir + sets, world, dir + ".log");
+      ASSERT_EQ(codes, std::vector<int>(world, 0)) << logs(dir + ".log", world);
+      const std::string what = name + " at world size " + std::to_string(world);
+      expect_close(losses_of(dir), losses_of(one), what);
+      const auto a = summary_of(dir), b = summary_of(one);
+      EXPECT_NEAR(double(a["compare"]["half_mmd2"]), double(b["compare"]["half_mmd2"]),
+                  1e-10 * double(b["compare"]["half_mmd2"]))
+          << what;
+      EXPECT_EQ(a["compare"]["nearest"][0]["student"], b["compare"]["nearest"][0]["student"])
+          << what;
+      EXPECT_EQ(a["processes"], world);
+      const NamedTensors wa = weights_of(dir), wb = weights_of(one);
+      for (size_t i = 0; i < wb.size(); ++i)
+        EXPECT_LT((wa[i].second - wb[i].second).abs().max().item<double>(), 1e-9) << what;
+      // Only rank 0 speaks: the other ranks print nothing when all goes well.
+      for (int r = 1; r < world; ++r)
+        EXPECT_EQ(read_file(dir + ".log." + std::to_string(r)), "") << what;
+    }
+  }
+}
+
+// The losses of a single process run straight to `epochs` (a reference).
+std::vector<std::vector<double>> straight(int64_t epochs, const std::string& sets = "") {
+  const std::string dir = scratch("straight" + std::to_string(epochs));
+  const auto codes =
+      train(kBase + sets + " --set train.epochs=" + std::to_string(epochs) + " --out " + dir, 1,
+            dir + ".log");
+  EXPECT_EQ(codes, std::vector<int>{0}) << logs(dir + ".log", 1);
+  return losses_of(dir);
+}
+
+const std::string kNoise = " --set noise.beta0=0.5 --set train.checkpoint_every=2";
+
+TEST(Sharding, ResumesAtAnotherWorldSize) {
+  const auto reference = straight(8, kNoise);
+  for (const auto& [first, then] : {std::pair{2, 3}, std::pair{3, 1}, std::pair{1, 2}}) {
+    const std::string dir = scratch("resume" + std::to_string(first) + std::to_string(then));
+    ASSERT_EQ(train(kBase + kNoise + " --set train.epochs=4 --out " + dir, first, dir + ".log"),
+              std::vector<int>(first, 0))
+        << logs(dir + ".log", first);
+    ASSERT_EQ(train("train --resume " + dir + " --set train.epochs=8", then, dir + ".log"),
+              std::vector<int>(then, 0))
+        << logs(dir + ".log", then);
+    expect_close(losses_of(dir), reference,
+                 std::to_string(first) + " then " + std::to_string(then) + " processes");
+    // The weights files are those of the last world size alone.
+    EXPECT_EQ(fs::exists(dir + "/student.pt"), then == 1);
+    EXPECT_EQ(fs::exists(dir + "/student.index.json"), then > 1);
+    EXPECT_EQ(fs::exists(dir + "/student-00000-of-00002.pt"), then == 2);
+  }
+}
+
+// Waits until rank 0 logged `epochs` epochs in dir, or a minute.
+bool logged(const std::string& dir, int64_t epochs) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (fs::exists(dir + "/losses.csv")) {
+      const std::string csv = read_file(dir + "/losses.csv");
+      if (std::count(csv.begin(), csv.end(), '\n') - 1 >= epochs) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return false;
+}
+
+int64_t checkpoint_epoch(const std::string& dir) {
+  const Config cfg = load_config(dir + "/config.yaml");
+  return load_checkpoint(dir, cfg, {0, 0, cfg.student.particles})->state.epoch;
+}
+
+TEST(Sharding, LostRankStopsTheOthersAndTheRunResumesExactly) {
+  const std::string dir = scratch("lost"), log = dir + ".log";
+  const auto start = std::chrono::steady_clock::now();
+  auto pids =
+      spawn_ranks(kBase + kNoise + " --set train.epochs=100000 --out " + dir, 3, free_port(), log);
+  ASSERT_TRUE(logged(dir, 6)) << logs(log, 3);
+  kill(pids[1], SIGKILL);
+  const auto codes = wait_all(pids, std::chrono::seconds(60));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(codes, (std::vector<int>{kLostPeer, 128 + SIGKILL, kLostPeer})) << logs(log, 3);
+  EXPECT_LT(seconds, 30) << "dist.timeout is 30 s";
+  for (int r : {0, 2}) {
+    const std::string out = read_file(log + "." + std::to_string(r));
+    EXPECT_NE(out.find("mmdflow: rank " + std::to_string(r) + ": error: lost rank 1 of 3"),
+              std::string::npos)
+        << out;
+  }
+  // The last checkpoint is whole: two processes continue it as one would have.
+  const int64_t at = checkpoint_epoch(dir), until = at + 4;
+  ASSERT_GE(at, 2);
+  ASSERT_EQ(train("train --resume " + dir + " --set train.epochs=" + std::to_string(until), 2, log),
+            std::vector<int>(2, 0))
+      << logs(log, 2);
+  expect_close(losses_of(dir), straight(until, kNoise), "resumed after a lost rank");
+}
+
+TEST(Sharding, CrashBetweenShardsAndManifestKeepsThePreviousCheckpoint) {
+  const std::string dir = scratch("crash"), log = dir + ".log";
+  ASSERT_EQ(train(kBase + kNoise + " --set train.epochs=4 --out " + dir, 2, log),
+            std::vector<int>(2, 0))
+      << logs(log, 2);
+  const std::string manifest = read_file(dir + "/checkpoint.bin");
+  // Rank 0 kills itself once every shard of the epoch-6 checkpoint is durable, before its
+  // manifest.
+  const auto codes =
+      wait_all(spawn_ranks("train --resume " + dir + " --set train.epochs=8", 2, free_port(), log,
+                           {}, {{0, "MMDFLOW_FAILPOINT=checkpoint-before-manifest"}}),
+               std::chrono::seconds(60));
+  EXPECT_EQ(codes, (std::vector<int>{128 + SIGKILL, kLostPeer})) << logs(log, 2);
+  EXPECT_EQ(read_file(dir + "/checkpoint.bin"), manifest);
+  EXPECT_TRUE(fs::exists(dir + "/checkpoint.shards/" + shard_name(3, 1, 2)));
+  EXPECT_EQ(checkpoint_epoch(dir), 4);
+  ASSERT_EQ(train("train --resume " + dir + " --set train.epochs=8", 3, log),
+            std::vector<int>(3, 0))
+      << logs(log, 3);
+  expect_close(losses_of(dir), straight(8, kNoise), "resumed after a crash");
+}
+
+TEST(Sharding, SigtermToAllOrOneRankGivesOneCheckpointAndExit143Everywhere) {
+  for (const bool all : {true, false}) {
+    const std::string dir = scratch(all ? "term_all" : "term_one"), log = dir + ".log";
+    auto pids = spawn_ranks(kBase + kNoise + " --set train.epochs=100000 --out " + dir, 3,
+                            free_port(), log);
+    ASSERT_TRUE(logged(dir, 5)) << logs(log, 3);
+    for (int r = 0; r < 3; ++r)
+      if (all || r == 2) kill(pids[r], SIGTERM);
+    EXPECT_EQ(wait_all(pids, std::chrono::seconds(60)), std::vector<int>(3, 143)) << logs(log, 3);
+    EXPECT_NE(read_file(log + ".0").find("stopped by SIGTERM"), std::string::npos) << logs(log, 3);
+    const int64_t at = checkpoint_epoch(dir), until = at + 3;
+    ASSERT_EQ(
+        train("train --resume " + dir + " --set train.epochs=" + std::to_string(until), 1, log),
+        std::vector<int>{0})
+        << logs(log, 1);
+    expect_close(losses_of(dir), straight(until, kNoise), all ? "SIGTERM to all" : "to one");
+  }
+}
+
+TEST(Sharding, BadStartsExitTwoOnEveryRankAndWriteNothing) {
+  // Another seed on rank 1.
+  std::string dir = scratch("mismatch"), log = dir + ".log";
+  auto codes =
+      wait_all(spawn_ranks(kBase + " --out " + dir, 2, free_port(), log, {{1, "--set seed=1"}}),
+               std::chrono::seconds(60));
+  EXPECT_EQ(codes, std::vector<int>(2, kBadInput)) << logs(log, 2);
+  EXPECT_NE(read_file(log + ".1")
+                .find("rank 1: error: its configuration differs from rank 0's: "
+                      "seed is 1 here, 0 on rank 0"),
+            std::string::npos)
+      << logs(log, 2);
+  EXPECT_NE(read_file(log + ".0").find("rank 1 runs another configuration"), std::string::npos)
+      << logs(log, 2);
+  EXPECT_FALSE(fs::exists(dir));
+  // The dense layout couples every particle.
+  dir = scratch("dense"), log = dir + ".log";
+  codes =
+      wait_all(spawn_ranks(kBase + " --set student.layout=dense --out " + dir, 2, free_port(), log),
+               std::chrono::seconds(60));
+  EXPECT_EQ(codes, std::vector<int>(2, kBadInput)) << logs(log, 2);
+  EXPECT_NE(read_file(log + ".0").find("student.layout: dense cannot be sharded"),
+            std::string::npos)
+      << logs(log, 2);
+  EXPECT_FALSE(fs::exists(dir));
+  // No rank 0 at the rendezvous: rank 1 gives up after dist.timeout.
+  dir = scratch("alone"), log = dir + ".log";
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<pid_t> one =
+      spawn_ranks(kBase + " --set dist.timeout=2 --out " + dir, 2, free_port(), log);
+  kill(one[0], SIGKILL);  // rank 0 never serves the rendezvous
+  codes = wait_all(one, std::chrono::seconds(60));
+  EXPECT_EQ(codes[1], kBadInput) << logs(log, 2);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 20);
+  const std::string out = read_file(log + ".1");
+  EXPECT_NE(out.find("rank 1: error: rank 1: cannot reach the rendezvous at 127.0.0.1:"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  EXPECT_FALSE(fs::exists(dir));
+}
+
+}  // namespace
+}  // namespace mmdflow
