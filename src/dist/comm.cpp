@@ -85,11 +85,11 @@ class C10dComm : public Comm {
       QuietStderr quiet;
       store_ = c10::make_intrusive<c10d::TCPStore>(l.master_addr, o);
     } catch (const std::exception& e) {
-      throw ConfigError(fmt::format(
-          "rank {}: {} {} within dist.timeout = {} s ({} set MASTER_ADDR:MASTER_PORT = {}): {}",
-          l.rank,
-          l.rank == 0 ? "no rank joined the rendezvous at" : "cannot reach the rendezvous at",
-          where, timeout_s, l.source, where, first_line(e.what())));
+      throw ConfigError(
+          fmt::format("{} {} within dist.timeout = {} s ({} set MASTER_ADDR:MASTER_PORT): {}",
+                      l.rank == 0 ? "not every rank joined the rendezvous at"
+                                  : "cannot reach the rendezvous at",
+                      where, timeout_s, l.source, first_line(e.what())));
     }
     if (backend == Backend::Auto) backend = device.is_cuda() ? Backend::Nccl : Backend::Gloo;
     try {
@@ -110,8 +110,8 @@ class C10dComm : public Comm {
     } catch (const ConfigError&) {
       throw;
     } catch (const std::exception& e) {
-      throw ConfigError(fmt::format("rank {}: the {} process group could not start: {}", l.rank,
-                                    name_of(backend), first_line(e.what())));
+      throw ConfigError(fmt::format("the {} process group could not start: {}", name_of(backend),
+                                    first_line(e.what())));
     }
     heartbeat_ = std::thread([this] { beat(); });
   }

@@ -272,8 +272,7 @@ TEST(Sharding, BadStartsExitTwoOnEveryRankAndWriteNothing) {
   EXPECT_EQ(codes[1], kBadInput) << logs(log, 2);
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 20);
   const std::string out = read_file(log + ".1");
-  EXPECT_NE(out.find("rank 1: error: rank 1: cannot reach the rendezvous at 127.0.0.1:"),
-            std::string::npos)
+  EXPECT_NE(out.find("rank 1: error: cannot reach the rendezvous at 127.0.0.1:"), std::string::npos)
       << out;
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
   EXPECT_FALSE(fs::exists(dir));
