@@ -9,13 +9,19 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "src/base/errors.h"
-#ifdef MMDFLOW_CUDA
+// The collective libraries this build has: Gloo (Debian's libgloo-dev, or a LibTorch that ships
+// its headers) and, in a CUDA build, NCCL.
+#ifdef USE_C10D_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#ifdef USE_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -92,21 +98,11 @@ class C10dComm : public Comm {
                       where, timeout_s, l.source, first_line(e.what())));
     }
     if (backend == Backend::Auto) backend = device.is_cuda() ? Backend::Nccl : Backend::Gloo;
+    // NCCL sums CUDA tensors only: CPU tensors (the gathers of small vectors) go through the GPU.
+    if (backend == Backend::Nccl) staging_ = device;
     try {
       QuietStderr quiet;
-      if (backend == Backend::Gloo) {
-        auto opts = c10d::ProcessGroupGloo::Options::create(timeout_);
-        opts->devices.push_back(device_for(l));
-        pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, l.rank, l.world, opts);
-      } else {
-#ifdef MMDFLOW_CUDA
-        auto opts = c10d::ProcessGroupNCCL::Options::create();
-        opts->timeout = timeout_;
-        pg_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(store_, l.rank, l.world, opts);
-#else
-        throw ConfigError("dist.backend: nccl needs a CUDA build (-DMMDFLOW_CUDA=ON)");
-#endif
-      }
+      allreduce_ = process_group(backend, l);
     } catch (const ConfigError&) {
       throw;
     } catch (const std::exception& e) {
@@ -128,9 +124,10 @@ class C10dComm : public Comm {
   void sum(at::Tensor& t) override {
     TORCH_CHECK(t.is_contiguous(), "Comm::sum needs a contiguous tensor");
     const auto t0 = clock_type::now();
-    std::vector<at::Tensor> ts{t};
+    std::vector<at::Tensor> ts{staging_ && t.is_cpu() ? t.to(*staging_) : t};
     try {
-      pg_->allreduce(ts)->wait(timeout_);
+      allreduce_(ts);
+      if (ts[0].data_ptr() != t.data_ptr()) t.copy_(ts[0]);
     } catch (const std::exception& e) {
       lost(first_line(e.what()));
     }
@@ -154,13 +151,32 @@ class C10dComm : public Comm {
  private:
   static std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
-  static std::shared_ptr<::gloo::transport::Device> device_for(const Launch& l) {
-    if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"))
-      return c10d::ProcessGroupGloo::createDeviceForInterface(ifname);
-    // All ranks on the rendezvous host (a single machine): loopback; else this machine's name.
-    if (l.master_addr == "127.0.0.1" || l.master_addr == "localhost")
-      return c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1");
-    return c10d::ProcessGroupGloo::createDefaultDevice();
+  // The process group's allreduce, waiting for its end. Held as a function: LibTorch 1.13's
+  // groups derive from c10d::ProcessGroup, later ones' from c10d::Backend.
+  std::function<void(std::vector<at::Tensor>&)> process_group(Backend backend, const Launch& l) {
+    if (backend == Backend::Gloo) {
+#ifdef USE_C10D_GLOO
+      auto opts = c10d::ProcessGroupGloo::Options::create(timeout_);
+      if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"))
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+      else if (l.master_addr == "127.0.0.1" || l.master_addr == "localhost")
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+      else  // this machine's name
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+      auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, l.rank, l.world, opts);
+      return [pg, this](std::vector<at::Tensor>& ts) { pg->allreduce(ts)->wait(timeout_); };
+#else
+      throw ConfigError("dist.backend: this build has no Gloo (Debian: libgloo-dev)");
+#endif
+    }
+#ifdef USE_C10D_NCCL
+    auto opts = c10d::ProcessGroupNCCL::Options::create();
+    opts->timeout = timeout_;
+    auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store_, l.rank, l.world, opts);
+    return [pg, this](std::vector<at::Tensor>& ts) { pg->allreduce(ts)->wait(timeout_); };
+#else
+    throw ConfigError("dist.backend: nccl needs a CUDA build with NCCL (-DMMDFLOW_CUDA=ON)");
+#endif
   }
 
   void beat() {
@@ -228,7 +244,8 @@ class C10dComm : public Comm {
   Launch launch_;
   milliseconds timeout_;
   c10::intrusive_ptr<c10d::TCPStore> store_;
-  c10::intrusive_ptr<c10d::ProcessGroup> pg_;
+  std::function<void(std::vector<at::Tensor>&)> allreduce_;
+  std::optional<c10::Device> staging_;  // NCCL: where CPU tensors are summed
   std::thread heartbeat_;
   std::mutex mutex_;
   std::condition_variable wake_;
