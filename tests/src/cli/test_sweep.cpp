@@ -4,8 +4,10 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "src/base/io.h"
+#include "src/train/config.h"
 #include "tests/cli.h"
 
 namespace fs = std::filesystem;
@@ -93,6 +95,109 @@ TEST(Sweep, BadSettingIsRejectedBeforeAnyRun) {
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find("flow.stepsize: unknown key"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(out));
+}
+
+// --plan prints the command lines of the runs still to do, for a scheduler; --collect tabulates
+// whatever run folders exist.
+TEST(Sweep, PlanAndCollect) {
+  const std::string out = scratch("sweep_plan");
+  test::Result plan = run("sweep --config " + tiny_study() + " --plan --out " + out);
+  ASSERT_EQ(plan.code, 0) << plan.output;
+  std::vector<std::string> lines;
+  std::stringstream ss(plan.output);
+  for (std::string l; std::getline(ss, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 4u) << plan.output;  // 2 settings x 2 seeds
+  EXPECT_EQ(lines[0], std::string(MMDFLOW_BIN) + " train --config " + out + "/base.yaml --out " +
+                          out + "/plain/seed0 --set noise.beta0=0 --set seed=0");
+  EXPECT_FALSE(fs::exists(out + "/plain"));  // nothing ran
+  for (int i : {0, 3}) ASSERT_EQ(std::system((lines[i] + " > /dev/null").c_str()), 0) << lines[i];
+  test::Result collect = run("sweep --config " + tiny_study() + " --collect --out " + out);
+  ASSERT_EQ(collect.code, 0) << collect.output;
+  auto rows = csv(out + "/sweep.csv");
+  ASSERT_EQ(rows.size(), 5u);
+  std::vector<std::string> status;
+  for (size_t i = 1; i < rows.size(); ++i) status.push_back(rows[i][3]);
+  EXPECT_EQ(status, (std::vector<std::string>{"done", "missing", "missing", "done"}));
+  EXPECT_EQ(csv(out + "/curves.csv").size(), 1u + 2 * 6);  // one seed of each setting
+  plan = run("sweep --config " + tiny_study() + " --plan --out " + out);
+  EXPECT_EQ(std::count(plan.output.begin(), plan.output.end(), '\n'), 2) << plan.output;
+  EXPECT_EQ(run("sweep --config " + tiny_study() + " --plan --collect --out " + out).code, 2);
+}
+
+// A rerun into a sweep folder runs the settings it ran: another base is refused, naming the key;
+// --extend lets keys a resumed run may change (more epochs) continue every run.
+TEST(Sweep, RerunWithOtherSettingsIsRefusedUnlessExtended) {
+  const std::string out = scratch("sweep_rerun");
+  ASSERT_EQ(run("sweep --config " + tiny_study() + " --out " + out).code, 0);
+  test::Result r = run("sweep --config " + tiny_study() + " --set flow.step_size=0.5 --out " + out);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("flow.step_size = 1, this one asks 0.5: use another --out"),
+            std::string::npos)
+      << r.output;
+  r = run("sweep --config " + tiny_study() + " --set train.epochs=9 --out " + out);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("train.epochs = 6, this one asks 9: rerun with --extend"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(load_config(out + "/base.yaml").train.epochs, 6);  // untouched
+  r = run("sweep --config " + tiny_study() + " --set train.epochs=9 --extend --out " + out);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("4 runs, 0 complete, 4 to run"), std::string::npos) << r.output;
+  EXPECT_EQ(csv(out + "/plain/seed1/losses.csv").size(), 10u);  // header and 9 epochs
+}
+
+// Seeds are --seeds' alone; an empty grid value is no value.
+TEST(Sweep, SeedAxisAndEmptyValuesAreRefused) {
+  for (const std::string& bad :
+       {std::string("--grid seed=5,6"), std::string("--grid flow.step_size=1,,2"),
+        std::string("--grid flow.step_size=1,")}) {
+    const std::string out = scratch("sweep_seed");
+    test::Result r = run("sweep --config " + tiny_study() + " " + bad + " --out " + out);
+    EXPECT_EQ(r.code, 2) << bad << "\n" << r.output;
+    EXPECT_FALSE(fs::exists(out)) << bad;
+  }
+  const std::string seeded = scratch("seeded") + ".yaml";
+  std::ofstream(seeded) << read_file(tiny_study()) << "    other: {seed: 3}\n";
+  test::Result r = run("sweep --config " + seeded + " --out " + scratch("sweep_seeded"));
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("sweep.variants.other: seed cannot vary here"), std::string::npos)
+      << r.output;
+}
+
+// SIGTERM to a sweep reaches its runs, which checkpoint; a rerun continues them. A sweep killed
+// outright takes its runs down with it (each checkpoints), never leaving them running.
+TEST(Sweep, SignalsReachTheRuns) {
+  const std::string study = scratch("long") + ".yaml";
+  std::ofstream(study) << "data: {dim: 4, train_size: 40, valid_size: 40}\n"
+                          "student: {particles: 20}\ntrain: {epochs: 100000, batch: 20}\n"
+                          "sweep: {seeds: 2}\n";
+  for (const int sig : {SIGTERM, SIGKILL}) {
+    const std::string out = scratch(sig == SIGTERM ? "sweep_term" : "sweep_kill");
+    const pid_t pid =
+        test::spawn("sweep --config " + study + " --jobs 2 --out " + out, out + ".log");
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+    auto started = [&] {
+      for (int s : {0, 1})
+        if (!fs::exists(out + "/base/seed" + std::to_string(s) + "/losses.csv")) return false;
+      return true;
+    };
+    while (!started() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ASSERT_TRUE(started()) << read_file(out + ".log");
+    kill(pid, sig);
+    EXPECT_EQ(test::wait_code(pid), 128 + sig) << read_file(out + ".log");
+    for (int s : {0, 1}) {
+      const std::string run_dir = out + "/base/seed" + std::to_string(s);
+      // The run stops with a checkpoint; its folder is free again within moments.
+      bool stopped = false;
+      for (int i = 0; i < 2000 && !stopped; ++i) {
+        stopped = read_file(run_dir + ".log").find("stopped by SIGTERM") != std::string::npos;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      EXPECT_TRUE(stopped) << read_file(run_dir + ".log");
+      EXPECT_TRUE(fs::exists(run_dir + "/checkpoint.bin"));
+    }
+  }
 }
 
 TEST(Plot, WritesAPngFromASweep) {
