@@ -109,7 +109,7 @@ struct Rows {
   int64_t n, d, o;
   at::Tensor w, v, wt, vt;  // [n, d], [n, o], [d, n], [o, n], contiguous
   const T *pw, *pv, *pwt = nullptr, *pvt = nullptr;
-  std::vector<T> norm, inv;  // ||w_j||, 1 / ||w_j|| (0 for w_j = 0)
+  std::vector<T> norm, inv;  // ||w_j||, 1 / ||w_j|| (both 0 for w_j = 0)
   std::vector<T> mass;       // c_j, signed (sources only)
 
   explicit Rows(const Particles& z) : n(z.size()), d(z.A.size(2)), o(z.B.size(1)) {
@@ -123,8 +123,12 @@ struct Rows {
     for (int64_t j = 0; j < n; ++j) {
       double s = 0;
       for (int64_t k = 0; k < d; ++k) s += double(p[j * d + k]) * double(p[j * d + k]);
-      norm[j] = T(std::sqrt(s));
-      inv[j] = s > 0 ? T(1 / std::sqrt(s)) : T(0);
+      // A norm whose inverse overflows T (a subnormal float32 w) counts as 0: its kernel values
+      // are below T's range anyway.
+      const double r = std::sqrt(s);
+      const bool usable = r > 0 && std::isfinite(T(1 / r));
+      norm[j] = usable ? T(r) : T(0);
+      inv[j] = usable ? T(1 / r) : T(0);
     }
   }
   void make_source(const std::vector<double>& c) {

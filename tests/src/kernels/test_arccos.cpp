@@ -197,6 +197,13 @@ TEST(Arccos, ZeroNormIsFinite) {
   const Particles rest{q.A.narrow(0, 1, 3), {}, q.B.narrow(0, 1, 3), {}};
   EXPECT_TRUE(at::allclose(flat_grad(exact_witness(rest, s, t, kernel)),
                            fd_grad(rest, s, t, kernel, 1e-5), 1e-7, 1e-9));
+  // float32: a subnormal w, whose inverse norm overflows, as a query and a source.
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  Particles tiny = q.to(f32);
+  tiny.A[0][0][0] = 1e-39f;
+  const ExactWitness h32 = exact_witness(tiny, tiny, t.to(f32), kernel);
+  EXPECT_TRUE(at::isfinite(flat_grad(h32)).all().item<bool>());
+  EXPECT_TRUE(at::isfinite(h32.value()).all().item<bool>());
 }
 
 // k(z, z') against (1/B) sum_b phi_z(x_b)^T phi_z'(x_b) on 10^6 inputs, within 5 standard errors,
