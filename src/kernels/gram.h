@@ -3,7 +3,6 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 
-#include "data/dataset.h"
 #include "models/particle_net.h"
 
 namespace mmdflow {
@@ -21,12 +20,5 @@ GramBlocks gram_blocks(const ParticleFamily& fs, const Particles& student, const
                        const Particles& teacher, const at::Tensor& X);
 // MMD^2 = mean(K_nn) - 2 mean(K_nm) + mean(K_mm), a 0-dim tensor.
 at::Tensor mmd2(const GramBlocks& K);
-
-// Exact kernel of the family H = 1, G = identity, s = ReLU, no biases (arc-cosine kernel of
-// degree 1): z = (w [d], v [o]). w1 [N, d], v1 [N, o], w2 [M, d], v2 [M, o] -> [N, M].
-at::Tensor arccos_kernel(const at::Tensor& w1, const at::Tensor& v1, const at::Tensor& w2,
-                         const at::Tensor& v2, InputDist dist);
-// Exact population MMD^2 between two measures of that family (no data).
-at::Tensor exact_mmd2(const Particles& student, const Particles& teacher, InputDist dist);
 
 }  // namespace mmdflow

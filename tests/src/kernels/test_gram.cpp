@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
+#include "data/dataset.h"
 #include "src/flow/flow.h"
+#include "src/kernels/arccos.h"
 #include "src/kernels/gram.h"
 #include "tests/helpers.h"
 
@@ -44,18 +46,6 @@ TEST(Kernel, RandomFeaturesConvergeToTheExactKernel) {
     EXPECT_GT(exact, 0.0);
     EXPECT_NEAR(estimate, exact, 0.02 * exact) << name_of(dist);
   }
-}
-
-TEST(Kernel, ArccosKernelHandValues) {
-  auto o = at::TensorOptions().dtype(at::kDouble);
-  at::Tensor w = at::tensor({1.0, 0.0}, o).view({1, 2}), v = at::ones({1, 1}, o);
-  // theta = 0: J = pi, k = 1 * 1 * pi / (2 pi) = 1/2 (Gaussian inputs; E relu(x)^2 = 1/2).
-  EXPECT_NEAR(arccos_kernel(w, v, w, v, InputDist::Gaussian).item<double>(), 0.5, 1e-15);
-  EXPECT_NEAR(arccos_kernel(w, v, w, v, InputDist::Sphere).item<double>(), 0.25, 1e-15);
-  // Orthogonal: J = 1, k = 1 / (2 pi).
-  at::Tensor w2 = at::tensor({0.0, 2.0}, o).view({1, 2});
-  EXPECT_NEAR(arccos_kernel(w, v, w2, v, InputDist::Gaussian).item<double>(), 2 / (2 * M_PI),
-              1e-15);
 }
 
 }  // namespace

@@ -1,0 +1,33 @@
+// The population flows (docs/math.md, "The flow" and "Exact kernel"): for the family H = 1,
+// s = ReLU, G = identity, no biases, the witness h and 1/2 MMD^2 are exact sums over particles
+// (src/kernels/arccos.h), so a step needs no data: O(N (N + M) d) work, memory linear in N.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include "data/input.h"
+#include "src/flow/flow.h"
+
+namespace mmdflow {
+
+// One step on the student's particles z (A [N, 1, d], B [N, o, 1], updated in place) toward the
+// teacher's, with h(z) = (1/N) sum_n k(z, z_n) - (1/M) sum_m k(z, u_m): the B -> infinity limit
+// of flow_step on a block student with the same options, whose w (opt.noise_seed) it shares
+// (`perturb`, as the CPU kernel draws it):
+//   mmd:       z <- z - gamma grad h(z + beta w)
+//   diffusion: z <- z - gamma grad h(z) + beta w
+//   drmmd:     z <- z - gamma grad h_lambda(z + beta w), h_lambda(z) = ((1 + lambda) / lambda)
+//              [h(z) - k(z, X) (K_XX + M lambda I)^{-1} h(X)], X the teacher's particles.
+// Sobolev descent has no population form (its Gram is indexed by inputs): refused.
+// Stats, 0-dim float64: loss = 1/2 MMD^2 before the step; noisy_grad_sq = mean_n ||g_n||^2 of
+// the applied gradient (at z + beta w but for diffusion); grad_sq the same at the clean
+// particles, always when it is the applied one (beta = 0, diffusion), else with
+// opt.clean_grad_sq (a second pass over all pairs).
+StepStats exact_step(Particles& z, const Particles& teacher, InputDist dist, const StepOptions& opt,
+                     int64_t chunk = 0);
+
+// Median ms per exact_step over `repeats` steps after one warm-up, on N student and M teacher
+// particles drawn N(0, 1) (o = 1) from `seed`, each step with a new noise seed (bench).
+double exact_step_ms(int64_t N, int64_t M, int64_t d, c10::ScalarType dtype, InputDist dist,
+                     StepOptions opt, int64_t repeats, uint64_t seed = 0);
+
+}  // namespace mmdflow
