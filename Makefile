@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?= configs/quickstart.yaml
 ARGS ?=
 
-.PHONY: deps build train test bench clean
+.PHONY: deps build train test unit bench clean
 deps:
 	@bash tools/install-deps.sh
 
@@ -20,6 +20,9 @@ train: build
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE integration
 
 bench: build
 	$(BUILD)/mmdflow bench --config configs/paper/noise_injection.yaml --particles 1000,10000,100000 $(ARGS)
