@@ -1,0 +1,133 @@
+// Ranks of a sharded run as threads of this process, each with its own c10d Comm over loopback:
+// the sums, the gathers and whole training runs of every flow agree with one process.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <thread>
+
+#include "src/base/device.h"
+#include "src/dist/comm.h"
+#include "src/train/trainer.h"
+#include "tests/cli.h"
+
+namespace mmdflow {
+namespace {
+
+// Runs body(comm) on `world` ranks, each a thread with its own connection; rethrows the first
+// rank's exception.
+void on_ranks(int world, const std::function<void(Comm&)>& body) {
+  const int port = test::free_port();
+  std::vector<std::exception_ptr> errors(world);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        const Launch l{r, world, r, "127.0.0.1", port, "test"};
+        auto comm = connect(l, 30, Backend::Gloo, c10::Device(c10::kCPU));
+        body(*comm);
+      } catch (...) {
+        errors[r] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+TEST(Comm, SumsGathersAndSharesText) {
+  std::vector<std::vector<double>> got(3);
+  std::vector<std::string> text(3);
+  on_ranks(3, [&](Comm& comm) {
+    at::Tensor t = at::full({2, 3}, double(comm.rank() + 1), at::kDouble);
+    comm.sum(t);
+    EXPECT_TRUE(at::equal(t, at::full({2, 3}, 6.0, at::kDouble)));
+    at::Tensor f = at::full({4}, float(comm.rank()), at::kFloat);
+    comm.sum(f);
+    EXPECT_EQ(f[3].item<float>(), 3.0f);
+    const auto all = comm.gather({double(comm.rank()), -1.0 * comm.rank()});
+    got[comm.rank()] = {all[0][0], all[1][0], all[2][1]};
+    text[comm.rank()] = comm.from_rank0("greeting", comm.rank() == 0 ? "hello" : "ignored");
+    EXPECT_GE(comm.seconds(), 0.0);
+  });
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_EQ(got[r], (std::vector<double>{0, 1, -2})) << r;
+    EXPECT_EQ(text[r], "hello");
+  }
+}
+
+Config small() {
+  Config c;
+  c.threads = 1;
+  c.dtype = at::kDouble;
+  c.data.dim = 5;
+  c.data.train_size = 40;
+  c.data.valid_size = 40;
+  c.train.batch = 20;
+  c.train.epochs = 4;
+  c.student.particles = 300;  // blocks of 128, 128, 44: no world size here divides them evenly
+  return c;
+}
+
+// Every flow, fixed and fresh data, float64: the losses and the weights of 2 and 3 ranks equal
+// one process's to rounding (only the order of the allreduce's additions differs).
+TEST(Comm, TrainingOnRanksEqualsOneProcessForEveryFlow) {
+  set_threads(1);
+  struct Case {
+    std::string name;
+    std::function<void(Config&)> set;
+  };
+  const std::vector<Case> cases = {
+      {"mmd", [](Config& c) { c.noise.beta0 = 0; }},
+      {"noise injection", [](Config& c) { c.noise.beta0 = 0.5; }},
+      {"diffusion", [](Config& c) { c.flow.method = Method::Diffusion, c.noise.beta0 = 0.1; }},
+      {"sobolev",
+       [](Config& c) {
+         c.flow.method = Method::Sobolev, c.noise.beta0 = 0, c.flow.step_size = 0.1;
+       }},
+      {"drmmd", [](Config& c) { c.flow.method = Method::DrMMD, c.noise.beta0 = 0.3; }},
+      {"fresh noise injection", [](Config& c) { c.data.fresh = true, c.noise.beta0 = 0.5; }},
+      {"fresh sobolev",
+       [](Config& c) {
+         c.data.fresh = true, c.flow.method = Method::Sobolev, c.noise.beta0 = 0;
+         c.flow.step_size = 0.1;
+       }},
+  };
+  for (const Case& k : cases) {
+    Config cfg = small();
+    k.set(cfg);
+    std::vector<EpochLog> one;
+    Trainer whole(cfg);
+    ASSERT_EQ(whole.run([&](const EpochLog& l) { one.push_back(l); }), Trainer::End::Done);
+    const NamedTensors w1 = whole.state().student;
+    for (int world : {2, 3}) {
+      std::vector<std::vector<EpochLog>> logs(world);
+      std::vector<NamedTensors> parts(world);
+      on_ranks(world, [&](Comm& comm) {
+        Trainer t(cfg, &comm);
+        EXPECT_EQ(t.run([&](const EpochLog& l) { logs[comm.rank()].push_back(l); }),
+                  Trainer::End::Done);
+        parts[comm.rank()] = t.state().student;
+      });
+      const std::string at_ = k.name + " on " + std::to_string(world) + " ranks";
+      for (int r = 0; r < world; ++r) {
+        ASSERT_EQ(logs[r].size(), one.size()) << at_;
+        for (size_t e = 0; e < one.size(); ++e)
+          for (const auto& [a, b] : {std::pair{logs[r][e].train_loss, one[e].train_loss},
+                                     {logs[r][e].valid_loss, one[e].valid_loss},
+                                     {logs[r][e].grad_sq, one[e].grad_sq},
+                                     {logs[r][e].noisy_grad_sq, one[e].noisy_grad_sq}})
+            EXPECT_NEAR(a, b, 1e-10 * std::abs(b)) << at_ << " rank " << r << " epoch " << e + 1;
+      }
+      for (size_t i = 0; i < w1.size(); ++i) {
+        std::vector<at::Tensor> rows;
+        for (int r = 0; r < world; ++r) rows.push_back(parts[r][i].second);
+        EXPECT_LT((at::cat(rows) - w1[i].second).abs().max().item<double>(), 1e-10)
+            << at_ << " " << w1[i].first;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mmdflow
