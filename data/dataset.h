@@ -1,4 +1,4 @@
-// Input distributions rho and teacher-labelled datasets (MATH.md, "Particles and networks").
+// Input distributions rho and teacher-labelled datasets (docs/math.md, "Particles and networks").
 #pragma once
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>

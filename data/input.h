@@ -1,4 +1,4 @@
-// The input law rho of a run (MATH.md, "Particles and networks").
+// The input law rho of a run (docs/math.md, "Particles and networks").
 #pragma once
 #include "src/base/names.h"
 

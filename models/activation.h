@@ -1,4 +1,5 @@
-// Hidden activations s and output non-linearities G of the particle family (MATH.md).
+// Hidden activations s and output non-linearities G of the particle family (docs/math.md,
+// "Particles and networks").
 // Scalar functors are used by the fused CPU kernels; ATen versions by the generic path.
 #pragma once
 #include <algorithm>

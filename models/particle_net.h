@@ -1,5 +1,5 @@
 // A measure of N particles z_n = (A_n, a_n, B_n, b_n), i.e. a two-layer network
-// f(x) = (1/N) sum_n G(B_n s(A_n x + a_n) + b_n)  (MATH.md, "Particles and networks").
+// f(x) = (1/N) sum_n G(B_n s(A_n x + a_n) + b_n)  (docs/math.md, "Particles and networks").
 #pragma once
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>

@@ -1,4 +1,4 @@
-// Schedules of a run, by epoch t from 0 (MATH.md, "Noise injection"): the noise level beta_t and
+// Schedules of a run, by epoch t from 0 (docs/math.md, "The flows"): the noise level beta_t and
 // the step size gamma (constant, or cut on a plateau of the train loss).
 #pragma once
 #include <cmath>

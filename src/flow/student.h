@@ -1,6 +1,7 @@
-// The trained measure in one of two layouts (MATH.md): `block`, N independent particles
+// The trained measure in one of two layouts: `block`, N independent particles
 // z_n = (A_n, a_n, B_n, b_n) (the mean-field network), or `dense`, the original code's network
-// whose N*o output units all read the N*H hidden units. Flows only see this interface.
+// whose N*o output units all read the N*H hidden units (docs/math.md, "The original code's dense
+// layout"). Flows only see this interface.
 // A block student may hold a shard of the measure, particles [begin, end) of N: its sums run over
 // the shard, the flow adds them up over the shards (src/flow/flow.h), the rest is local.
 #pragma once

@@ -1,5 +1,5 @@
-// The random-feature kernel k(z, z') = E_x[phi_z(x)^T phi_z'(x)] and MMD^2 (MATH.md, "Kernel and
-// MMD"), for diagnostics and tests: Gram blocks are O(N^2) and never used by a flow step.
+// The random-feature kernel k(z, z') = E_x[phi_z(x)^T phi_z'(x)] and MMD^2 (docs/math.md,
+// "Kernel and MMD"), for diagnostics and tests: Gram blocks are O(N^2) and never used by a step.
 #pragma once
 #include <ATen/core/Tensor.h>
 

@@ -33,7 +33,7 @@ TEST(Kernel, ZeroBetweenAMeasureAndItself) {
   EXPECT_NEAR(mmd2(gram_blocks(f, z, f, z, X)).item<double>(), 0.0, 1e-14);
 }
 
-// The random-feature MMD^2 converges to the exact arc-cosine kernel's (MATH.md, "Exact kernel").
+// The random-feature MMD^2 converges to the exact arc-cosine kernel's (docs/math.md, "Exact kernel").
 TEST(Kernel, RandomFeaturesConvergeToTheExactKernel) {
   ParticleFamily f = test::family(3, 1, 1, Activation::ReLU, OutputKind::Identity, 1, false, false);
   Particles student = test::random_net(f, 4, 7).particles();
