@@ -2,8 +2,11 @@
 """Plot mmdflow loss curves on a log scale to a PNG.
 
   plot_losses.py RUN [RUN ...] -o losses.png        one or several run folders (losses.csv)
-  plot_losses.py SWEEP -o figure.png                a sweep folder (curves.csv): mean line and
-                                                    +-1 sample-std band per setting
+  plot_losses.py SWEEP -o figure.png                a sweep folder (curves.csv): per setting,
+                                                    the geometric mean over seeds and a band of
+                                                    x/÷ one geometric standard deviation (the
+                                                    spread of log loss), which a log scale shows
+                                                    whole
 """
 import argparse
 import csv
@@ -41,13 +44,14 @@ def plot_sweep(ax, folder, metric, only):
         for m in (["train", "valid"] if metric == "both" else [metric]):
             sel = [r for r in rows if r["setting"] == s]
             e = [int(r["epoch"]) for r in sel]
-            mean = [float(r[m + "_mean"]) for r in sel]
-            std = [float(r[m + "_std"]) for r in sel]
-            low = [max(a - b, float(r[m + "_min"])) for a, b, r in zip(mean, std, sel)]
-            high = [a + b for a, b in zip(mean, std)]
+            gmean = [float(r[m + "_gmean"]) for r in sel]
+            gstd = [float(r[m + "_gstd"]) for r in sel]
             label = s if metric != "both" else f"{s} ({m})"
-            line, = ax.plot(e, mean, label=f"{label}, {sel[0]['runs']} seeds")
-            ax.fill_between(e, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+            line, = ax.plot(e, gmean, label=f"{label}, {sel[0]['runs']} seeds")
+            ax.fill_between(e, [g / f for g, f in zip(gmean, gstd)],
+                            [g * f for g, f in zip(gmean, gstd)], color=line.get_color(),
+                            alpha=0.2, linewidth=0)
+    ax.plot([], [], " ", label="lines: geometric mean over seeds; bands: x/÷ geometric std")
 
 
 def main(argv):

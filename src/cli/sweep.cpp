@@ -160,6 +160,17 @@ void stats(const std::vector<double>& v, double* mean, double* sd, double* lo, d
   *sd = v.size() > 1 ? std::sqrt(ss / double(v.size() - 1)) : 0.0;  // sample std
 }
 
+// The geometric mean and geometric standard deviation exp(std(log v)): on a log scale the band
+// mean ×/÷ gstd stays positive where mean ± std would dip below zero.
+void log_stats(const std::vector<double>& v, double* gmean, double* gsd) {
+  std::vector<double> logs;
+  for (double x : v) logs.push_back(std::log(x));
+  double m, sd, lo, hi;
+  stats(logs, &m, &sd, &lo, &hi);
+  *gmean = std::exp(m);
+  *gsd = std::exp(sd);
+}
+
 void write_tables(const std::string& out, const std::vector<Setting>& settings,
                   const std::vector<Run>& runs) {
   std::vector<std::string> keys;
@@ -204,17 +215,21 @@ void write_tables(const std::string& out, const std::vector<Setting>& settings,
   write_file_atomic(out + "/sweep.csv", sweep);
   std::string table =
       "setting,epoch,runs,train_mean,train_std,train_min,train_max,valid_mean,valid_std,"
-      "valid_min,valid_max\n";
+      "valid_min,valid_max,train_gmean,train_gstd,valid_gmean,valid_gstd\n";
   for (const Setting& s : settings) {
     auto it = curves.find(s.name);
     if (it == curves.end()) continue;
     for (const auto& [epoch, train] : it->second.train) {
       const auto& valid = it->second.valid[epoch];
-      double m, sd, lo, hi, vm, vsd, vlo, vhi;
+      double m, sd, lo, hi, vm, vsd, vlo, vhi, gm, gsd, vgm, vgsd;
       stats(train, &m, &sd, &lo, &hi);
       stats(valid, &vm, &vsd, &vlo, &vhi);
-      table += fmt::format("{},{},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g}\n",
-                           s.name, epoch, train.size(), m, sd, lo, hi, vm, vsd, vlo, vhi);
+      log_stats(train, &gm, &gsd);
+      log_stats(valid, &vgm, &vgsd);
+      table += fmt::format(
+          "{},{},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},"
+          "{:.9g}\n",
+          s.name, epoch, train.size(), m, sd, lo, hi, vm, vsd, vlo, vhi, gm, gsd, vgm, vgsd);
     }
   }
   write_file_atomic(out + "/curves.csv", table);

@@ -60,6 +60,11 @@ TEST(Sweep, RunsEverySettingOnceAndTabulates) {
   const std::string last_a = csv(out + "/plain__flow.step_size=0.5/seed0/losses.csv").back()[2];
   const std::string last_b = csv(out + "/plain__flow.step_size=0.5/seed1/losses.csv").back()[2];
   EXPECT_NEAR(std::stod(curves[6][7]), (std::stod(last_a) + std::stod(last_b)) / 2, 1e-8);
+  // ... and its geometric mean and geometric std those of the two (columns valid_g*).
+  const double la = std::log(std::stod(last_a)), lb = std::log(std::stod(last_b));
+  EXPECT_EQ(curves[0][13], "valid_gmean");
+  EXPECT_NEAR(std::stod(curves[6][13]), std::exp((la + lb) / 2), 1e-8);
+  EXPECT_NEAR(std::stod(curves[6][14]), std::exp(std::abs(la - lb) / std::sqrt(2.0)), 1e-6);
 
   // Run again: nothing is rerun, the runs' files are untouched.
   const auto stamp = fs::last_write_time(out + "/sobolev__flow.step_size=1/seed1/losses.csv");
