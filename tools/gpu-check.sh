@@ -1,31 +1,24 @@
 #!/usr/bin/env bash
-# The CUDA check in one run on a GPU machine (../shared/gpu/README.md): configure and build with
-# -DMMDFLOW_CUDA=ON in build-cuda, run the CUDA tests (tests/src/test_cuda.cpp), the rest of the
+# The CUDA check in one run on a GPU machine that has PyTorch (with CUDA) in its python3 but may
+# reach no package registry: configure and build with -DMMDFLOW_CUDA=ON against the LibTorch of
+# the PyTorch wheel in build-cuda, run the CUDA tests (tests/src/test_cuda.cpp), the rest of the
 # suite, and the benchmark at the paper setting with noise injection, B = 100 and B = 1000, for
 # N = 10^3 to 10^6. Each stage has a time limit (8 minutes in all at most); failed tests do not
-# stop the benchmark. Logs and a summary go to $OUT (7 files).
+# stop the benchmark. Logs and a summary go to $OUT (default /tmp/mmdflow-gpu-check).
 #
-#   tools/gpu-check.sh stage   here, in the project root: stages .gpu/ (the packages the GPU
-#                              machine lacks, and configure.sh)
-#   tools/gpu-check.sh         there: the device tool's run, with carry [".gpu"]
+#   tools/gpu-check.sh stage   on a Debian machine with apt, in the project root: downloads into
+#                              .gpu/debs the packages the GPU machine may lack (fmt, yaml-cpp,
+#                              cxxopts, GoogleTest, nlohmann-json); copy .gpu along with the tree
+#   tools/gpu-check.sh         on the GPU machine, in the project root
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = stage ]; then
-  # ../shared/gpu/prepare.sh's copy, without its .git/info/exclude line, which a git worktree
-  # (.git a file) cannot take; .gitignore already ignores /.gpu/. nlohmann-json3-dev is not among
-  # ../shared/gpu/debs and the GPU machine reaches no package registry.
   set -e
   mkdir -p .gpu/debs
-  cp -f ../shared/gpu/configure.sh .gpu/
-  cp -f ../shared/gpu/debs/*.deb .gpu/debs/
-  cached=(/var/cache/apt/archives/nlohmann-json3-dev_*_all.deb)
-  if [ -f "${cached[-1]}" ]; then
-    cp "${cached[-1]}" .gpu/debs/
-  else
-    (cd .gpu/debs && apt-get download nlohmann-json3-dev)
-  fi
-  echo "staged .gpu/ ($(du -sh .gpu | cut -f1)): run tools/gpu-check.sh with carry [\".gpu\"]"
+  (cd .gpu/debs && apt-get download libfmt-dev libfmt9 libyaml-cpp-dev libyaml-cpp0.7 \
+    libcxxopts-dev libgtest-dev libgmock-dev nlohmann-json3-dev)
+  echo "staged .gpu/ ($(du -sh .gpu | cut -f1)): run tools/gpu-check.sh there with .gpu beside it"
   exit 0
 fi
 
@@ -60,13 +53,16 @@ stage() {
   cmake --version | head -1
 } > "$out/gpu.txt" 2>&1
 
-if [ ! -f .gpu/configure.sh ]; then
-  echo "gpu-check: no .gpu/configure.sh: run tools/gpu-check.sh stage here, then carry .gpu" |
-    tee "$out/summary.txt"
-  exit 2
-fi
-# shellcheck source=/dev/null
-. .gpu/configure.sh >> "$out/gpu.txt" 2>&1
+# The staged packages unpacked beside the tree (never installed), LibTorch from the wheel, NCCL's
+# headers from the wheel's nvidia-nccl package.
+mkdir -p /tmp/mmdflow-deps
+for f in .gpu/debs/*.deb; do [ -f "$f" ] && dpkg -x "$f" /tmp/mmdflow-deps; done
+torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+export CMAKE_PREFIX_PATH="$torch_prefix;/tmp/mmdflow-deps/usr"
+export LD_LIBRARY_PATH="/tmp/mmdflow-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export NCCL_ROOT=$(python3 -c 'import nvidia.nccl; print(list(nvidia.nccl.__path__)[0])' 2>/dev/null)
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0a}
+echo "CMAKE_PREFIX_PATH=$CMAKE_PREFIX_PATH NCCL_ROOT=$NCCL_ROOT" >> "$out/gpu.txt"
 generator=(-G Ninja)
 command -v ninja > /dev/null || generator=()
 
@@ -76,9 +72,9 @@ stage configure build.log 40 cmake -S . -B build-cuda "${generator[@]}" -DCMAKE_
   stage build build.log 180 cmake --build build-cuda -j 16 && built=1
 
 if [ $built -eq 1 ]; then
-  stage cuda-tests gtest-cuda.log 60 build-cuda/mmdflow_tests --gtest_filter='Cuda.*' \
+  stage cuda-tests gtest-cuda.log 60 build-cuda/mmdflow_unit_tests --gtest_filter='Cuda.*' \
     --gtest_color=no
-  stage other-tests ctest.log 90 ctest --test-dir build-cuda --output-on-failure -j 12 -E '^Cuda\.'
+  stage other-tests ctest.log 90 ctest --test-dir build-cuda --output-on-failure -j 12
   for B in 100 1000; do
     stage "bench-b$B" "bench-b$B.txt" 50 build-cuda/mmdflow bench \
       --config configs/paper/noise_injection.yaml --device cuda \

@@ -263,9 +263,9 @@ int cmd_train(int argc, char** argv) {
     summary["status"] = "done";
     summary["compare"] = to_json(cmp);
     folder->write_summary(summary.dump(2) + "\n");
-    say(fmt::format("wrote {}/{{losses.csv, config.yaml, summary.json, {}, teacher.pt, {}}}\n", out,
+    say(fmt::format("wrote {}/{{losses.csv, config.yaml, summary.json, {}, teacher.pt{}}}\n", out,
                     comm->world() == 1 ? "student.pt" : "student-*.pt, student.index.json",
-                    kCheckpointFile));
+                    saved.empty() ? "" : std::string(", ") + kCheckpointFile));
   }
   return kOk;
 }

@@ -31,6 +31,26 @@ TEST(Cli, HelpOnEveryCommand) {
   EXPECT_EQ(run("").code, 2);
 }
 
+// train.epochs: 0 writes the initial student, its losses and its comparison with the teacher.
+TEST(Cli, ZeroEpochsWriteTheInitialStudent) {
+  const std::string out = scratch("zero");
+  Result r =
+      run("train --out " + out + " --threads 1 --set train.epochs=0 --set compare.samples=500");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(out + "/student.pt"));
+  EXPECT_FALSE(fs::exists(out + "/checkpoint.bin"));
+  EXPECT_EQ(read_file(out + "/losses.csv"),
+            "epoch,train_loss,valid_loss,beta,step_size,grad_sq,noisy_grad_sq,seconds\n");
+  const auto s = nlohmann::json::parse(read_file(out + "/summary.json"));
+  EXPECT_EQ(s["status"], "done");
+  EXPECT_EQ(s["epochs"], 0);
+  EXPECT_TRUE(s["final_train_loss"].is_null());
+  EXPECT_EQ(s["final_valid_loss"], s["initial_valid_loss"]);
+  EXPECT_GT(double(s["initial_train_loss"]), 0.0);
+  EXPECT_GT(double(s["compare"]["half_mmd2"]), 0.0);
+  EXPECT_EQ(run("compare --run " + out).code, 0);
+}
+
 TEST(Cli, BadInputExitsTwoWithOneLineAndWritesNothing) {
   const std::string bad_yaml = scratch("bad") + ".yaml";
   std::ofstream(bad_yaml) << "seed: 1\ntrain:\n  epochs: 10\n  batchsize: 5\n";
