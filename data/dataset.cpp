@@ -2,8 +2,6 @@
 
 #include <ATen/ATen.h>
 
-#include "models/particle_net.h"
-
 namespace mmdflow {
 
 at::Tensor sample_inputs(InputDist dist, int64_t n, int64_t d, at::Generator& gen,
@@ -14,11 +12,11 @@ at::Tensor sample_inputs(InputDist dist, int64_t n, int64_t d, at::Generator& ge
   return x.to(opts);
 }
 
-Dataset make_dataset(InputDist dist, int64_t n, const ParticleNet& teacher, at::Generator& gen) {
-  const auto& A = teacher.particles().A;
+Dataset make_dataset(InputDist dist, int64_t n, int64_t d, const Labels& label, at::Generator& gen,
+                     const at::TensorOptions& opts) {
   Dataset ds;
-  ds.X = sample_inputs(dist, n, teacher.family().dim, gen, A.options());
-  ds.Y = teacher.forward(ds.X);
+  ds.X = sample_inputs(dist, n, d, gen, opts);
+  ds.Y = label(ds.X);
   return ds;
 }
 

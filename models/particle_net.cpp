@@ -108,6 +108,12 @@ at::Tensor ParticleNet::forward(const at::Tensor& X) const {
   return particle_features(family_, z_, X).mean(0);
 }
 
+Dataset make_dataset(InputDist dist, int64_t n, const ParticleNet& teacher, at::Generator& gen) {
+  return make_dataset(
+      dist, n, teacher.family().dim, [&](const at::Tensor& X) { return teacher.forward(X); }, gen,
+      teacher.particles().A.options());
+}
+
 NamedTensors ParticleNet::named_tensors() const {
   std::vector<at::Tensor> ts;
   for (const at::Tensor* t : z_.tensors()) ts.push_back(t->detach().cpu().contiguous());

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "data/dataset.h"
 #include "models/activation.h"
 #include "src/base/io.h"
 
@@ -88,6 +89,9 @@ class ParticleNet {
   ParticleFamily family_;
   Particles z_;
 };
+
+// n inputs drawn from gen, labelled by the teacher: X in the teacher's dtype and device.
+Dataset make_dataset(InputDist dist, int64_t n, const ParticleNet& teacher, at::Generator& gen);
 
 // Reference (autograd-friendly, any device) features of each particle: [N, Bt, o].
 at::Tensor particle_features(const ParticleFamily& fam, const Particles& z, const at::Tensor& X);

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "src/dist/comm.h"
+#include "src/comm/comm.h"
 #include "src/train/config.h"
 
 namespace mmdflow {

@@ -14,7 +14,7 @@
 #include "src/cli/options.h"
 #include "src/cli/signals.h"
 #include "src/cli/sweep.h"
-#include "src/dist/launch.h"
+#include "src/comm/launch.h"
 #include "src/train/compare.h"
 #include "src/train/run_folder.h"
 

@@ -13,7 +13,7 @@
 #include "src/cli/options.h"
 #include "src/cli/progress.h"
 #include "src/cli/signals.h"
-#include "src/dist/launch.h"
+#include "src/comm/launch.h"
 #include "src/train/compare.h"
 #include "src/train/run_folder.h"
 

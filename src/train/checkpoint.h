@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "src/base/errors.h"
-#include "src/dist/comm.h"
+#include "src/comm/comm.h"
 #include "src/train/config.h"
 #include "src/train/trainer.h"
 

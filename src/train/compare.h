@@ -10,7 +10,7 @@
 
 #include "data/dataset.h"
 #include "models/particle_net.h"
-#include "src/dist/comm.h"
+#include "src/comm/comm.h"
 #include "src/flow/student.h"
 
 namespace mmdflow {

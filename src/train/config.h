@@ -18,7 +18,7 @@
 #include "data/input.h"
 #include "models/activation.h"
 #include "src/base/errors.h"
-#include "src/dist/backend.h"
+#include "src/comm/backend.h"
 #include "src/flow/choices.h"
 #include "src/flow/schedule.h"
 

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "src/base/io.h"
-#include "src/dist/comm.h"
+#include "src/comm/comm.h"
 #include "src/flow/student.h"
 #include "src/train/checkpoint.h"
 #include "src/train/config.h"

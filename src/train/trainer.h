@@ -13,7 +13,7 @@
 #include "data/dataset.h"
 #include "models/particle_net.h"
 #include "src/base/io.h"
-#include "src/dist/comm.h"
+#include "src/comm/comm.h"
 #include "src/flow/flow.h"
 #include "src/flow/schedule.h"
 #include "src/flow/student.h"

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "src/dist/comm.h"
+#include "src/comm/comm.h"
 #include "src/flow/flow.h"
 #include "src/train/checkpoint.h"
 #include "src/train/trainer.h"

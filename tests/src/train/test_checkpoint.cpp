@@ -11,7 +11,7 @@
 #include <functional>
 
 #include "src/base/io.h"
-#include "src/dist/comm.h"
+#include "src/comm/comm.h"
 #include "src/train/checkpoint.h"
 #include "tests/fuzz/checkpoint_config.h"
 #include "tests/helpers.h"

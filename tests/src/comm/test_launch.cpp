@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "src/base/errors.h"
-#include "src/dist/launch.h"
+#include "src/comm/launch.h"
 
 namespace mmdflow {
 namespace {

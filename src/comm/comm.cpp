@@ -1,4 +1,4 @@
-#include "src/dist/comm.h"
+#include "src/comm/comm.h"
 
 #include <ATen/ATen.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "src/dist/launch.h"
+#include "src/comm/launch.h"
 
 #include <fmt/format.h>
 

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "src/dist/backend.h"
-#include "src/dist/launch.h"
+#include "src/comm/backend.h"
+#include "src/comm/launch.h"
 
 namespace mmdflow {
 

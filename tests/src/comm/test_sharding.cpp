@@ -81,7 +81,7 @@ NamedTensors weights_of(const std::string& dir) {
 
 // The command line, sharded over 3 processes, gives the single process's run: losses, final
 // comparison, weights (in per-rank files and an index); only rank 0 speaks. (Every flow at world
-// sizes 2 and 3, ranks as threads: tests/src/dist/test_comm.cpp.)
+// sizes 2 and 3, ranks as threads: tests/src/comm/test_comm.cpp.)
 TEST(Sharding, ThreeProcessesGiveTheSingleProcessRun) {
   const std::string sets = " --set train.epochs=5 --set noise.beta0=0.5";
   const std::string one = scratch("w1"), three = scratch("w3");

@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "src/base/device.h"
-#include "src/dist/comm.h"
+#include "src/comm/comm.h"
 #include "src/train/trainer.h"
 #include "tests/cli.h"
 
