@@ -36,8 +36,10 @@ Comparison compare(const Student& student, const ParticleNet& teacher, InputDist
   // (inf, -1) where it holds fewer; then the k nearest of all.
   const int64_t M = zt.size(), k = std::min<int64_t>(nearest, student.size());
   const int64_t mine = std::min<int64_t>(k, zs->size()), first = student.shard().begin;
+  // Differences, not |x|^2 + |y|^2 - 2 x.y, which loses all digits of distances near 0.
+  constexpr int64_t kExactDistances = 2;
   at::Tensor D = at::cdist(zt.flat().to(at::kDouble).unsqueeze(0),
-                           zs->flat().to(at::kDouble).unsqueeze(0))
+                           zs->flat().to(at::kDouble).unsqueeze(0), 2.0, kExactDistances)
                      .squeeze(0)
                      .cpu();  // [M, n here]
   auto [dist_k, idx_k] = D.topk(mine, 1, /*largest=*/false);

@@ -278,13 +278,5 @@ TEST(Config, FilesAreBoundedAndRegular) {
   EXPECT_NE(e.find("qqq...'"), std::string::npos) << e;
 }
 
-TEST(Io, AtomicWriteReplacesWholeFile) {
-  const std::string path = testing::TempDir() + "/mmdflow_atomic.txt";
-  write_file_atomic(path, "first");
-  write_file_atomic(path, "second");
-  EXPECT_EQ(read_file(path), "second");
-  EXPECT_THROW(write_file_atomic("/nonexistent-dir/x.txt", "x"), std::runtime_error);
-}
-
 }  // namespace
 }  // namespace mmdflow

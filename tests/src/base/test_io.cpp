@@ -1,0 +1,88 @@
+// Files a run writes: whole or not at all, never through a planted link; tensors readable back.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "src/base/io.h"
+
+namespace fs = std::filesystem;
+
+namespace mmdflow {
+namespace {
+
+std::string folder(const std::string& name) {
+  const std::string dir =
+      testing::TempDir() + "/mmdflow_io_" + std::to_string(getpid()) + "_" + name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+int64_t entries(const std::string& dir) {
+  return std::distance(fs::directory_iterator(dir), fs::directory_iterator());
+}
+
+TEST(Io, AtomicFileIsWholeOrAbsent) {
+  const std::string dir = folder("atomic"), path = dir + "/f.txt";
+  write_file_atomic(path, "first");
+  write_file_atomic(path, "second");
+  EXPECT_EQ(read_file(path), "second");
+  {
+    AtomicFile f(path);
+    f.write("third", 5);
+    EXPECT_EQ(entries(dir), 2);  // the target and one temporary beside it
+  }                              // never committed
+  EXPECT_EQ(read_file(path), "second");
+  EXPECT_EQ(entries(dir), 1);
+  EXPECT_THROW(write_file_atomic(dir + "/no-such-folder/x.txt", "x"), IoError);
+  // A folder in the target's place: the rename fails, the temporary goes.
+  fs::create_directories(dir + "/taken");
+  fs::create_directories(dir + "/taken/inside");
+  EXPECT_THROW(write_file_atomic(dir + "/taken", "x"), IoError);
+  EXPECT_EQ(entries(dir), 2);
+  fs::remove_all(dir);
+}
+
+// A symbolic link planted where a temporary or the target would be is never written through:
+// the temporary's name is fresh and created exclusively; the rename replaces a link, not its
+// target.
+TEST(Io, LinksInAFolderAreNeverFollowed) {
+  const std::string dir = folder("links"), victim = dir + "/victim.txt";
+  std::ofstream(victim) << "keep";
+  fs::create_symlink(victim, dir + "/f.txt.tmp");
+  fs::create_symlink(victim, dir + "/f.txt");
+  write_file_atomic(dir + "/f.txt", "new");
+  EXPECT_EQ(read_file(victim), "keep");
+  EXPECT_FALSE(fs::is_symlink(dir + "/f.txt"));
+  EXPECT_EQ(read_file(dir + "/f.txt"), "new");
+  fs::remove(dir + "/f.txt");
+  fs::create_symlink(victim, dir + "/lines.csv");
+  EXPECT_NO_THROW(LineFile(dir + "/lines.csv", "a\n").append("b\n"));
+  EXPECT_EQ(read_file(victim), "keep");
+  EXPECT_EQ(read_file(dir + "/lines.csv"), "a\nb\n");
+  fs::remove_all(dir);
+}
+
+TEST(Io, TensorsReadBackByName) {
+  const std::string dir = folder("tensors");
+  const NamedTensors w = {{"A", at::arange(24, at::kFloat).view({2, 3, 4})},
+                          {"b", at::tensor({1.5, -2.0}, at::kDouble)},
+                          {"perm", at::tensor({2, 0, 1}, at::kLong)}};
+  save_tensors(dir + "/w.pt", w);
+  const NamedTensors back = load_tensors(dir + "/w.pt");
+  ASSERT_EQ(back.size(), w.size());
+  for (size_t i = 0; i < w.size(); ++i) {
+    EXPECT_EQ(back[i].first, w[i].first);
+    EXPECT_TRUE(at::equal(back[i].second, w[i].second)) << w[i].first;
+  }
+  std::ofstream(dir + "/bad.pt") << "not a zip file";
+  EXPECT_ANY_THROW(load_tensors(dir + "/bad.pt"));
+  EXPECT_THROW(read_file(dir + "/missing"), std::runtime_error);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace mmdflow

@@ -1,0 +1,116 @@
+// The run folder: its files, its lock, losses.csv read back by column, weights written and read
+// at any number of processes.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "src/train/run_folder.h"
+#include "tests/helpers.h"
+
+namespace fs = std::filesystem;
+
+namespace mmdflow {
+namespace {
+
+std::string fresh(const std::string& name) {
+  const std::string dir =
+      testing::TempDir() + "/mmdflow_runfolder_" + std::to_string(getpid()) + "_" + name;
+  fs::remove_all(dir);
+  return dir;
+}
+
+EpochLog log_of(int64_t epoch) {
+  EpochLog l;
+  l.epoch = epoch;
+  l.train_loss = 0.5 / double(epoch);
+  l.valid_loss = 0.25 / double(epoch);
+  l.beta = 1;
+  l.step_size = 2;
+  l.grad_sq = 1e-3;
+  l.noisy_grad_sq = 2e-3;
+  l.seconds = 0.125 * double(epoch);
+  return l;
+}
+
+TEST(RunFolder, LossesAreWrittenAndReadByColumn) {
+  const std::string dir = fresh("losses");
+  RunFolder f(dir, RunFolder::Mode::Fresh, true);
+  f.open_losses(f.losses_upto(0));
+  for (int64_t e = 1; e <= 3; ++e) f.append_losses(log_of(e));
+  const Losses l = read_losses(dir + "/losses.csv");
+  EXPECT_EQ(l.names.size(), std::size(kLossColumns));
+  EXPECT_EQ(l.values("epoch"), (std::vector<double>{1, 2, 3}));
+  EXPECT_EQ(l.values("valid_loss")[1], 0.125);
+  EXPECT_EQ(l.values("seconds")[2], 0.375);
+  // Resumed at epoch 2, the file keeps the header and two lines.
+  EXPECT_EQ(f.losses_upto(2), losses_header() + losses_line(log_of(1)) + losses_line(log_of(2)));
+  EXPECT_THROW(f.losses_upto(4), CheckpointError);
+  std::ofstream(dir + "/bad.csv") << "epoch,loss\n1,2\n";
+  EXPECT_THROW(read_losses(dir + "/bad.csv"), CheckpointError);
+  std::ofstream(dir + "/gap.csv") << losses_header() << losses_line(log_of(2));
+  EXPECT_THROW(read_losses(dir + "/gap.csv"), CheckpointError);
+  fs::remove_all(dir);
+}
+
+// One writer at a time; a fresh run needs an absent or empty folder (temporaries of a run killed
+// at its start count as empty, and go); a resume needs a config.yaml.
+TEST(RunFolder, LockAndModes) {
+  const std::string dir = fresh("lock");
+  {
+    RunFolder first(dir, RunFolder::Mode::Fresh, true);
+    try {
+      RunFolder second(dir, RunFolder::Mode::Fresh, true);
+      FAIL();
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("in use by another mmdflow process"), std::string::npos)
+          << e.what();
+    }
+    first.write_config(Config{});
+  }
+  EXPECT_THROW(RunFolder(dir, RunFolder::Mode::Fresh, true), UsageError);  // not empty
+  RunFolder resumed(dir, RunFolder::Mode::Resume, true);                   // the lock was released
+  const std::string killed = fresh("killed");
+  fs::create_directories(killed);
+  std::ofstream(killed + "/config.yaml.tmp.4242.0") << "seed: 0\n";
+  EXPECT_THROW(RunFolder(killed, RunFolder::Mode::Resume, true), UsageError);
+  { RunFolder again(killed, RunFolder::Mode::Fresh, true); }
+  EXPECT_FALSE(fs::exists(killed + "/config.yaml.tmp.4242.0"));
+  EXPECT_THROW(RunFolder(fresh("none"), RunFolder::Mode::Resume, true), UsageError);
+  EXPECT_THROW(RunFolder("", RunFolder::Mode::Fresh, true), UsageError);
+  fs::remove_all(dir);
+  fs::remove_all(killed);
+}
+
+// Weights written by one process read back whole or by rows; teacher.pt is checked against the
+// config.
+TEST(RunFolder, WeightsReadBackWholeOrByRows) {
+  const std::string dir = fresh("weights");
+  RunFolder f(dir, RunFolder::Mode::Fresh, true);
+  Config cfg;
+  cfg.student.particles = 300;
+  at::Generator g = test::gen(1);
+  const ParticleNet net(ParticleNetOptions(300, family_of(cfg)), g);
+  auto comm = single_process();
+  f.save_student(net.named_tensors(), {0, 300, 300}, *comm);
+  EXPECT_TRUE(fs::exists(dir + "/student.pt"));
+  const NamedTensors rows = read_student(dir, cfg, {128, 256, 300});
+  EXPECT_TRUE(at::equal(rows[0].second, net.particles().A.narrow(0, 128, 128)));
+  cfg.student.particles = 301;
+  EXPECT_THROW(read_student(dir, cfg, {0, 301, 301}), CheckpointError);
+  f.save_teacher(net.named_tensors());
+  try {
+    read_teacher(dir, Config{});  // one teacher particle, not 300
+    FAIL();
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'A' is [300, 3, 10], the config needs [1, 3, 10]"),
+              std::string::npos)
+        << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace mmdflow
