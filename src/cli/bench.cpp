@@ -57,15 +57,6 @@ double peak_rss_mib() {
 
 namespace {
 
-class Summed : public Reducer {
- public:
-  explicit Summed(Comm& comm) : comm_(comm) {}
-  void sum(at::Tensor& t) override { comm_.sum(t); }
-
- private:
-  Comm& comm_;
-};
-
 // The sum over ranks of one number.
 double total(Comm& comm, double v) {
   double sum = 0;
@@ -118,7 +109,7 @@ void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
     ParticleNet teacher = make_teacher(c, dev, gen);
     auto student = make_student(c, dev, gen, shard_of(c, comm.rank(), world));
     Dataset batch = make_dataset(cfg.data.input, B, teacher, gen);
-    Summed reduce(comm);
+    CommReducer reduce(comm);
     StepOptions so;  // the MMD flow with noise injection
     so.step_size = cfg.flow.step_size;
     so.beta = beta;

@@ -7,28 +7,16 @@
 #include <nlohmann/json.hpp>
 
 #include "src/flow/flow.h"
+#include "src/train/trainer.h"
 
 namespace mmdflow {
-namespace {
-
-class Summed : public Reducer {
- public:
-  explicit Summed(Comm& comm) : comm_(comm) {}
-  void sum(at::Tensor& t) override { comm_.sum(t); }
-
- private:
-  Comm& comm_;
-};
-
-}  // namespace
-
 Comparison compare(const Student& student, const ParticleNet& teacher, InputDist dist,
                    int64_t samples, int64_t nearest, at::Generator& gen, Comm& comm) {
   Comparison c;
   c.samples = samples;
   const Particles& zt = teacher.particles();
   at::Tensor X = sample_inputs(dist, samples, teacher.family().dim, gen, zt.A.options());
-  Summed reduce(comm);
+  CommReducer reduce(comm);
   c.half_mmd2 = half_mse(student, X, teacher.forward(X), 1000, reduce).item<double>();
   const Particles* zs = student.particles();
   if (!zs || zs->flat().size(1) != zt.flat().size(1)) return c;

@@ -51,6 +51,16 @@ struct TrainerState {
   EpochLog last;  // the last finished epoch (epoch 0: none)
 };
 
+// Adds tensors up over the ranks of a comm: how a sharded student's sums become the whole's.
+class CommReducer : public Reducer {
+ public:
+  explicit CommReducer(Comm& comm) : comm_(comm) {}
+  void sum(at::Tensor& t) override { comm_.sum(t); }
+
+ private:
+  Comm& comm_;
+};
+
 // Resolved run pieces built from a Config.
 ParticleFamily family_of(const Config& c);          // the student's
 ParticleFamily teacher_family_of(const Config& c);  // differs when misspecified
