@@ -143,6 +143,7 @@ TEST(Cli, QuickStartLowersValidLossTenfoldAndCompares) {
   ASSERT_EQ(r.code, 0) << r.output;
   for (const char* f : {"losses.csv", "config.yaml", "summary.json", "student.pt", "teacher.pt"})
     EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
+  EXPECT_EQ(r.output.find("misspecified"), std::string::npos) << r.output;
   auto s = nlohmann::json::parse(read_file(out + "/summary.json"));
   const double first = s["initial_valid_loss"], last = s["final_valid_loss"];
   EXPECT_LT(last, first / 10) << s.dump(2);

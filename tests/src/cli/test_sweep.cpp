@@ -242,6 +242,11 @@ TEST(TrainStudy, MethodsLayoutsTeachersAndSchedules) {
     const std::string out = scratch("study_run");
     test::Result r = run("train --out " + out + base + extra);
     EXPECT_EQ(r.code, 0) << extra << "\n" << r.output;
+    // The start-up line says when the teacher's particles differ from the student's.
+    EXPECT_EQ(r.output.find("misspecified: the teacher's particles have H=5 tanh, the student's "
+                            "H=3 relu") != std::string::npos,
+              extra.find("teacher.hidden=5") != std::string::npos)
+        << r.output;
     auto s = nlohmann::json::parse(read_file(out + "/summary.json"));
     EXPECT_LT(double(s["final_valid_loss"]), double(s["initial_valid_loss"])) << extra;
   }
