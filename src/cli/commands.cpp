@@ -46,7 +46,9 @@ std::unique_ptr<Comm> comm_of(const Config& cfg) {
   const Launch launch = launch_from_environment();
   if (launch.world == 1) return single_process();
   set_error_prefix(fmt::format("rank {}: ", launch.rank));
-  return connect(launch, cfg.dist.timeout, cfg.dist.backend, cfg.device);
+  auto comm = connect(launch, cfg.dist.timeout, cfg.dist.backend, cfg.device);
+  end_when_a_peer_is_lost(*comm);
+  return comm;
 }
 
 int cmd_compare(int argc, char** argv) {

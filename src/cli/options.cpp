@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <cstdio>
+#include <cstdlib>
 
 #include "src/base/errors.h"
 
@@ -63,6 +65,14 @@ std::string& prefix() {
 }  // namespace
 
 void set_error_prefix(const std::string& p) { prefix() = p; }
+
+void end_when_a_peer_is_lost(Comm& comm) {
+  comm.on_peer_lost([](const std::string& verdict) {
+    fmt::print(stderr, "mmdflow: {}error: {}\n", error_prefix(), verdict);
+    std::fflush(nullptr);
+    std::_Exit(kLostPeer);
+  });
+}
 const std::string& error_prefix() { return prefix(); }
 
 }  // namespace mmdflow

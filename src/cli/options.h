@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "src/comm/comm.h"
 #include "src/train/config.h"
 
 namespace mmdflow {
@@ -18,6 +19,10 @@ std::optional<cxxopts::ParseResult> parse(cxxopts::Options& o, int argc, char** 
 Config config_from(const cxxopts::ParseResult& r, const std::string& fallback = "");
 // An integer option within [lo, hi], or UsageError naming it.
 int64_t int_option(const cxxopts::ParseResult& r, const std::string& name, int64_t lo, int64_t hi);
+
+// Ends this process with exit 5 and the one-line error of a lost peer when another rank of comm
+// finds one lost (it may be blocked in a collective with a rank that stopped).
+void end_when_a_peer_is_lost(Comm& comm);
 
 // "rank R: " for the messages of a sharded run's process R ("" for one process).
 void set_error_prefix(const std::string& prefix);

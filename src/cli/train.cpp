@@ -145,6 +145,7 @@ int cmd_train(int argc, char** argv) {
   std::unique_ptr<Comm> comm = launch.world > 1
                                    ? connect(launch, cfg.dist.timeout, cfg.dist.backend, cfg.device)
                                    : single_process();
+  end_when_a_peer_is_lost(*comm);
   if (launch.world > 1) agree_on_setup(*comm, cfg, out, resume || r->count("out"));
   const bool lead = comm->rank() == 0;
 

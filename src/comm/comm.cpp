@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -75,6 +76,7 @@ constexpr milliseconds kLinger{
 
 std::string beat_key(int r) { return fmt::format("mmdflow/beat/{}", r); }
 std::string left_key(int r) { return fmt::format("mmdflow/left/{}", r); }
+constexpr const char* kVerdict = "mmdflow/verdict";  // the first prober's finding, for all
 
 class C10dComm : public Comm {
  public:
@@ -196,6 +198,13 @@ class C10dComm : public Comm {
     while (!stop_) {
       try {
         own->add(beat_key(rank()), 1);
+        // Another rank found one lost: this one leaves too, even if blocked in a sum on a rank
+        // that lives but stopped sending when it found the loss.
+        if (!failing_ && handler_ && own->check({kVerdict})) {
+          const std::vector<uint8_t> v = own->get(kVerdict);
+          own->set(left_key(rank()), std::vector<uint8_t>{1});
+          handler_(std::string(v.begin(), v.end()));
+        }
       } catch (const std::exception&) {
         return;  // the store is gone: rank 0 is
       }
@@ -222,8 +231,16 @@ class C10dComm : public Comm {
   }
 
   [[noreturn]] void lost(const std::string& what) {
+    failing_ = true;
     const std::vector<int> gone = probe();
+    const std::string verdict =
+        gone.empty()
+            ? fmt::format("a collective of the {} ranks failed: {}", world(), what)
+            : fmt::format("lost rank {} of {}{}: {}", fmt::join(gone, ", "), world(),
+                          gone == std::vector<int>{0} ? " (it holds the rendezvous)" : "", what);
     try {
+      if (!gone.empty() && !store_->check({kVerdict}))
+        store_->set(kVerdict, std::vector<uint8_t>(verdict.begin(), verdict.end()));
       store_->set(left_key(rank()), std::vector<uint8_t>{1});
       if (rank() == 0) {  // the store lives here: keep it up until the others have probed
         const auto until = clock_type::now() + kLinger;
@@ -234,11 +251,12 @@ class C10dComm : public Comm {
       }
     } catch (const std::exception&) {
     }
-    if (gone.empty())
-      throw PeerLost(fmt::format("a collective of the {} ranks failed: {}", world(), what));
-    throw PeerLost(fmt::format("lost rank {} of {}{}: {}", fmt::join(gone, ", "), world(),
-                               gone == std::vector<int>{0} ? " (it holds the rendezvous)" : "",
-                               what));
+    throw PeerLost(verdict);
+  }
+
+  void on_peer_lost(std::function<void(const std::string&)> handler) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    handler_ = std::move(handler);
   }
 
   Launch launch_;
@@ -250,6 +268,8 @@ class C10dComm : public Comm {
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stop_ = false;
+  std::atomic<bool> failing_{false};  // this rank is probing a failure of its own
+  std::function<void(const std::string&)> handler_;
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,10 @@ class Comm {
   virtual std::string from_rank0(const std::string& key, const std::string& text) = 0;
   // Seconds spent in sum() so far, waiting for slower ranks included.
   double seconds() const { return seconds_; }
+  // Called (from another thread) when another rank found a rank lost, with its verdict: this
+  // rank may be blocked in a sum waiting for a rank that is alive but stopped, so it must end
+  // itself. Without one, the verdict comes as PeerLost from its next sum.
+  virtual void on_peer_lost(std::function<void(const std::string& verdict)> handler) {}
 
  protected:
   Comm(int rank, int world, int local_rank) : rank_(rank), world_(world), local_rank_(local_rank) {}

@@ -196,6 +196,27 @@ TEST(Sharding, LostRankStopsTheOthersAndTheRunResumesExactly) {
   expect_close(losses_of(dir), straight(until, kNoise), "resumed after a lost rank");
 }
 
+// A rank that stops answering without dying (SIGSTOP, a hung machine) is found lost once a
+// collective waits dist.timeout for it: never a hang.
+TEST(Sharding, StoppedRankIsFoundAfterTheTimeout) {
+  const std::string dir = scratch("stopped"), log = dir + ".log";
+  auto pids = spawn_ranks(kBase + " --set dist.timeout=4 --set train.epochs=100000 --out " + dir, 3,
+                          free_port(), log);
+  ASSERT_TRUE(logged(dir, 3)) << logs(log, 3);
+  const auto t0 = std::chrono::steady_clock::now();
+  kill(pids[2], SIGSTOP);
+  const auto codes = wait_all({pids[0], pids[1]}, std::chrono::seconds(60));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  kill(pids[2], SIGKILL);
+  waitpid(pids[2], nullptr, 0);
+  EXPECT_EQ(codes, (std::vector<int>{kLostPeer, kLostPeer})) << logs(log, 3);
+  EXPECT_LT(seconds, 20);
+  for (int r : {0, 1})
+    EXPECT_NE(read_file(log + "." + std::to_string(r)).find("lost rank 2 of 3"), std::string::npos)
+        << logs(log, 3);
+}
+
 TEST(Sharding, CrashBetweenShardsAndManifestKeepsThePreviousCheckpoint) {
   const std::string dir = scratch("crash"), log = dir + ".log";
   ASSERT_EQ(train(kBase + kNoise + " --set train.epochs=4 --out " + dir, 2, log),
