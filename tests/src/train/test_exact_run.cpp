@@ -228,6 +228,16 @@ TEST(ExactRun, SampledRunTheory) {
   EXPECT_FALSE(fs::exists(plain + "/theory.csv"));
 }
 
+// bench times the exact step at each size.
+TEST(ExactRun, BenchTimesTheExactStep) {
+  test::Result r = run("bench" + kExact + " --particles 100,300 --repeats 2");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("mmdflow bench: exact kernel, cpu float64, 1 threads; mmd flow"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("\n      300 "), std::string::npos) << r.output;
+}
+
 // The exact kernel's witness couples every particle: no sharding, on every rank.
 TEST(ExactRun, ShardedRunsAreRefused) {
   const std::string dir = scratch("exact_sharded"), log = dir + ".log";
