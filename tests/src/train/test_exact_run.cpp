@@ -228,6 +228,24 @@ TEST(ExactRun, SampledRunTheory) {
   EXPECT_FALSE(fs::exists(plain + "/theory.csv"));
 }
 
+// tools/plot_theory.py draws a run's theory.csv and tabulates it.
+TEST(ExactRun, PlotTheoryDrawsTheRuns) {
+  if (std::system("/usr/bin/python3 -c 'import matplotlib' > /dev/null 2>&1") != 0)
+    GTEST_SKIP() << "matplotlib is not installed for /usr/bin/python3";
+  const std::string out = scratch("plot_theory");
+  ASSERT_EQ(
+      run("train --out " + out + kExact + " --set train.epochs=5 --set compare.samples=100").code,
+      0);
+  const std::string tool =
+      "/usr/bin/python3 " + std::string(MMDFLOW_SOURCE_DIR) + "/tools/plot_theory.py " + out;
+  ASSERT_EQ(std::system((tool + " -o " + out + "/t.png > " + out + "/plot.txt").c_str()), 0)
+      << read_file(out + "/plot.txt");
+  EXPECT_GT(fs::file_size(out + "/t.png"), 10000u);
+  ASSERT_EQ(std::system((tool + " --table > " + out + "/table.txt").c_str()), 0);
+  EXPECT_NE(read_file(out + "/table.txt").find("_plot_theory | "), std::string::npos)
+      << read_file(out + "/table.txt");
+}
+
 // bench times the exact step at each size.
 TEST(ExactRun, BenchTimesTheExactStep) {
   test::Result r = run("bench" + kExact + " --particles 100,300 --repeats 2");
