@@ -156,6 +156,8 @@ Trainer::Trainer(const Config& cfg, Comm* comm)
       teacher_(make_teacher(cfg, device_, stream_generator(cfg.seed, kTeacherStream))),
       student_(make_student(cfg, device_, stream_generator(cfg.seed, kStudentStream),
                             shard_of(cfg, comm_->rank(), comm_->world()))) {
+  // Drawn with the exact kernel too, which needs no training set: the validation set is then the
+  // sampled run's.
   at::Generator data_gen = stream_generator(cfg.seed, kDataStream);
   train_ = make_dataset(dist_, cfg.data.train_size, teacher_, data_gen);
   valid_ = make_dataset(dist_, cfg.data.valid_size, teacher_, data_gen);

@@ -2,6 +2,7 @@
 // last half_mmd2 is the saved weights' 1/2 MMD^2 by an independent computation, whole sampled runs
 // converge to the exact run as the inputs per step grow, stops and resumes keep theory.csv exact.
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -70,6 +71,10 @@ TEST(ExactRun, LastHalfMmd2IsThatOfTheSavedWeights) {
   const auto summary = nlohmann::json::parse(read_file(out + "/summary.json"));
   EXPECT_NEAR(double(summary["compare"]["exact_half_mmd2"]), half, 1e-9 * half);
   EXPECT_NEAR(double(summary["compare"]["half_mmd2"]), half, 0.1 * half);  // 10 000 inputs
+  r = run("compare --run " + out + " --samples 1000");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find(fmt::format("closed-form kernel: {:.6e}", half)), std::string::npos)
+      << r.output;
 
   // beta_t = 0.5^floor(t / 50): 1 for these 30 epochs, 10 steps each.
   const auto beta_sq_sum = theory.values("beta_sq_sum"), ratio = theory.values("descent_ratio");
