@@ -10,6 +10,7 @@
 
 #include "src/base/device.h"
 #include "src/base/random.h"
+#include "src/flow/exact.h"
 #include "src/flow/flow.h"
 #include "src/train/trainer.h"
 
@@ -64,9 +65,41 @@ double total(Comm& comm, double v) {
   return sum;
 }
 
+// flow.kernel exact: ms per exact_step (median after one warm-up) at each N, against the config's
+// M teacher particles, d and dtype (o = 1), and the kernel pairs it evaluates per second: M (N + M)
+// at the teacher, N (N + M) at the particles, as many again at the noisy ones with noise
+// injection.
+void run_exact_bench(const Config& cfg, const BenchOptions& opt, Comm& comm) {
+  if (comm.world() > 1)
+    throw ConfigError(
+        "flow.kernel: exact steps are timed in one process (its witness couples "
+        "every particle), not over WORLD_SIZE processes");
+  StepOptions so = step_options_of(cfg);
+  so.beta = cfg.noise.beta0;
+  const bool inject = so.method != Method::Diffusion && so.beta > 0;
+  const int64_t M = cfg.teacher.particles, d = cfg.data.dim;
+  std::vector<int64_t> sizes = opt.particles;
+  if (sizes.empty()) sizes.push_back(cfg.student.particles);
+  std::sort(sizes.begin(), sizes.end());
+  fmt::print(
+      "mmdflow bench: exact kernel, cpu {}, {} threads; {} flow, d={} o=1 M={}, beta={}, {} "
+      "input\n",
+      name_of(cfg.dtype), at::get_num_threads(), name_of(so.method), d, M, so.beta,
+      name_of(cfg.data.input));
+  fmt::print("{:>9} {:>12} {:>12} {:>12}\n", "N", "ms/step", "Gpairs/s", "peak-RSS-MiB");
+  for (int64_t N : sizes) {
+    const double ms = exact_step_ms(N, M, d, cfg.dtype, cfg.data.input, so, opt.repeats, cfg.seed);
+    const double pairs = double(N + M) * double(M + N * (inject ? 2 : 1));
+    fmt::print("{:>9} {:>12.3f} {:>12.3f} {:>12.0f}\n", N, ms, pairs / (ms * 1e-3) / 1e9,
+               peak_rss_mib());
+    std::fflush(stdout);
+  }
+}
+
 }  // namespace
 
 void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
+  if (cfg.flow.kernel == KernelKind::Exact) return run_exact_bench(cfg, opt, comm);
   cfg.student.layout = Layout::Block;  // the flops counted are the block layout's
   const c10::Device dev = resolve_device(cfg.device);
   const ParticleFamily fam = family_of(cfg);

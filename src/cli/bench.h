@@ -19,7 +19,8 @@ struct BenchOptions {
 
 // Prints a table to stdout (rank 0). Sharded (comm of world > 1), every rank steps its shard of
 // each size, and the share of a step spent in the feature sum's allreduce (waiting for slower
-// ranks included) is reported beside the step time.
+// ranks included) is reported beside the step time. With flow.kernel exact, exact_step is timed
+// instead (one process).
 void run_bench(Config cfg, const BenchOptions& opt, Comm& comm);  // block layout
 
 }  // namespace mmdflow

@@ -73,6 +73,10 @@ int cmd_compare(int argc, char** argv) {
   std::unique_ptr<Comm> comm = comm_of(cfg);
   if (comm->world() > 1 && cfg.student.layout == Layout::Dense)
     throw ConfigError("student.layout: a dense student cannot be compared in shards");
+  if (comm->world() > 1 && cfg.flow.kernel == KernelKind::Exact)
+    throw ConfigError(
+        "flow.kernel: an exact run is compared in one process (its exact sum pairs "
+        "every particle)");
   const Shard shard = shard_of(cfg, comm->rank(), comm->world());
   const ParticleFamily fam = family_of(cfg);
   const NamedTensors w = read_student(dir, cfg, shard);
@@ -90,8 +94,9 @@ int cmd_compare(int argc, char** argv) {
   }
   const ParticleNet teacher(teacher_family_of(cfg), particles_of(read_teacher(dir, cfg)));
   at::Generator gen = stream_generator(cfg.seed, kCompareStream);
-  const Comparison c = compare(*student, teacher, cfg.data.input, cfg.compare.samples,
-                               cfg.compare.nearest, gen, *comm);
+  const Comparison c =
+      compare(*student, teacher, cfg.data.input, cfg.compare.samples, cfg.compare.nearest, gen,
+              *comm, cfg.flow.kernel == KernelKind::Exact);
   if (comm->rank() == 0) fmt::print("{}", format_table(c));
   return kOk;
 }

@@ -158,16 +158,22 @@ int cmd_train(int argc, char** argv) {
           "student.layout: dense cannot be sharded over the {} processes of WORLD_SIZE: its "
           "second layer couples every particle (use the block layout, or one process)",
           comm->world()));
+    if (comm->world() > 1 && cfg.flow.kernel == KernelKind::Exact)
+      throw ConfigError(fmt::format(
+          "flow.kernel: exact cannot be sharded over the {} processes of WORLD_SIZE: its witness "
+          "couples every particle (use one process)",
+          comm->world()));
     RunFolder::check(out, mode);
   });
   Trainer trainer(cfg, comm.get());
   std::optional<RunFolder> folder;
   std::optional<Checkpoint> ckpt;
-  std::string kept_losses;
+  std::string kept_losses, kept_theory;
   on_every_rank(*comm, [&] {
     folder.emplace(out, mode, lead);
     if (resume) ckpt = folder->load_checkpoint(cfg, trainer.student().shard());
     if (lead) kept_losses = folder->losses_upto(ckpt ? ckpt->state.epoch : 0);
+    if (lead && cfg.theory()) kept_theory = folder->theory_upto(ckpt ? ckpt->state.epoch : 0);
   });
   // Where the checkpoint on disk stands, for messages.
   std::string saved = ckpt ? position(ckpt->state) : "";
@@ -175,6 +181,7 @@ int cmd_train(int argc, char** argv) {
   if (lead) {
     folder->write_config(cfg);
     folder->open_losses(kept_losses);
+    if (cfg.theory()) folder->open_theory(kept_theory);
     say(setup_line(cfg, out, comm->world()));
     const int64_t blocks = (cfg.student.particles + kNoiseBlock - 1) / kNoiseBlock;
     if (blocks < comm->world())
@@ -193,6 +200,7 @@ int cmd_train(int argc, char** argv) {
         [&](const EpochLog& l) {
           if (lead) {
             folder->append_losses(l);
+            if (cfg.theory()) folder->append_theory(l);
             progress->update(l);
           }
           if (l.finite && ((every > 0 && l.epoch % every == 0) || l.epoch == cfg.train.epochs)) {
@@ -257,14 +265,16 @@ int cmd_train(int argc, char** argv) {
   folder->save_student(trainer.student().named_tensors(), trainer.student().shard(), *comm);
   if (lead) folder->save_teacher(trainer.teacher().named_tensors());
   at::Generator gen = stream_generator(cfg.seed, kCompareStream);
-  const Comparison cmp = compare(trainer.student(), trainer.teacher(), cfg.data.input,
-                                 cfg.compare.samples, cfg.compare.nearest, gen, *comm);
+  const Comparison cmp =
+      compare(trainer.student(), trainer.teacher(), cfg.data.input, cfg.compare.samples,
+              cfg.compare.nearest, gen, *comm, cfg.flow.kernel == KernelKind::Exact);
   if (lead) {
     say(format_table(cmp));
     summary["status"] = "done";
     summary["compare"] = to_json(cmp);
     folder->write_summary(summary.dump(2) + "\n");
-    say(fmt::format("wrote {}/{{losses.csv, config.yaml, summary.json, {}, teacher.pt{}}}\n", out,
+    say(fmt::format("wrote {}/{{losses.csv, {}config.yaml, summary.json, {}, teacher.pt{}}}\n", out,
+                    cfg.theory() ? "theory.csv, " : "",
                     comm->world() == 1 ? "student.pt" : "student-*.pt, student.index.json",
                     saved.empty() ? "" : std::string(", ") + kCheckpointFile));
   }

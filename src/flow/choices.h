@@ -1,4 +1,5 @@
-// The named choices of a flow: its method and the student's layout (leaf: no Torch).
+// The named choices of a flow: its method, the student's layout and the kernel it follows (leaf:
+// no Torch).
 #pragma once
 #include "src/base/names.h"
 
@@ -15,6 +16,10 @@ enum class Method {
 // network, whose N o output units all read the N H hidden units.
 enum class Layout { Block, Dense };
 
+// sampled: the witness from minibatches of inputs (random features); exact: from the closed-form
+// kernel of the family H = 1, ReLU, identity output, no biases (the population flow, no data).
+enum class KernelKind { Sampled, Exact };
+
 template <>
 struct Names<Method> {
   static constexpr const char* what = "flow method";
@@ -29,6 +34,12 @@ struct Names<Layout> {
   static constexpr const char* what = "layout";
   static constexpr std::array<std::pair<Layout, const char*>, 2> table{
       {{Layout::Block, "block"}, {Layout::Dense, "dense"}}};
+};
+template <>
+struct Names<KernelKind> {
+  static constexpr const char* what = "kernel";
+  static constexpr std::array<std::pair<KernelKind, const char*>, 2> table{
+      {{KernelKind::Sampled, "sampled"}, {KernelKind::Exact, "exact"}}};
 };
 
 }  // namespace mmdflow

@@ -25,6 +25,12 @@ namespace mmdflow {
 StepStats exact_step(Particles& z, const Particles& teacher, InputDist dist, const StepOptions& opt,
                      int64_t chunk = 0);
 
+// The statistics of the theory (docs/theory.md) at z, no step: loss = 1/2 MMD^2,
+// grad_sq = E_{z~nu} ||grad h(z)||^2 and noisy_grad_sq = E ||grad h(z + beta w)||^2 (w from
+// opt.noise_seed, for every method: diffusion's too), h the flow's witness (h_lambda for DrMMD).
+StepStats exact_stats(const Particles& z, const Particles& teacher, InputDist dist,
+                      const StepOptions& opt, int64_t chunk = 0);
+
 // Median ms per exact_step over `repeats` steps after one warm-up, on N student and M teacher
 // particles drawn N(0, 1) (o = 1) from `seed`, each step with a new noise seed (bench).
 double exact_step_ms(int64_t N, int64_t M, int64_t d, c10::ScalarType dtype, InputDist dist,

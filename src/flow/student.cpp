@@ -73,6 +73,7 @@ class BlockStudent : public Student {
     load_into(weights, block_weights(net_.family(), net_.size()), net_.particles().tensors());
   }
   const Particles* particles() const override { return &net_.particles(); }
+  Particles* mutable_particles() override { return &net_.particles(); }
 
  private:
   // The noise of the shard's particles within the whole measure's.

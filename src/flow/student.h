@@ -49,6 +49,7 @@ class Student {
   // Takes the weights of named_tensors() back (names and shapes checked), onto its device.
   virtual void load(const NamedTensors& weights) = 0;
   virtual const Particles* particles() const { return nullptr; }  // block layout: the shard's
+  virtual Particles* mutable_particles() { return nullptr; }      // the same, for exact steps
 };
 
 // Block layout over a ParticleNet; `chunk` bounds the particles processed at once. `shard`: the

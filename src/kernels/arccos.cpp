@@ -221,7 +221,9 @@ void witness_impl(const Particles& queries, const Particles& student, const Part
   Rows<T> Q(queries), zs(student), zt(teacher);
   zs.make_source(std::vector<double>(zs.n, 1.0 / double(zs.n)));
   zt.make_source(mass);
-  const int64_t N = Q.n, d = Q.d, o = Q.o, S = kernel.chunk > 0 ? kernel.chunk : kSourceTile;
+  // Tiles of sources no longer than the larger measure: the same tiles, smaller scratch.
+  const int64_t N = Q.n, d = Q.d, o = Q.o,
+                S = std::min(kernel.chunk > 0 ? kernel.chunk : kSourceTile, std::max(zs.n, zt.n));
   const int64_t ntiles = (N + kTile - 1) / kTile;
   const T scale = T(1 / (2 * M_PI * (kernel.dist == InputDist::Sphere ? double(d) : 1.0)));
   std::vector<double> vs(N, 0.0), vt(N, 0.0), sq(ntiles, 0.0);

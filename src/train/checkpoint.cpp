@@ -246,6 +246,11 @@ uint8_t dtype_code(c10::ScalarType t) {
 
 bool by_rows(const Config& cfg) { return cfg.student.layout == Layout::Block; }
 
+// Whether the run draws a minibatch order each epoch (then a checkpoint mid-epoch holds it).
+bool ordered(const Config& cfg) {
+  return !cfg.data.fresh && cfg.flow.kernel == KernelKind::Sampled;
+}
+
 // The student's weights in a shard of `rows` particles (models/weights.h).
 std::vector<WeightSpec> specs_of(const Config& cfg, int64_t rows) {
   return by_rows(cfg) ? block_weights(family_of(cfg), rows)
@@ -375,7 +380,7 @@ std::string manifest_bytes(const Config& cfg, const TrainerState& s, int64_t gen
   w.put("epoch", s.epoch);
   w.put("batch", s.batch);
   if (s.batch > 0) {
-    if (!cfg.data.fresh) w.put("perm", s.perm);
+    if (ordered(cfg)) w.put("perm", s.perm);
     w.put("loss_sum", s.loss_sum);
   }
   w.put("steps", s.steps);
@@ -387,6 +392,7 @@ std::string manifest_bytes(const Config& cfg, const TrainerState& s, int64_t gen
   w.put("plateau.bad_epochs", s.step.bad_epochs);
   w.put("best_valid", s.best_valid);
   w.put("best_epoch", s.best_epoch);
+  w.put("beta_sq_sum", s.beta_sq_sum);
   w.put("last.train_loss", s.last.train_loss);
   w.put("last.valid_loss", s.last.valid_loss);
   w.put("last.beta", s.last.beta);
@@ -448,7 +454,7 @@ Checkpoint parse_manifest(std::string_view bytes, const Config& cfg, const std::
     r.fail(fmt::format("at epoch {}, past train.epochs = {}", s.epoch, cfg.train.epochs));
   s.batch = get_int(r, "batch", 0, s.epoch < cfg.train.epochs ? batches - 1 : 0);
   if (s.batch > 0) {
-    if (!cfg.data.fresh) {
+    if (ordered(cfg)) {
       s.perm = get_tensor(r, "perm", at::kLong, {n}, "data.train_size");
       if (!std::get<0>(s.perm.sort()).equal(at::arange(n, at::kLong)))
         r.fail("record 'perm' is not a permutation");
@@ -472,6 +478,7 @@ Checkpoint parse_manifest(std::string_view bytes, const Config& cfg, const std::
   s.step.bad_epochs = get_int(r, "plateau.bad_epochs", 0, cfg.flow.patience - 1);
   s.best_valid = get_real(r, "best_valid", 0);
   s.best_epoch = get_int(r, "best_epoch", 0, s.epoch);
+  s.beta_sq_sum = get_real(r, "beta_sq_sum", 0);
   s.last.epoch = s.epoch;
   s.last.train_loss = get_real(r, "last.train_loss", 0);
   s.last.valid_loss = get_real(r, "last.valid_loss", 0);

@@ -7,11 +7,12 @@
 #include <nlohmann/json.hpp>
 
 #include "src/flow/flow.h"
+#include "src/kernels/arccos.h"
 #include "src/train/trainer.h"
 
 namespace mmdflow {
 Comparison compare(const Student& student, const ParticleNet& teacher, InputDist dist,
-                   int64_t samples, int64_t nearest, at::Generator& gen, Comm& comm) {
+                   int64_t samples, int64_t nearest, at::Generator& gen, Comm& comm, bool exact) {
   Comparison c;
   c.samples = samples;
   const Particles& zt = teacher.particles();
@@ -19,6 +20,10 @@ Comparison compare(const Student& student, const ParticleNet& teacher, InputDist
   CommReducer reduce(comm);
   c.half_mmd2 = half_mse(student, X, teacher.forward(X), 1000, reduce).item<double>();
   const Particles* zs = student.particles();
+  // Exact runs are never sharded: every pair of particles enters the exact sum.
+  TORCH_CHECK(!exact || (zs && student.shard().size() == student.size()),
+              "the exact 1/2 MMD^2 needs a whole block student");
+  if (exact) c.exact_half_mmd2 = 0.5 * exact_mmd2(*zs, zt, dist).item<double>();
   if (!zs || zs->flat().size(1) != zt.flat().size(1)) return c;
   // Each rank's nearest k of its own particles, as (distance, global index), padded with
   // (inf, -1) where it holds fewer; then the k nearest of all.
@@ -58,8 +63,12 @@ Comparison compare(const Student& student, const ParticleNet& teacher, InputDist
 }
 
 std::string format_table(const Comparison& c) {
-  std::string s = fmt::format("1/2 MMD^2(student, teacher) on {} fresh inputs: {:.6e}\n", c.samples,
-                              c.half_mmd2);
+  std::string s;
+  if (c.exact_half_mmd2)
+    s += fmt::format("1/2 MMD^2(student, teacher), closed-form kernel: {:.6e}\n",
+                     *c.exact_half_mmd2);
+  s += fmt::format("1/2 MMD^2(student, teacher) on {} fresh inputs: {:.6e}\n", c.samples,
+                   c.half_mmd2);
   if (c.matches.empty()) return s;
   s += fmt::format("{:>8}  {:>5}  {:>8}  {:>12}\n", "teacher", "rank", "student", "distance");
   for (const auto& m : c.matches)
@@ -73,6 +82,7 @@ nlohmann::json to_json(const Comparison& c) {
   nlohmann::json j;
   j["samples"] = c.samples;
   j["half_mmd2"] = c.half_mmd2;
+  if (c.exact_half_mmd2) j["exact_half_mmd2"] = *c.exact_half_mmd2;
   j["nearest"] = nlohmann::json::array();
   for (const auto& m : c.matches)
     j["nearest"].push_back(

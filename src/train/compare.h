@@ -1,10 +1,12 @@
-// Student against teacher: 1/2 MMD^2 on fresh inputs and, for each teacher particle, its nearest
-// student particles in parameter space. Sharded, every rank calls it: feature sums and each
+// Student against teacher: 1/2 MMD^2 on fresh inputs (and from the closed-form kernel, for the
+// exact kernel's family) and, for each teacher particle, its nearest student particles in
+// parameter space. Sharded, every rank calls it: feature sums and each
 // rank's nearest particles are gathered, so every rank gets the whole comparison.
 #pragma once
 #include <ATen/core/Generator.h>
 
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,7 @@ namespace mmdflow {
 struct Comparison {
   int64_t samples = 0;
   double half_mmd2 = 0;  // 1/2 E_x ||f_student(x) - f_teacher(x)||^2 on `samples` fresh inputs
+  std::optional<double> exact_half_mmd2;  // the same from the closed-form kernel (exact)
   struct Match {
     int64_t teacher = 0;
     std::vector<int64_t> student;  // indices in the whole measure, nearest first
@@ -26,8 +29,11 @@ struct Comparison {
   std::vector<Match> matches;  // empty when particles are not comparable (dense, misspecified)
 };
 
+// exact: also exact_half_mmd2 (a block student of the family H = 1, relu, identity output, no
+// biases; O(N (N + M) d)).
 Comparison compare(const Student& student, const ParticleNet& teacher, InputDist dist,
-                   int64_t samples, int64_t nearest, at::Generator& gen, Comm& comm);
+                   int64_t samples, int64_t nearest, at::Generator& gen, Comm& comm,
+                   bool exact = false);
 std::string format_table(const Comparison& c);
 nlohmann::json to_json(const Comparison& c);
 

@@ -316,7 +316,33 @@ class Texts {
 
 // ---- checks across keys --------------------------------------------------------------------
 
+// flow.kernel exact: the first key, in file order, that takes the run out of the family with a
+// closed-form kernel (docs/math.md, "Exact kernel"), or out of its flows.
+void check_exact(const Config& c) {
+  auto refuse = [](const std::string& key, const std::string& got, const std::string& want) {
+    throw ConfigError(fmt::format("{}: flow.kernel exact needs {}, got {}", key, want, got));
+  };
+  if (!c.device.is_cpu()) refuse("device", c.device.str(), "cpu (the exact kernel runs on CPU)");
+  if (c.model.hidden != 1) refuse("model.hidden", std::to_string(c.model.hidden), "1");
+  if (c.model.activation != Activation::ReLU)
+    refuse("model.activation", name_of(c.model.activation), "relu");
+  if (c.model.output != OutputKind::Identity)
+    refuse("model.output", name_of(c.model.output), "identity");
+  if (c.model.hidden_bias) refuse("model.hidden_bias", "true", "false");
+  if (c.model.output_bias) refuse("model.output_bias", "true", "false");
+  if (c.teacher_hidden() != 1) refuse("teacher.hidden", std::to_string(c.teacher_hidden()), "1");
+  if (c.teacher_activation() != Activation::ReLU)
+    refuse("teacher.activation", name_of(c.teacher_activation()), "relu");
+  if (c.student.layout != Layout::Block)
+    refuse("student.layout", name_of(c.student.layout), "block (particles of the family)");
+  if (c.flow.method == Method::Sobolev)
+    throw ConfigError(
+        "flow.method: sobolev descent has no population form (its Gram is indexed by inputs), so "
+        "flow.kernel exact cannot run it");
+}
+
 void validate(const Config& c) {
+  if (c.flow.kernel == KernelKind::Exact) check_exact(c);
   if (c.flow.method == Method::Sobolev && c.model.outputs != 1)
     throw ConfigError(fmt::format("flow.method: sobolev descent needs model.outputs = 1, got {}",
                                   c.model.outputs));

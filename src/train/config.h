@@ -78,6 +78,9 @@ struct Config {
 
   struct Flow {
     Method method = Method::MMD;
+    // exact: the population flow along the closed-form kernel's witness, no training data (the
+    // family H = 1, relu, identity output, no biases; one process, CPU)
+    KernelKind kernel = KernelKind::Sampled;
     double step_size = 1.0;  // gamma
     StepKind step_schedule = StepKind::Constant;
     int64_t patience = 20;      // plateau: epochs without a lower train loss before a cut
@@ -102,7 +105,8 @@ struct Config {
   } train;
 
   struct Log {
-    int64_t print_every = 0;  // epochs between plain progress lines; 0: about 20 lines a run
+    int64_t print_every = 0;     // epochs between plain progress lines; 0: about 20 lines a run
+    std::optional<bool> theory;  // theory.csv; unset: with flow.kernel exact only
   } log;
 
   struct Compare {
@@ -126,6 +130,7 @@ struct Config {
   bool misspecified() const {
     return teacher_hidden() != model.hidden || teacher_activation() != model.activation;
   }
+  bool theory() const { return log.theory.value_or(flow.kernel == KernelKind::Exact); }
 };
 
 // What a key admits beyond its type: a closed range for numbers, and whether a resumed run may
@@ -186,6 +191,7 @@ void visit_config(C& c, F& f) {
   });
   f.section("flow", [&] {
     f.key("method", c.flow.method, Key());
+    f.key("kernel", c.flow.kernel, Key());
     f.key("step_size", c.flow.step_size, Key().positive());
     f.key("step_schedule", c.flow.step_schedule, Key());
     f.key("patience", c.flow.patience, Key().min(1).max(kMaxCount));
@@ -209,6 +215,7 @@ void visit_config(C& c, F& f) {
   });
   f.section("log", [&] {
     f.key("print_every", c.log.print_every, Key().min(0).max(kMaxCount).may_change_on_resume());
+    f.key("theory", c.log.theory, Key());
   });
   f.section("compare", [&] {
     f.key("samples", c.compare.samples, Key().min(1).max(kMaxCount).may_change_on_resume());

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -18,49 +19,77 @@ namespace fs = std::filesystem;
 
 namespace mmdflow {
 
-std::string losses_header() {
+namespace {
+
+template <size_t n>
+std::string header_of(const char* const (&columns)[n]) {
   std::string h;
-  for (const char* c : kLossColumns) h += std::string(h.empty() ? "" : ",") + c;
+  for (const char* c : columns) h += std::string(h.empty() ? "" : ",") + c;
   return h + "\n";
 }
+
+// A per-epoch CSV file read back: the header, then epoch 1, 2, ... in column 0, numbers in every
+// cell (an empty cell, where `blank` allows it, as NaN).
+template <size_t n>
+Losses read_table(const std::string& path, const char* const (&columns)[n], bool blank) {
+  const std::string text = read_file(path);
+  const std::string kind = std::filesystem::path(path).filename().string();
+  Losses out;
+  std::stringstream ss(text);
+  std::string line;
+  if (!std::getline(ss, line) || line + "\n" != header_of(columns))
+    throw CheckpointError(fmt::format("{}: not an mmdflow {} (unexpected header)", path, kind));
+  for (const char* c : columns) out.names.push_back(c);
+  for (int64_t k = 1; std::getline(ss, line); ++k) {
+    std::vector<double> row;
+    std::stringstream cells(line + ",");  // each cell ends in a comma: a last empty one too
+    for (std::string cell; std::getline(cells, cell, ',');) {
+      char* end = nullptr;
+      row.push_back(cell.empty() ? NAN : std::strtod(cell.c_str(), &end));
+      if (cell.empty() ? !blank : *end != '\0')
+        throw CheckpointError(fmt::format("{}: line {} is not a line of numbers", path, k + 1));
+    }
+    if (row.size() != out.names.size() || row[0] != double(k))
+      throw CheckpointError(fmt::format("{}: line {} is not epoch {}'s", path, k + 1, k));
+    out.rows.push_back(std::move(row));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string losses_header() { return header_of(kLossColumns); }
 
 std::string losses_line(const EpochLog& l) {
   return fmt::format("{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.3f}\n", l.epoch, l.train_loss,
                      l.valid_loss, l.beta, l.step_size, l.grad_sq, l.noisy_grad_sq, l.seconds);
 }
 
+std::string theory_header() { return header_of(kTheoryColumns); }
+
+// Every digit: a run's last half_mmd2 is its weights' 1/2 MMD^2 as computed.
+std::string theory_line(const EpochLog& l) {
+  const std::string ratio =
+      l.beta == 0
+          ? ""
+          : fmt::format("{:.17g}", l.theory_noisy_grad_sq / (l.beta * l.beta * l.half_mmd2));
+  return fmt::format("{},{:.17g},{:.17g},{:.17g},{:.17g},{:.17g},{:.17g},{}\n", l.epoch,
+                     l.half_mmd2, l.theory_grad_sq, l.theory_noisy_grad_sq, l.beta, l.step_size,
+                     l.beta_sq_sum, ratio);
+}
+
 std::vector<double> Losses::values(const std::string& name) const {
   const auto it = std::find(names.begin(), names.end(), name);
-  TORCH_CHECK(it != names.end(), "losses.csv has no column ", name);
+  TORCH_CHECK(it != names.end(), "no column ", name);
   const size_t k = size_t(it - names.begin());
   std::vector<double> out;
   for (const auto& row : rows) out.push_back(row[k]);
   return out;
 }
 
-Losses read_losses(const std::string& path) {
-  const std::string text = read_file(path);
-  Losses out;
-  std::stringstream ss(text);
-  std::string line;
-  if (!std::getline(ss, line) || line + "\n" != losses_header())
-    throw CheckpointError(fmt::format("{}: not an mmdflow losses.csv (unexpected header)", path));
-  for (const char* c : kLossColumns) out.names.push_back(c);
-  for (int64_t n = 1; std::getline(ss, line); ++n) {
-    std::vector<double> row;
-    std::stringstream cells(line);
-    for (std::string cell; std::getline(cells, cell, ',');) {
-      char* end = nullptr;
-      row.push_back(std::strtod(cell.c_str(), &end));
-      if (cell.empty() || *end != '\0')
-        throw CheckpointError(fmt::format("{}: line {} is not a line of numbers", path, n + 1));
-    }
-    if (row.size() != out.names.size() || row[0] != double(n))
-      throw CheckpointError(fmt::format("{}: line {} is not epoch {}'s", path, n + 1, n));
-    out.rows.push_back(std::move(row));
-  }
-  return out;
-}
+Losses read_losses(const std::string& path) { return read_table(path, kLossColumns, false); }
+
+Losses read_theory(const std::string& path) { return read_table(path, kTheoryColumns, true); }
 
 namespace {
 
@@ -138,20 +167,21 @@ void RunFolder::check_resumable(const std::string& dir) {
 
 RunFolder::~RunFolder() {
   losses_.reset();
+  theory_.reset();
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the lock
 }
 
 void RunFolder::write_config(const Config& c) { write_file_atomic(config_path(), to_yaml(c)); }
 
-std::string RunFolder::losses_upto(int64_t epochs) const {
-  const std::string file = path("losses.csv");
-  const std::string header = losses_header();
+std::string RunFolder::lines_upto(const std::string& name, const std::string& header,
+                                  int64_t epochs) const {
+  const std::string file = path(name);
   if (epochs == 0) return header;
   if (!regular(file))
     throw CheckpointError(fmt::format("{}: missing, the checkpoint is at epoch {}", file, epochs));
   const std::string text = read_file(file);
   if (text.rfind(header, 0) != 0)
-    throw CheckpointError(fmt::format("{}: not an mmdflow losses.csv (unexpected header)", file));
+    throw CheckpointError(fmt::format("{}: not an mmdflow {} (unexpected header)", file, name));
   size_t pos = header.size();
   for (int64_t e = 1; e <= epochs; ++e) {
     const std::string head = fmt::format("{},", e);
@@ -164,11 +194,25 @@ std::string RunFolder::losses_upto(int64_t epochs) const {
   return text.substr(0, pos);
 }
 
+std::string RunFolder::losses_upto(int64_t epochs) const {
+  return lines_upto("losses.csv", losses_header(), epochs);
+}
+
 void RunFolder::open_losses(const std::string& kept) {
   losses_ = std::make_unique<LineFile>(path("losses.csv"), kept);
 }
 
 void RunFolder::append_losses(const EpochLog& l) { losses_->append(losses_line(l)); }
+
+std::string RunFolder::theory_upto(int64_t epochs) const {
+  return lines_upto("theory.csv", theory_header(), epochs);
+}
+
+void RunFolder::open_theory(const std::string& kept) {
+  theory_ = std::make_unique<LineFile>(path("theory.csv"), kept);
+}
+
+void RunFolder::append_theory(const EpochLog& l) { theory_->append(theory_line(l)); }
 
 void RunFolder::write_summary(const std::string& json) {
   write_file_atomic(path("summary.json"), json);

@@ -4,6 +4,7 @@
 //   .lock                     flock'ed by the writer while it runs
 //   config.yaml               the resolved configuration
 //   losses.csv                a line per epoch, columns kLossColumns
+//   theory.csv                a line per epoch, columns kTheoryColumns (log.theory)
 //   summary.json              written at the end
 //   checkpoint.bin, checkpoint.shards/   see src/train/checkpoint.h
 //   student.pt, teacher.pt    weights (torch.save's format); a sharded run writes
@@ -28,6 +29,12 @@ constexpr const char* kLossColumns[] = {"epoch",     "train_loss", "valid_loss",
                                         "step_size", "grad_sq",    "noisy_grad_sq", "seconds"};
 std::string losses_header();
 std::string losses_line(const EpochLog& l);
+// theory.csv's columns (docs/theory.md): the theory's statistics after each epoch, and
+// descent_ratio = noisy_grad_sq / (beta^2 half_mmd2), empty when beta = 0.
+constexpr const char* kTheoryColumns[] = {"epoch", "half_mmd2", "grad_sq",     "noisy_grad_sq",
+                                          "beta",  "step_size", "beta_sq_sum", "descent_ratio"};
+std::string theory_header();
+std::string theory_line(const EpochLog& l);
 // A losses.csv read back by column name: columns["valid_loss"][i] is epoch i + 1's. Throws
 // CheckpointError naming the file when its header or a line is not of that form.
 struct Losses {
@@ -36,6 +43,8 @@ struct Losses {
   std::vector<double> values(const std::string& name) const;  // one column
 };
 Losses read_losses(const std::string& path);
+// The same for theory.csv; an empty descent_ratio reads as NaN.
+Losses read_theory(const std::string& path);
 
 class RunFolder {
  public:
@@ -64,6 +73,10 @@ class RunFolder {
   // Replaces losses.csv with `kept` and appends to it from then on.
   void open_losses(const std::string& kept);
   void append_losses(const EpochLog& l);
+  // theory.csv, as losses.csv.
+  std::string theory_upto(int64_t epochs) const;
+  void open_theory(const std::string& kept);
+  void append_theory(const EpochLog& l);
   void write_summary(const std::string& json);
 
   // Every rank. The checkpoint: generation numbers follow the one loaded.
@@ -80,7 +93,10 @@ class RunFolder {
   std::string dir_;
   bool writer_;
   int lock_fd_ = -1;
-  std::unique_ptr<LineFile> losses_;
+  // The header and the lines of epochs 1..epochs of a per-epoch file.
+  std::string lines_upto(const std::string& name, const std::string& header, int64_t epochs) const;
+
+  std::unique_ptr<LineFile> losses_, theory_;
   int64_t generation_ = 0;
 };
 

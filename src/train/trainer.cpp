@@ -9,6 +9,8 @@
 
 #include "src/base/device.h"
 #include "src/base/random.h"
+#include "src/flow/exact.h"
+#include "src/kernels/arccos.h"
 
 namespace mmdflow {
 namespace {
@@ -114,6 +116,11 @@ const Config& checked(const Config& c, const Comm& comm) {
         "student.layout: dense cannot be sharded over the {} processes of WORLD_SIZE: its second "
         "layer couples every particle (use the block layout, or one process)",
         comm.world()));
+  if (comm.world() > 1 && c.flow.kernel == KernelKind::Exact)
+    throw ConfigError(fmt::format(
+        "flow.kernel: exact cannot be sharded over the {} processes of WORLD_SIZE: its witness "
+        "couples every particle (use one process)",
+        comm.world()));
   return c;
 }
 
@@ -149,6 +156,8 @@ Trainer::Trainer(const Config& cfg, Comm* comm)
       teacher_(make_teacher(cfg, device_, stream_generator(cfg.seed, kTeacherStream))),
       student_(make_student(cfg, device_, stream_generator(cfg.seed, kStudentStream),
                             shard_of(cfg, comm_->rank(), comm_->world()))) {
+  // Drawn with the exact kernel too, which needs no training set: the validation set is then the
+  // sampled run's.
   at::Generator data_gen = stream_generator(cfg.seed, kDataStream);
   train_ = make_dataset(dist_, cfg.data.train_size, teacher_, data_gen);
   valid_ = make_dataset(dist_, cfg.data.valid_size, teacher_, data_gen);
@@ -157,7 +166,10 @@ Trainer::Trainer(const Config& cfg, Comm* comm)
   s_.step = steps_.start();
   static const std::function<int()> never;
   StopReducer reduce(*comm_, never);
-  initial_train_ = half_mse(*student_, train_.X, train_.Y, kEvalBatch, reduce).item<double>();
+  initial_train_ =
+      cfg.flow.kernel == KernelKind::Exact
+          ? 0.5 * exact_mmd2(*student_->particles(), teacher_.particles(), dist_).item<double>()
+          : half_mse(*student_, train_.X, train_.Y, kEvalBatch, reduce).item<double>();
   initial_valid_ = half_mse(*student_, valid_.X, valid_.Y, kEvalBatch, reduce).item<double>();
   s_.best_valid = initial_valid_;
 }
@@ -197,6 +209,9 @@ Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
   const int64_t n = train_.size(), B = cfg_.train.batch;
   const int64_t batches = (n + B - 1) / B;
   const bool fresh = cfg_.data.fresh;
+  // The exact kernel needs no inputs: of the training generator it draws the noise seeds only.
+  const bool exact = cfg_.flow.kernel == KernelKind::Exact;
+  const bool ordered = !fresh && !exact;  // a minibatch order each epoch
   const StepOptions base = step_options_of(cfg_);
   const bool drmmd = base.method == Method::DrMMD;
   const auto opts = train_.X.options();
@@ -213,14 +228,14 @@ Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
         s_.seconds = seconds0 + since(t0);
         return End::Stopped;
       }
-      if (!fresh) s_.perm = at::randperm(n, s_.gen, at::TensorOptions().dtype(at::kLong));
+      if (ordered) s_.perm = at::randperm(n, s_.gen, at::TensorOptions().dtype(at::kLong));
       s_.loss_sum = 0;
     }
     StepOptions opt = base;
     opt.step_size = s_.step.step_size;
     opt.beta = beta_.at(s_.epoch);
     // The epoch's order onto the device: a blocking copy, once an epoch, outside the steps.
-    const at::Tensor perm = fresh ? at::Tensor() : s_.perm.to(device_);
+    const at::Tensor perm = ordered ? s_.perm.to(device_) : at::Tensor();
     at::Tensor loss_sum = at::full({}, s_.loss_sum, opts.dtype(at::kDouble));
     StepStats last;
     const auto ts = clock::now();
@@ -232,21 +247,27 @@ Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
         s_.seconds = seconds0 + since(t0);
         return End::Stopped;
       }
-      const int64_t len = std::min(B, n - i * B);
-      at::Tensor X, Y;
-      if (fresh) {  // on a device: drawn there, no host draw and copy per step
-        const bool cpu = device_.is_cpu();
-        if (!cpu) device_gen_.set_current_seed(sub_seed(device_seed, uint64_t(s_.steps)));
-        X = sample_inputs(dist_, len, cfg_.data.dim, cpu ? s_.gen : device_gen_, opts);
-        Y = teacher_.forward(X);
-      } else {
-        at::Tensor idx = perm.narrow(0, i * B, len);
-        X = train_.X.index_select(0, idx);
-        Y = train_.Y.index_select(0, idx);
-      }
       opt.clean_grad_sq = (i == batches - 1);
-      opt.noise_seed = s_.gen.get<at::CPUGeneratorImpl>()->random64();
-      last = flow_step(*student_, X, Y, opt, drmmd ? target_features(X, Y) : at::Tensor(), reduce);
+      if (exact) {
+        opt.noise_seed = s_.gen.get<at::CPUGeneratorImpl>()->random64();
+        last = exact_step(*student_->mutable_particles(), teacher_.particles(), dist_, opt);
+      } else {
+        const int64_t len = std::min(B, n - i * B);
+        at::Tensor X, Y;
+        if (fresh) {  // on a device: drawn there, no host draw and copy per step
+          const bool cpu = device_.is_cpu();
+          if (!cpu) device_gen_.set_current_seed(sub_seed(device_seed, uint64_t(s_.steps)));
+          X = sample_inputs(dist_, len, cfg_.data.dim, cpu ? s_.gen : device_gen_, opts);
+          Y = teacher_.forward(X);
+        } else {
+          at::Tensor idx = perm.narrow(0, i * B, len);
+          X = train_.X.index_select(0, idx);
+          Y = train_.Y.index_select(0, idx);
+        }
+        opt.noise_seed = s_.gen.get<at::CPUGeneratorImpl>()->random64();
+        last =
+            flow_step(*student_, X, Y, opt, drmmd ? target_features(X, Y) : at::Tensor(), reduce);
+      }
       loss_sum += last.loss;
       ++s_.steps;
     }
@@ -270,8 +291,25 @@ Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
     log.step_size = opt.step_size;
     log.grad_sq = sums[0].item<double>();
     log.noisy_grad_sq = sums[1].item<double>();
+    s_.beta_sq_sum += double(batches) * opt.beta * opt.beta;
+    log.beta_sq_sum = s_.beta_sq_sum;
+    if (cfg_.theory() && exact) {
+      // At the particles the epoch ends with; the noise w an independent draw from the last
+      // step's seed (the training generator untouched).
+      StepOptions at_end = opt;
+      at_end.noise_seed = sub_seed(opt.noise_seed, 1);
+      const StepStats t = exact_stats(*student_->particles(), teacher_.particles(), dist_, at_end);
+      log.half_mmd2 = t.loss.item<double>();
+      log.theory_grad_sq = t.grad_sq.item<double>();
+      log.theory_noisy_grad_sq = t.noisy_grad_sq.item<double>();
+    } else if (cfg_.theory()) {
+      log.half_mmd2 = log.valid_loss;
+      log.theory_grad_sq = log.grad_sq;
+      log.theory_noisy_grad_sq = log.noisy_grad_sq;
+    }
     log.seconds = seconds0 + since(t0);
     log.finite = std::isfinite(log.train_loss) && std::isfinite(log.valid_loss) &&
+                 std::isfinite(log.half_mmd2) && std::isfinite(log.theory_noisy_grad_sq) &&
                  sums[2].item<double>() == 0;
     s_.epoch = log.epoch;
     s_.batch = 0;

@@ -29,6 +29,11 @@ struct EpochLog {
   double noisy_grad_sq = 0;  // the same for the gradient applied (at the noisy particles)
   double seconds = 0;        // since training started
   bool finite = true;        // losses and particles all finite after the epoch
+  // The theory's statistics (log.theory, docs/theory.md) after the epoch's last step. Exact
+  // kernel: 1/2 MMD^2, E ||grad h(z)||^2 and E ||grad h(z + beta w)||^2 at the particles then;
+  // sampled: valid_loss, grad_sq and noisy_grad_sq.
+  double half_mmd2 = 0, theory_grad_sq = 0, theory_noisy_grad_sq = 0;
+  double beta_sq_sum = 0;  // sum of beta^2 over the steps so far
 };
 
 // Everything a run changes and must restore to continue exactly, at any step boundary: a
@@ -48,7 +53,8 @@ struct TrainerState {
   StepState step;           // gamma now, and the plateau schedule's record
   double best_valid = 0;    // best valid loss so far (the initial one at epoch 0)
   int64_t best_epoch = 0;
-  EpochLog last;  // the last finished epoch (epoch 0: none)
+  double beta_sq_sum = 0;  // sum of beta^2 over the steps of the epochs finished
+  EpochLog last;           // the last finished epoch (epoch 0: none)
 };
 
 // Adds tensors up over the ranks of a comm: how a sharded student's sums become the whole's.
@@ -107,7 +113,8 @@ class Trainer {
   Comm& comm() { return *comm_; }
   const ParticleNet& teacher() const { return teacher_; }
   const Student& student() const { return *student_; }
-  // The losses of the initial student (epoch 0) on the training and validation sets.
+  // The losses of the initial student (epoch 0) on the training and validation sets (exact
+  // kernel: the exact 1/2 MMD^2 for the training loss).
   double initial_train_loss() const { return initial_train_; }
   double initial_valid_loss() const { return initial_valid_; }
 

@@ -177,6 +177,39 @@ TEST(ExactFlow, Statistics) {
   EXPECT_NE(st.grad_sq.item<double>(), st.noisy_grad_sq.item<double>());
 }
 
+// The theory's statistics without a step: the loss and both gradient norms of the flow's witness
+// (h_lambda for DrMMD), the noisy one at z + beta w for diffusion too; z unchanged.
+TEST(ExactFlow, StatisticsWithoutAStep) {
+  const ParticleFamily f = exact_family(4, 2);
+  const Particles z = test::random_net(f, 140, 17).particles();
+  const Particles t = test::random_net(f, 3, 18).particles();
+  const ExactKernel kernel{InputDist::Sphere, 0};
+  const Particles before = z.clone();
+  for (Method m : {Method::MMD, Method::Diffusion, Method::DrMMD}) {
+    StepOptions opt = options(m, 0.3, 0.5, 19, 0.4);
+    const StepStats st = exact_stats(z, t, kernel.dist, opt);
+    EXPECT_TRUE(test::bit_equal(z, before)) << name_of(m);
+    Particles a = z.clone();
+    opt.clean_grad_sq = true;
+    const StepStats step = exact_step(a, t, kernel.dist, opt);
+    EXPECT_EQ(st.loss.item<double>(), step.loss.item<double>()) << name_of(m);
+    EXPECT_EQ(st.grad_sq.item<double>(), step.grad_sq.item<double>()) << name_of(m);
+    if (m == Method::Diffusion) {
+      EXPECT_EQ(st.noisy_grad_sq.item<double>(),
+                exact_grad_sq(z, t, kernel, Noise{0.5, 19}).item<double>());
+    } else {
+      EXPECT_EQ(st.noisy_grad_sq.item<double>(), step.noisy_grad_sq.item<double>()) << name_of(m);
+      // The applied gradient's mean square norm is the step's, over gamma^2 (h_lambda's scale).
+      const double moved = (a.flat() - z.flat()).square().sum(1).mean().item<double>() / 0.09;
+      EXPECT_NEAR(st.noisy_grad_sq.item<double>(), moved, 1e-12 * moved) << name_of(m);
+    }
+    EXPECT_NE(st.noisy_grad_sq.item<double>(), st.grad_sq.item<double>()) << name_of(m);
+    opt.beta = 0;
+    const StepStats plain = exact_stats(z, t, kernel.dist, opt);
+    EXPECT_EQ(plain.noisy_grad_sq.item<double>(), plain.grad_sq.item<double>()) << name_of(m);
+  }
+}
+
 // Euler steps of a gradient flow with a small step: the exact loss decreases at every step.
 TEST(ExactFlow, PlainFlowDecreasesTheLoss) {
   const ParticleFamily f = exact_family(5, 1);

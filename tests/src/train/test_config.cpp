@@ -278,5 +278,44 @@ TEST(Config, FilesAreBoundedAndRegular) {
   EXPECT_NE(e.find("qqq...'"), std::string::npos) << e;
 }
 
+// flow.kernel exact: the family of the closed-form kernel and a flow with a population form, or
+// the first key (in file order) that breaks it; log.theory follows it unless set.
+TEST(Config, ExactKernelNeedsItsFamily) {
+  const std::vector<std::string> family = {"flow.kernel=exact", "model.hidden=1",
+                                           "model.output=identity", "dtype=float64"};
+  const Config c = parse_config("", family);
+  EXPECT_EQ(c.flow.kernel, KernelKind::Exact);
+  EXPECT_TRUE(c.theory());
+  EXPECT_FALSE(Config{}.theory());
+  EXPECT_EQ(to_yaml(parse_config(to_yaml(c))), to_yaml(c));
+  auto with = [&](const std::vector<std::string>& more) {
+    std::vector<std::string> sets = family;
+    sets.insert(sets.end(), more.begin(), more.end());
+    return sets;
+  };
+  EXPECT_FALSE(parse_config("", with({"log.theory=false"})).theory());
+  EXPECT_TRUE(parse_config("", {"log.theory=true"}).theory());
+  EXPECT_EQ(error_of("", {"flow.kernel=exact"}), "model.hidden: flow.kernel exact needs 1, got 3");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"model.activation=tanh", "model.activation: flow.kernel exact needs relu, got tanh"},
+      {"model.output=gaussian", "model.output: flow.kernel exact needs identity, got gaussian"},
+      {"model.hidden_bias=true", "model.hidden_bias: flow.kernel exact needs false, got true"},
+      {"model.output_bias=true", "model.output_bias: flow.kernel exact needs false, got true"},
+      {"teacher.hidden=2", "teacher.hidden: flow.kernel exact needs 1, got 2"},
+      {"teacher.activation=tanh", "teacher.activation: flow.kernel exact needs relu, got tanh"},
+      {"student.layout=dense", "student.layout: flow.kernel exact needs block"},
+      {"device=cuda", "device: flow.kernel exact needs cpu"},
+      {"flow.method=sobolev", "flow.method: sobolev descent has no population form"},
+      {"flow.kernel=bogus", "flow.kernel: must be one of sampled, exact, got 'bogus'"},
+  };
+  for (const auto& [set, expect] : cases) {
+    const std::string e = error_of("", with({set}));
+    EXPECT_EQ(e.find(expect), 0u) << set << ": " << e;
+  }
+  for (const char* set : {"flow.method=diffusion", "flow.method=drmmd", "model.outputs=3",
+                          "data.input=gaussian", "dtype=float32"})
+    EXPECT_EQ(error_of("", with({set})), "") << set;
+}
+
 }  // namespace
 }  // namespace mmdflow
