@@ -15,6 +15,7 @@
 #include "src/cli/signals.h"
 #include "src/dist/launch.h"
 #include "src/train/compare.h"
+#include "src/train/memory.h"
 #include "src/train/run_folder.h"
 
 namespace fs = std::filesystem;
@@ -158,6 +159,7 @@ int cmd_train(int argc, char** argv) {
           "second layer couples every particle (use the block layout, or one process)",
           comm->world()));
     RunFolder::check(out, mode);
+    check_memory(cfg, Work::Train, comm->world());
   });
   Trainer trainer(cfg, comm.get());
   std::optional<RunFolder> folder;
