@@ -276,5 +276,27 @@ TEST(RunFolder, BadWeightFilesExitTwoNamingTheFile) {
   EXPECT_EQ(run("compare --run " + run_dir).code, 0);
 }
 
+// compare sharded over 2 processes reads its rows of a one-process run's student.pt and gives
+// the one-process comparison (float32: 1/2 MMD^2 to 1e-5). Found before: each rank took all rows
+// for its shard, exit 1.
+TEST(RunFolder, ShardedCompareReadsItsRowsOfAOneProcessStudent) {
+  const std::string dir = scratch("one_process");
+  ASSERT_EQ(
+      run("train --out " + dir + kArgs + " --set train.epochs=3 --set student.particles=300").code,
+      0);
+  test::Result one = run("compare --run " + dir);
+  ASSERT_EQ(one.code, 0) << one.output;
+  const std::string log = dir + ".ranks";
+  const auto codes =
+      test::wait_all(test::spawn_ranks("compare --run " + dir, 2, test::free_port(), log),
+                     std::chrono::seconds(120));
+  EXPECT_EQ(codes, (std::vector<int>{0, 0})) << read_file(log + ".0") << read_file(log + ".1");
+  // The same table; 1/2 MMD^2 summed over the shards in another order (float32).
+  const std::string sharded = read_file(log + ".0");
+  auto mmd = [](const std::string& out) { return std::stod(out.substr(out.find("inputs: ") + 8)); };
+  EXPECT_NEAR(mmd(sharded), mmd(one.output), 1e-5 * mmd(one.output)) << sharded;
+  EXPECT_EQ(sharded.substr(sharded.find('\n')), one.output.substr(one.output.find('\n')));
+}
+
 }  // namespace
 }  // namespace mmdflow
