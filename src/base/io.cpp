@@ -1,10 +1,11 @@
 #include "src/base/io.h"
 
 #include <ATen/ATen.h>
-#include <caffe2/serialize/in_memory_adapter.h>
 #include <caffe2/serialize/inline_container.h>
+#include <caffe2/serialize/read_adapter_interface.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 #include <unistd.h>
 
@@ -113,6 +114,24 @@ void check_pickle(std::string_view p) {
   fail("no STOP at the end");
 }
 
+// A file's bytes for LibTorch's archive reader, which asks for ranges past the end of a malformed
+// archive and trusts the answer (its own in-memory readers copy them regardless): a read past the
+// end gives fewer bytes, which the reader reports as an error.
+class BoundedReader final : public caffe2::serialize::ReadAdapterInterface {
+ public:
+  explicit BoundedReader(std::string bytes) : bytes_(std::move(bytes)) {}
+  size_t size() const override { return bytes_.size(); }
+  size_t read(uint64_t pos, void* buf, size_t n, const char*) const override {
+    if (pos >= bytes_.size()) return 0;
+    n = std::min<uint64_t>(n, bytes_.size() - pos);
+    std::memcpy(buf, bytes_.data() + pos, n);
+    return n;
+  }
+
+ private:
+  std::string bytes_;
+};
+
 }  // namespace
 
 AtomicFile::AtomicFile(const std::string& path) : path_(path) {
@@ -179,14 +198,12 @@ void save_tensors(const std::string& path, const NamedTensors& tensors) {
 }
 
 NamedTensors load_tensors(const std::string& path) {
-  std::string s = read_file(path);
-  {
-    caffe2::serialize::PyTorchStreamReader zip(
-        std::make_shared<caffe2::serialize::MemoryReadAdapter>(s.data(), off_t(s.size())));
-    const auto [pickle, size] = zip.getRecord("data.pkl");
-    check_pickle(std::string_view(static_cast<const char*>(pickle.get()), size));
-  }
-  c10::IValue v = torch::jit::pickle_load(std::vector<char>(s.begin(), s.end()));
+  caffe2::serialize::PyTorchStreamReader zip(std::make_shared<BoundedReader>(read_file(path)));
+  const auto [pickle, size] = zip.getRecord("data.pkl");
+  check_pickle(std::string_view(static_cast<const char*>(pickle.get()), size));
+  const c10::IValue v =
+      torch::jit::readArchiveAndTensors("data", /*pickle_prefix=*/"", /*tensor_prefix=*/"",
+                                        c10::nullopt, c10::nullopt, c10::nullopt, zip);
   TORCH_CHECK(v.isGenericDict(), path, " does not hold a dict of tensors");
   NamedTensors out;
   for (const auto& kv : v.toGenericDict())

@@ -65,6 +65,19 @@ TEST(FuzzRegression, MemoIndexPastThePickleIsACheckpointError) {
       << error;
 }
 
+// fuzz_pt, crash-read_past_end.pt: an archive with mutated end records made
+// LibTorch's zip reader ask for 65535 bytes past the end of the file's bytes, which its in-memory
+// reader (the one pickle_load uses) copies without a check. A bounded reader gives fewer bytes,
+// and the zip reader reports it.
+TEST(FuzzRegression, ArchiveReadPastItsEndIsACheckpointError) {
+  const std::string error =
+      student_error(read_file(kCorpus + "pt/crash-read_past_end.pt"), Layout::Block);
+  EXPECT_NE(error.find("/student.pt: not a dict of tensors in torch.save's format "
+                       "(PytorchStreamReader failed reading zip archive: file read"),
+            std::string::npos)
+      << error;
+}
+
 // What the pickle check refuses, each before torch reads a byte of it (the message: where).
 TEST(FuzzRegression, PickleLengthsAndOpcodesAreChecked) {
   using namespace std::string_literals;
