@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -52,10 +53,47 @@ inline std::vector<std::string> lines_without_seconds(const std::string& csv) {
   return out;
 }
 
+// Everything below dir by its path from dir: a regular file's content, "-> target" for a symbolic
+// link, "/" for a folder; temporaries too.
+inline std::map<std::string, std::string> snapshot(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    const std::string name = std::filesystem::relative(e.path(), dir).string();
+    if (e.is_symlink())
+      out[name] = "-> " + std::filesystem::read_symlink(e.path()).string();
+    else if (e.is_directory())
+      out[name] = "/";
+    else
+      out[name] = read_file(e.path().string());
+  }
+  return out;
+}
+
+// Epochs logged in dir/losses.csv (0 when there is none).
+inline int64_t epochs_logged(const std::string& dir) {
+  const std::string csv = dir + "/losses.csv";
+  if (!std::filesystem::exists(csv)) return 0;
+  const std::string text = read_file(csv);
+  return std::max<int64_t>(0, std::count(text.begin(), text.end(), '\n') - 1);
+}
+
+// Waits until the run of pid in dir has logged `epochs` epochs; false when it ended first or
+// after a minute.
+inline bool wait_for_epochs(const std::string& dir, pid_t pid, int64_t epochs) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (epochs_logged(dir) >= epochs) return true;
+    if (waitpid(pid, nullptr, WNOHANG) == pid) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return false;
+}
+
 // Starts the binary with args (split at spaces), stdout and stderr into log, SIGINT and SIGTERM
-// at their default. With fsize, no file it writes may grow past fsize bytes: SIGXFSZ is ignored,
-// so such a write fails with EFBIG as on a full disk.
-inline pid_t spawn(const std::string& args, const std::string& log, rlim_t fsize = RLIM_INFINITY) {
+// at their default, after prepare() in the child (only async-signal-safe calls there: limits,
+// signals, descriptors, another user).
+template <typename Prepare>
+pid_t spawn_with(const std::string& args, const std::string& log, Prepare prepare) {
   std::vector<std::string> words{MMDFLOW_BIN};
   std::stringstream ss(args);
   for (std::string w; ss >> w;) words.push_back(w);
@@ -69,15 +107,23 @@ inline pid_t spawn(const std::string& args, const std::string& log, rlim_t fsize
     dup2(fd, 2);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    prepare();
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// spawn_with(); with fsize, no file it writes may grow past fsize bytes: SIGXFSZ is ignored, so
+// such a write fails with EFBIG as on a full disk.
+inline pid_t spawn(const std::string& args, const std::string& log, rlim_t fsize = RLIM_INFINITY) {
+  return spawn_with(args, log, [fsize] {
     if (fsize != RLIM_INFINITY) {
       const rlimit rl{fsize, fsize};
       setrlimit(RLIMIT_FSIZE, &rl);
       signal(SIGXFSZ, SIG_IGN);
     }
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
+  });
 }
 
 // A TCP port on 127.0.0.1 that was free a moment ago (the kernel's choice).

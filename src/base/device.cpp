@@ -4,8 +4,12 @@
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 #include <fmt/format.h>
+#include <sched.h>
 
+#include <future>
+#include <system_error>
 #include <thread>
+#include <vector>
 
 #include "src/base/errors.h"
 
@@ -35,8 +39,44 @@ void set_blas_threads(int64_t n) {
     fn(int(n));
 }
 
+int64_t cores_available() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+namespace {
+
+// Whether the 2 (n - 1) threads that ATen's two pools (OpenMP's and pthreadpool's) hold beside
+// this one for n threads of work can run: they are started, wait until all have, and end. Throws
+// when one cannot be (e.g. past `ulimit -u`); the pools cannot say so: pthreadpool waits for ever
+// for the missing thread, OpenMP exits.
+void check_threads_start(int64_t n) {
+  std::promise<void> go;
+  std::shared_future<void> release = go.get_future().share();
+  std::vector<std::thread> started;
+  std::string error;
+  try {
+    for (int64_t i = 0; i < 2 * (n - 1); ++i) started.emplace_back([release] { release.wait(); });
+  } catch (const std::system_error& e) {
+    error = e.code().message();
+  }
+  go.set_value();
+  for (std::thread& t : started) t.join();
+  if (!error.empty())
+    throw std::runtime_error(fmt::format(
+        "threads: {} threads of work need {} more threads, {} could be started ({}); lower "
+        "--threads or raise the limit on processes (ulimit -u)",
+        n, 2 * (n - 1), started.size(), error));
+}
+
+}  // namespace
+
 int64_t set_threads(int64_t n) {
-  if (n <= 0) n = std::max(1u, std::thread::hardware_concurrency());
+  const int64_t cores = cores_available();
+  n = n <= 0 ? cores : std::min(n, cores);
+  check_threads_start(n);
   at::set_num_threads(int(n));
   // The fused kernels give each thread whole particle blocks with its own BLAS products: a
   // second, BLAS-owned thread pool would only compete with them for the cores.

@@ -9,8 +9,11 @@ namespace mmdflow {
 
 // The device itself; throws ConfigError when this build or machine has no such device.
 c10::Device resolve_device(c10::Device dev);
-// Sets ATen's intra-op threads (0: one per core) and single-threaded BLAS calls, as the fused
-// kernels parallelise over particle blocks themselves; returns the count in use.
+// The cores this process may run on (its CPU affinity).
+int64_t cores_available();
+// Sets ATen's intra-op threads (0 or more than cores_available(): one per core) and
+// single-threaded BLAS calls, as the fused kernels parallelise over particle blocks themselves;
+// returns the count in use. Throws std::runtime_error when the threads cannot be started.
 int64_t set_threads(int64_t n);
 // Threads of OpenBLAS's own pool (where OpenBLAS is the BLAS in use), e.g. for a reference
 // matrix product.

@@ -3,6 +3,7 @@
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <filesystem>
 
@@ -16,6 +17,7 @@
 #include "src/cli/sweep.h"
 #include "src/comm/launch.h"
 #include "src/train/compare.h"
+#include "src/train/memory.h"
 #include "src/train/run_folder.h"
 
 namespace fs = std::filesystem;
@@ -77,6 +79,7 @@ int cmd_compare(int argc, char** argv) {
     throw ConfigError(
         "flow.kernel: an exact run is compared in one process (its exact sum pairs "
         "every particle)");
+  check_memory(cfg, Work::Compare, comm->world());
   const Shard shard = shard_of(cfg, comm->rank(), comm->world());
   const ParticleFamily fam = family_of(cfg);
   const NamedTensors w = read_student(dir, cfg, shard);
@@ -142,6 +145,13 @@ int cmd_bench(int argc, char** argv) {
   if (r->count("batch")) bo.batch = int_option(*r, "batch", 1, 1 << 24);
   bo.repeats = int_option(*r, "repeats", 1, 1000000);
   std::unique_ptr<Comm> comm = comm_of(cfg);
+  Config largest = cfg;  // as run_bench runs its largest size: the MMD flow, block layout
+  largest.flow.method = Method::MMD;
+  if (!bo.particles.empty())
+    largest.student.particles = *std::max_element(bo.particles.begin(), bo.particles.end());
+  if (bo.batch > 0) largest.train.batch = bo.batch;
+  largest.student.layout = Layout::Block;
+  check_memory(largest, Work::Bench, comm->world());
   run_bench(cfg, bo, *comm);
   return kOk;
 }

@@ -15,6 +15,7 @@
 #include "src/cli/signals.h"
 #include "src/comm/launch.h"
 #include "src/train/compare.h"
+#include "src/train/memory.h"
 #include "src/train/run_folder.h"
 
 namespace fs = std::filesystem;
@@ -164,6 +165,7 @@ int cmd_train(int argc, char** argv) {
           "couples every particle (use one process)",
           comm->world()));
     RunFolder::check(out, mode);
+    check_memory(cfg, Work::Train, comm->world());
   });
   Trainer trainer(cfg, comm.get());
   std::optional<RunFolder> folder;

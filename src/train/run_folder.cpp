@@ -314,10 +314,10 @@ NamedTensors read_student(const std::string& dir, const Config& cfg, const Shard
   if (cfg.student.layout == Layout::Dense)
     return read_weights_file(dir + "/student.pt", dense_weights(fam, want.total), cfg.dtype);
   const std::string index_path = dir + "/student.index.json";
-  if (!regular(index_path)) {  // one file: its rows of want
+  if (!regular(index_path)) {  // one process's student.pt: this shard's rows of it
     NamedTensors w =
         read_weights_file(dir + "/student.pt", block_weights(fam, want.total), cfg.dtype);
-    for (auto& kv : w) kv.second = kv.second.narrow(0, want.begin, want.size()).contiguous();
+    for (auto& [name, t] : w) t = t.narrow(0, want.begin, want.size());
     return w;
   }
   nlohmann::json index;

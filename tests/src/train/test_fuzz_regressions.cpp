@@ -3,7 +3,13 @@
 // CheckpointError, i.e. one line and exit 2 from the command line.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
+#include "src/base/io.h"
+#include "src/train/checkpoint.h"
 #include "src/train/config.h"
+#include "src/train/run_folder.h"
+#include "tests/fuzz/weights_config.h"
 
 namespace mmdflow {
 namespace {
@@ -24,6 +30,104 @@ TEST(FuzzRegression, NonScalarKeyIsAConfigError) {
             "the configuration: has a key that is not a name (fuzz.yaml line 2)");
   EXPECT_EQ(config_error("train:\n  {epochs: 1}: 2\n"),
             "train: has a key that is not a name (fuzz.yaml line 2)");
+}
+
+const std::string kCorpus = std::string(MMDFLOW_SOURCE_DIR) + "/tests/fuzz/corpus/";
+
+// A scratch run folder holding `bytes` as student.pt and teacher.pt.
+std::string folder_with(const std::string& bytes) {
+  const std::string dir = testing::TempDir() + "/fuzz_pt_" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  write_file_atomic(dir + "/student.pt", bytes);
+  write_file_atomic(dir + "/teacher.pt", bytes);
+  return dir;
+}
+
+std::string student_error(const std::string& bytes, Layout layout) {
+  const Config c = fuzz::weights_config(layout);
+  try {
+    read_student(folder_with(bytes), c, {0, c.student.particles, c.student.particles});
+  } catch (const CheckpointError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// fuzz_pt, crash-memo_index.pkl: a LONG_BINPUT whose index (0x69756265) is read from the bytes
+// "ebui" made torch's unpickler grow its memo to 1.8e9 entries (28 GB; out of memory under the
+// fuzzer, gigabytes filled or std::bad_alloc outside it). The pickle is checked first.
+TEST(FuzzRegression, MemoIndexPastThePickleIsACheckpointError) {
+  const std::string error = student_error(
+      fuzz::pt_archive(read_file(kCorpus + "pt/crash-memo_index.pkl")), Layout::Dense);
+  EXPECT_NE(error.find("/student.pt: not a dict of tensors in torch.save's format (data.pkl byte "
+                       "221: memo index 1769300581 too large)"),
+            std::string::npos)
+      << error;
+}
+
+// fuzz_pt, crash-read_past_end.pt: an archive with mutated end records made
+// LibTorch's zip reader ask for 65535 bytes past the end of the file's bytes, which its in-memory
+// reader (the one pickle_load uses) copies without a check. A bounded reader gives fewer bytes,
+// and the zip reader reports it.
+TEST(FuzzRegression, ArchiveReadPastItsEndIsACheckpointError) {
+  const std::string error =
+      student_error(read_file(kCorpus + "pt/crash-read_past_end.pt"), Layout::Block);
+  EXPECT_NE(error.find("/student.pt: not a dict of tensors in torch.save's format "
+                       "(PytorchStreamReader failed reading zip archive: file read"),
+            std::string::npos)
+      << error;
+}
+
+// What the pickle check refuses, each before torch reads a byte of it (the message: where).
+TEST(FuzzRegression, PickleLengthsAndOpcodesAreChecked) {
+  using namespace std::string_literals;
+  const std::string good = read_file(kCorpus + "pt/block_student.pkl");
+  EXPECT_EQ(student_error(fuzz::pt_archive(good), Layout::Block), "");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {good.substr(0, good.size() - 1), "data.pkl byte 397: no STOP at the end"},
+      {good + "N", "data.pkl byte 397: bytes after STOP"},
+      {"\x80\x02X\xff\xff\xff\x7f"s + "abc.", "data.pkl byte 2: 2147483647 bytes past the end"},
+      {"\x80\x02\x8d"s + std::string(8, '\xff') + ".",
+       "data.pkl byte 2: 18446744073709551615 bytes past the end"},
+      {"\x80\x02}q\x00j\xff\xff\xff\x00."s, "data.pkl byte 5: memo index 16777215 too large"},
+      {"\x80\x02}p4000000000\n."s, "data.pkl byte 3: memo index 4000000000 too large"},
+      {"\x80\x02}p-1\n."s, "data.pkl byte 3: not a memo index"},
+      {"\x80\x02}\xff."s, "data.pkl byte 3: unknown opcode 0xff"},
+      {"\x80\x02"s + "ctorch\nFloat", "data.pkl byte 2: a line past the end"},
+      {"\x80\x02"s + std::string(2 << 20, 'N') + ".", "data.pkl: 2097155 bytes, too long"},
+  };
+  for (const auto& [pickle, what] : cases) {
+    const std::string e = student_error(fuzz::pt_archive(pickle), Layout::Block);
+    EXPECT_NE(e.find("(" + what), std::string::npos) << e;
+  }
+}
+
+// The seeds of fuzz_pt and fuzz_shard still read back whole: a format change must renew them
+// (tests/fuzz/weights_config.h says how).
+TEST(FuzzSeeds, WeightFilesReadBack) {
+  for (const auto& [file, layout] :
+       {std::pair{"block_student", Layout::Block}, std::pair{"dense_student", Layout::Dense}}) {
+    EXPECT_EQ(student_error(read_file(kCorpus + "pt/" + file + ".pt"), layout), "") << file;
+    EXPECT_EQ(student_error(fuzz::pt_archive(read_file(kCorpus + "pt/" + file + ".pkl")), layout),
+              "")
+        << file;
+  }
+  const Config block = fuzz::weights_config(Layout::Block);
+  const std::string teacher = read_file(kCorpus + "pt/teacher.pt");
+  EXPECT_EQ(read_teacher(folder_with(teacher), block).size(), 4u);
+  const std::string pickle = read_file(kCorpus + "pt/teacher.pkl");
+  EXPECT_EQ(read_teacher(folder_with(fuzz::pt_archive(pickle)), block).size(), 4u);
+  for (const auto& [file, layout] :
+       {std::pair{"block.bin", Layout::Block}, std::pair{"dense.bin", Layout::Dense}}) {
+    const Config c = fuzz::weights_config(layout);
+    const std::string bytes = read_file(kCorpus + "shard/" + file), dir = folder_with("");
+    Checkpoint ckpt;
+    ckpt.generation = 1;
+    ckpt.shards.push_back({shard_name(1, 0, 1), 0, 4, bytes.size(), crc32(bytes)});
+    std::filesystem::create_directories(dir + "/" + kShardFolder);
+    write_file_atomic(dir + "/" + kShardFolder + "/" + ckpt.shards[0].name, bytes);
+    EXPECT_EQ(read_weights(dir, ckpt, c, {0, 4, 4}).size(), 4u) << file;
+  }
 }
 
 }  // namespace
