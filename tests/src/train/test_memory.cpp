@@ -197,10 +197,8 @@ TEST(Memory, EstimateStaysBelowThePeakOfRealRuns) {
   const double base = peak_of(tiny);
   for (const std::map<std::string, std::string>& change :
        std::vector<std::map<std::string, std::string>>{
-           {{"student.particles", "600000"}},
            {{"student.particles", "300000"}, {"dtype", "float64"}},
            {{"compare.samples", "3000000"}},
-           {{"data.train_size", "3000000"}, {"train.batch", "1000"}},
            {{"data.train_size", "200000"}, {"train.batch", "200000"}},
            {{"student.layout", "dense"}, {"student.particles", "2500"}}}) {
     std::map<std::string, std::string> sets = tiny;
