@@ -16,11 +16,11 @@ namespace mmdflow {
 enum class Impl { Auto, Fused, Generic };
 
 // Noise injection z + beta w, w ~ N(0, I). On CPU the particles are cut into blocks of
-// kNoiseBlock and block k draws its w with fill_normal (src/kernels/normal.h) keyed by sub_seed(seed, k),
-// so the noise is a function of (seed, particle) alone: the same for any chunk size or thread
-// count, and drawn inside the fused kernel, block by block, in parallel. Elsewhere it is drawn by
-// the device's generator seeded with `seed`. w is drawn in float32 (the fast path) whatever the
-// particles' dtype, so float32 and float64 runs see the same noise.
+// kNoiseBlock and block k draws its w with fill_normal (src/kernels/normal.h) keyed by
+// sub_seed(seed, k), so the noise is a function of (seed, particle) alone: the same for any chunk
+// size or thread count, and drawn inside the fused kernel, block by block, in parallel. Elsewhere
+// it is drawn by the device's generator seeded with `seed`. w is drawn in float32 (the fast path)
+// whatever the particles' dtype, so float32 and float64 runs see the same noise.
 struct Noise {
   double beta = 0.0;
   uint64_t seed = 0;

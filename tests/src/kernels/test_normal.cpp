@@ -53,5 +53,42 @@ TEST(FillNormal, ReproducibleAndIndependentAcrossKeys) {
   EXPECT_LT(std::abs(lag / aa), 1e-2);
 }
 
+// Every path draws the same stream: avx2 and avx512 (both with FMA) bit for bit, the generic path
+// (separate multiply and add) to float rounding.
+TEST(FillNormal, EveryPathDrawsTheSameStream) {
+  const int64_t n = 100003;
+  std::vector<float> ref(n), x(n);
+  const Isa widest = widest_isa();
+  fill_normal(widest, ref.data(), n, 99);
+  for (Isa isa : supported_isas()) {
+    fill_normal(isa, x.data(), n, 99);
+    double err = 0;
+    for (int64_t i = 0; i < n; ++i) err = std::max(err, double(std::abs(x[i] - ref[i])));
+    if (isa != Isa::Generic) {
+      EXPECT_EQ(x, ref) << to_string(isa) << " against " << to_string(widest);
+    } else {
+      EXPECT_LT(err, 2e-5) << "generic against " << to_string(widest);
+    }
+  }
+}
+
+// The first draws of key 1 as the kernel drew them when it was compiled for the build machine
+// alone (AVX2 with FMA): the same bits on the avx2 and avx512 paths, to rounding on generic.
+TEST(FillNormal, KnownValues) {
+  const float first[] = {0.380400568f, -0.29627794f, -0.249233484f, -1.00383723f,
+                         0.626947582f, -0.63398385f, -0.678271711f, -1.01308036f};
+  std::vector<float> x(8);
+  for (Isa isa : supported_isas()) {
+    fill_normal(isa, x.data(), 8, 1);
+    for (int i = 0; i < 8; ++i) {
+      if (isa == Isa::Generic) {
+        EXPECT_NEAR(x[i], first[i], 1e-6) << i;
+      } else {
+        EXPECT_EQ(x[i], first[i]) << to_string(isa) << " " << i;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace mmdflow

@@ -1,0 +1,316 @@
+// The fused kernels of one instruction-set path, compiled by kernels_<isa>.cpp, which defines
+//   MMDFLOW_ISA_NS      the path's namespace (generic, avx2, avx512)
+//   MMDFLOW_ISA_TARGET  the target of its code, e.g. "avx2,fma" (none for generic)
+//   MMDFLOW_ISA_AVX2 / MMDFLOW_ISA_AVX512  which product tiles it has.
+// Only the code below the target switch is built for the path: headers come first, so the inline
+// functions and templates that other translation units share (std::, activation.h) are emitted for
+// the baseline instruction set wherever they are not inlined, and one path's copy can never stand
+// in for another's at link time.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "models/activation.h"
+#include "src/kernels/blocks.h"
+#if defined(MMDFLOW_ISA_AVX512) || defined(MMDFLOW_ISA_AVX2)
+#include <immintrin.h>
+#endif
+
+#ifdef MMDFLOW_ISA_TARGET
+#define MMDFLOW_PRAGMA(...) _Pragma(#__VA_ARGS__)
+#define MMDFLOW_TARGET_PUSH(t) \
+  MMDFLOW_PRAGMA(clang attribute push(__attribute__((target(t))), apply_to = function))
+#define MMDFLOW_TARGET_GCC(t) MMDFLOW_PRAGMA(GCC target(t))
+#if defined(__clang__)
+MMDFLOW_TARGET_PUSH(MMDFLOW_ISA_TARGET)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+MMDFLOW_TARGET_GCC(MMDFLOW_ISA_TARGET)
+#endif
+#endif
+
+#include "src/kernels/gemm_tiles.h"
+#include "src/kernels/normal_impl.h"
+
+namespace mmdflow {
+namespace MMDFLOW_ISA_NS {
+namespace {
+
+// C[m, n] = A[m, k] B[k, n], contiguous: the path's tiles, else the caller's BLAS product.
+template <typename T>
+inline void product(const BlockArgs<T>& args, const T* A, const T* B, T* C, int64_t m, int64_t n,
+                    int64_t k) {
+#ifdef MMDFLOW_TILES
+  (void)args;
+  gemm_tiles<T>(m, n, k, A, k, B, n, C, n);
+#else
+  args.product(A, B, C, m, n, k);
+#endif
+}
+
+// u = b_k + sum_h B_kh s(P_h[b] + a_h): output k of one particle at input b, P [H, Bt].
+template <typename T, int H, typename SFn>
+inline T output_pre(const T* Bk, T bias, const T* P, const T* a, int64_t Bt, int64_t b) {
+  T u = bias;
+#pragma GCC unroll 4  // H is a constant: unrolled before vectorising over b
+  for (int h = 0; h < H; ++h) u += Bk[h] * SFn::value(P[h * Bt + b] + a[h]);
+  return u;
+}
+
+// Partial feature sums of one block of n particles: out[k, b] += sum_i G(u_ik(x_b)). H is a
+// compile-time constant, so the loops over b vectorise.
+template <typename T, int H, typename SFn, typename GFn>
+void feature_sum_block(const BlockArgs<T>& args, const View<T>& z, int64_t n,
+                       BlockScratch<T>& scratch, double* __restrict out) {
+  const Dims& s = args.s;
+  const int64_t o = s.o, Bt = args.Bt;
+  const GFn G(args.gparam);
+  const T zeros[H] = {};
+  scratch.P.resize(kBlock * H * Bt);
+  T* P = scratch.P.data();
+  product(args, z.A, args.Xt, P, n * H, Bt, s.d);
+  for (int64_t i = 0; i < n; ++i) {
+    const T* __restrict p = P + i * H * Bt;
+    const T* __restrict a = z.a ? z.a + i * H : zeros;
+    for (int64_t k = 0; k < o; ++k) {
+      const T* __restrict Bk = z.B + (i * o + k) * H;
+      const T bias = z.b ? z.b[i * o + k] : T(0);
+      double* __restrict ok = out + k * Bt;
+#pragma omp simd
+      for (int64_t b = 0; b < Bt; ++b) {
+        T dg;
+        ok[b] += G.eval(output_pre<T, H, SFn>(Bk, bias, p, a, Bt, b), &dg);
+      }
+    }
+  }
+}
+
+// Gradients g of sum_b W_b^T phi_z(x_b) for one block of n particles z. P [n H, Bt], E [o, Bt]
+// (dL/dU) and D [Bt] (dL/dS) are scratch.
+template <typename T, int H, typename SFn, typename GFn>
+void weighted_grad_block(const BlockArgs<T>& args, const View<T>& z, const View<T>& g, int64_t n,
+                         T* P, T* E, T* D) {
+  const Dims& s = args.s;
+  const int64_t o = s.o, Bt = args.Bt;
+  const GFn G(args.gparam);
+  const T* W = args.W;
+  const T zeros[H] = {};
+  product(args, z.A, args.Xt, P, n * H, Bt, s.d);
+  for (int64_t i = 0; i < n; ++i) {
+    T* __restrict p = P + i * H * Bt;
+    const T* __restrict a = z.a ? z.a + i * H : zeros;
+    const T* __restrict Bi = z.B + i * o * H;
+    for (int64_t k = 0; k < o; ++k) {
+      T* __restrict Ek = E + k * Bt;
+      const T* __restrict wk = W + k * Bt;
+      const T* __restrict Bk = Bi + k * H;
+      const T bias = z.b ? z.b[i * o + k] : T(0);
+      T sb = 0;
+#pragma omp simd reduction(+ : sb)
+      for (int64_t b = 0; b < Bt; ++b) {
+        T dg;
+        G.eval(output_pre<T, H, SFn>(Bk, bias, p, a, Bt, b), &dg);
+        Ek[b] = wk[b] * dg;
+        sb += Ek[b];
+      }
+      if (g.b) g.b[i * o + k] = sb;
+      for (int h = 0; h < H; ++h) {
+        const T* __restrict ph = p + h * Bt;
+        const T ah = a[h];
+        T sB = 0;
+#pragma omp simd reduction(+ : sB)
+        for (int64_t b = 0; b < Bt; ++b) sB += Ek[b] * SFn::value(ph[b] + ah);
+        g.B[(i * o + k) * H + h] = sB;
+      }
+    }
+    for (int h = 0; h < H; ++h) {
+      // dL/dS_h = sum_k B_kh E_k: E_0 scaled for o = 1, else summed into D first.
+      const T* __restrict dS = E;
+      T scale = Bi[h];
+      if (o > 1) {
+#pragma omp simd
+        for (int64_t b = 0; b < Bt; ++b) D[b] = Bi[h] * E[b];
+        for (int64_t k = 1; k < o; ++k) {
+          const T bkh = Bi[k * H + h];
+          const T* __restrict Ek = E + k * Bt;
+#pragma omp simd
+          for (int64_t b = 0; b < Bt; ++b) D[b] += bkh * Ek[b];
+        }
+        dS = D;
+        scale = T(1);
+      }
+      T* __restrict ph = p + h * Bt;
+      const T ah = a[h];
+      T sa = 0;
+#pragma omp simd reduction(+ : sa)
+      for (int64_t b = 0; b < Bt; ++b) {
+        ph[b] = SFn::backprop(ph[b] + ah, scale * dS[b]);  // dL/dP
+        sa += ph[b];
+      }
+      if (g.a) g.a[i * H + h] = sa;
+    }
+  }
+  product(args, P, args.X, g.A, n * H, s.d, Bt);
+}
+
+// A view of kBlock particles shaped like `like` (same biases) on `data`, sized here.
+template <typename T>
+View<T> block_view(const Dims& s, const View<T>& like, std::vector<T>& data) {
+  const int64_t nA = kBlock * s.H * s.d, na = like.a ? kBlock * s.H : 0, nB = kBlock * s.o * s.H;
+  data.resize(nA + na + nB + (like.b ? kBlock * s.o : 0));
+  T* p = data.data();
+  return {p, like.a ? p + nA : nullptr, p + nA + na, like.b ? p + nA + na + nB : nullptr};
+}
+
+// dst = src + beta w for n particles (dst may be src): tensor j draws its w from keys[j].
+template <typename T>
+void perturb_block(const View<T>& src, const View<T>& dst, const Dims& s, int64_t n, double beta,
+                   const uint64_t* keys, std::vector<float>& w) {
+  const T bt = T(beta);
+  int j = 0;
+  auto add = [&](const T* from, T* to, int64_t len) {
+    if (!from) return;
+    w.resize(len);
+    fill_normal(w.data(), len, keys[j++]);
+    for (int64_t i = 0; i < len; ++i) to[i] = from[i] + bt * T(w[i]);
+  };
+  add(src.A, dst.A, n * s.H * s.d);
+  add(src.a, dst.a, n * s.H);
+  add(src.B, dst.B, n * s.o * s.H);
+  add(src.b, dst.b, n * s.o);
+}
+
+// Returns sum_k g_k^2 and, given z, applies z += st g.
+template <typename T>
+double sq_then_step(const T* __restrict gp, T* __restrict zp, int64_t len, T st) {
+  double acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t k = 0; k < len; ++k) acc += double(gp[k]) * double(gp[k]);
+  if (zp) {
+#pragma omp simd
+    for (int64_t k = 0; k < len; ++k) zp[k] += st * gp[k];
+  }
+  return acc;
+}
+
+template <typename T, int H, typename SFn, typename GFn>
+double grad_block(const BlockArgs<T>& args, const View<T>& z, const View<T>& g, int64_t n,
+                  const uint64_t* keys, BlockScratch<T>& scratch) {
+  const Dims& s = args.s;
+  const int64_t Bt = args.Bt;
+  scratch.P.resize(kBlock * H * Bt);
+  scratch.E.resize(s.o * Bt);
+  scratch.D.resize(Bt);
+  const bool keep = g.A != nullptr;
+  const View<T> gb = keep ? g : block_view(s, z, scratch.grad);
+  View<T> at = z;
+  if (args.beta != 0.0) {
+    at = block_view(s, z, scratch.noisy);
+    perturb_block(z, at, s, n, args.beta, keys, scratch.w);
+  }
+  weighted_grad_block<T, H, SFn, GFn>(args, at, gb, n, scratch.P.data(), scratch.E.data(),
+                                      scratch.D.data());
+  double sq = 0;
+  auto apply = [&](const T* gp, T* zp, int64_t len) {
+    if (gp) sq += sq_then_step(gp, keep ? nullptr : zp, len, T(-args.step));
+  };
+  apply(gb.A, z.A, n * s.H * s.d);
+  apply(gb.a, z.a, n * s.H);
+  apply(gb.B, z.B, n * s.o * s.H);
+  apply(gb.b, z.b, n * s.o);
+  return sq;
+}
+
+#if defined(MMDFLOW_ISA_AVX512)
+constexpr int kLanes = 16;
+#elif defined(MMDFLOW_ISA_AVX2)
+constexpr int kLanes = 8;
+#else
+constexpr int kLanes = 4;  // SSE2: a multiply and an add, no FMA
+#endif
+
+// 12 independent chains of acc = acc x + y on the path's widest float vectors: enough to cover
+// two FMA pipes of latency 4 and more, few enough for 16 registers.
+double fma_loop(int64_t iters) {
+  typedef float F __attribute__((vector_size(4 * kLanes)));
+  constexpr int kChains = 12;
+  F acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = F{} + float(c) * 1e-3f;
+  F x = F{} + 0.999f, y = F{} + 1e-3f;
+  asm volatile("" : "+x"(x), "+x"(y));  // not constants: no folding across rounds
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int c = 0; c < kChains; ++c) acc[c] = acc[c] * x + y;
+  }
+  F sum = F{};
+  for (int c = 0; c < kChains; ++c) sum += acc[c];
+  volatile float sink = sum[0];
+  (void)sink;
+  return 2.0 * double(kChains) * double(kLanes) * double(iters);
+}
+
+// The block kernels of (H, s, G) at compile time.
+template <typename T, int H, typename SFn, typename GFn>
+BlockKernels<T> kernels_of() {
+  return {&feature_sum_block<T, H, SFn, GFn>, &grad_block<T, H, SFn, GFn>};
+}
+
+template <typename T, int H, typename SFn>
+BlockKernels<T> with_output(OutputKind g) {
+  switch (g) {
+    case OutputKind::Identity: return kernels_of<T, H, SFn, IdentityOut<T>>();
+    case OutputKind::Gaussian: return kernels_of<T, H, SFn, GaussianOut<T>>();
+    case OutputKind::Laplace: return kernels_of<T, H, SFn, LaplaceOut<T>>();
+    case OutputKind::IMQ: return kernels_of<T, H, SFn, IMQOut<T>>();
+    case OutputKind::Cosine: return kernels_of<T, H, SFn, CosineOut<T>>();
+    case OutputKind::Power: return kernels_of<T, H, SFn, PowerOut<T>>();
+  }
+  return {};
+}
+
+template <typename T, int H>
+BlockKernels<T> with_activation(Activation s, OutputKind g) {
+  return s == Activation::ReLU ? with_output<T, H, ReLUFn<T>>(g) : with_output<T, H, TanhFn<T>>(g);
+}
+
+template <typename T>
+BlockKernels<T> blocks(int H, Activation s, OutputKind g) {
+  switch (H) {
+    case 1: return with_activation<T, 1>(s, g);
+    case 2: return with_activation<T, 2>(s, g);
+    case 3: return with_activation<T, 3>(s, g);
+    case 4: return with_activation<T, 4>(s, g);
+    default: return {};
+  }
+}
+
+}  // namespace
+
+#ifdef MMDFLOW_TILES
+#define MMDFLOW_GEMM_F32 &gemm_tiles<float>
+#define MMDFLOW_GEMM_F64 &gemm_tiles<double>
+#else
+#define MMDFLOW_GEMM_F32 nullptr
+#define MMDFLOW_GEMM_F64 nullptr
+#endif
+
+// Addresses only: a constant initialiser, so no code of this path runs before it is chosen.
+extern const PathKernels kKernels;
+const PathKernels kKernels = {MMDFLOW_GEMM_F32,       MMDFLOW_GEMM_F64, &fill_normal,
+                              &blocks<float>,         &blocks<double>,  &perturb_block<float>,
+                              &perturb_block<double>, kLanes,           &fma_loop};
+
+}  // namespace MMDFLOW_ISA_NS
+}  // namespace mmdflow
+
+#ifdef MMDFLOW_ISA_TARGET
+#if defined(__clang__)
+#pragma clang attribute pop
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif
+#endif
