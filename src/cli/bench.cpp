@@ -2,15 +2,21 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <fmt/format.h>
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cctype>
 #include <chrono>
+#include <cstdlib>
 
 #include "src/base/device.h"
 #include "src/base/random.h"
 #include "src/flow/flow.h"
+#include "src/kernels/blocks.h"
+#include "src/kernels/isa.h"
 #include "src/train/trainer.h"
 
 namespace mmdflow {
@@ -53,6 +59,126 @@ double peak_rss_mib() {
   return double(ru.ru_maxrss) / 1024.0;
 }
 
+// ---- the kernels' path, the BLAS library, and the CPU's multiply-add peak ---------------------
+
+std::string path_line() {
+  std::string runs;
+  for (Isa isa : supported_isas()) runs += (runs.empty() ? "" : ", ") + to_string(isa);
+  return fmt::format("kernels: {} ({}; this CPU runs {})", to_string(active_isa()),
+                     isa_forced() ? "forced by MMDFLOW_ISA" : "the widest path", runs);
+}
+
+// The BLAS library behind ATen's products: OpenBLAS reports its version and the core it chose.
+struct Blas {
+  std::string name = "unknown BLAS";
+  std::string file;   // the shared library that holds sgemm_
+  std::string core;   // OpenBLAS's core, else empty
+  int core_bits = 0;  // vector width of that core's kernels, 0 if unknown
+};
+
+// The vector width of OpenBLAS's kernels for a core (openblas_get_corename), 0 if unknown.
+int openblas_core_bits(std::string core) {
+  for (char& c : core) c = char(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* c : {"skylakex", "cooperlake", "sapphirerapids"})
+    if (core == c) return 512;
+  for (const char* c :
+       {"haswell", "zen", "sandybridge", "bulldozer", "piledriver", "steamroller", "excavator"})
+    if (core == c) return 256;
+  for (const char* c :
+       {"prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "opteron", "opteron_sse3",
+        "barcelona", "bobcat", "katmai", "coppermine", "northwood", "banias", "athlon"})
+    if (core == c) return 128;
+  return 0;
+}
+
+Blas find_blas() {
+  Blas b;
+  if (void* sgemm = dlsym(RTLD_DEFAULT, "sgemm_")) {
+    Dl_info info{};
+    if (dladdr(sgemm, &info) && info.dli_fname) b.file = info.dli_fname;
+  }
+  using StrFn = char* (*)();
+  auto config = reinterpret_cast<StrFn>(dlsym(RTLD_DEFAULT, "openblas_get_config"));
+  auto corename = reinterpret_cast<StrFn>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  if (config) {  // "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ...": the first two words
+    const std::string c = config();
+    const size_t sp = c.find(' ', c.find(' ') + 1);
+    b.name = c.substr(0, sp);
+  }
+  if (corename) {
+    b.core = corename();
+    b.core_bits = openblas_core_bits(b.core);
+    if (!config) b.name = "OpenBLAS";
+  }
+  return b;
+}
+
+// The widest float32 vector this CPU multiplies and adds, in bits.
+int cpu_vector_bits() { return 32 * path_kernels(widest_isa()).lanes_f32; }
+
+// Core clock in GHz: a chain of dependent integer additions retires one per cycle.
+double clock_ghz() {
+#if defined(__x86_64__)
+  double best = 0;
+  for (int r = 0; r < 5; ++r) {
+    const int64_t n = 20'000'000;
+    uint64_t x = 0;
+    auto t = clock_type::now();
+    for (int64_t i = 0; i < n; i += 8)
+      asm volatile(
+          "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+          "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0"
+          : "+r"(x));
+    best = std::max(best, double(n) / seconds_since(t) / 1e9);
+  }
+  return best;
+#else
+  return 0;  // unknown
+#endif
+}
+
+// The multiply-add peak of `threads` cores on the CPU's widest vectors, measured: each thread runs
+// independent multiply-add chains at once; best of a few rounds.
+double fma_peak_gflops(int64_t threads) {
+  const PathKernels& k = path_kernels(widest_isa());
+  double best = 0;
+  for (int r = 0; r < 5; ++r) {
+    std::atomic<double> flops{0};
+    auto t = clock_type::now();
+    at::parallel_for(0, threads, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t i = b0; i < b1; ++i) {
+        const double f = k.fma_loop(2'000'000);
+        double cur = flops.load();
+        while (!flops.compare_exchange_weak(cur, cur + f)) {
+        }
+      }
+    });
+    best = std::max(best, flops.load() / seconds_since(t) / 1e9);
+  }
+  return best;
+}
+
+// What a slow BLAS is, and what fixes it: one line, or empty when BLAS runs above a quarter of the
+// multiply-add peak. The variable is only named, never set.
+std::string blas_warning(const Blas& blas, double sgemm, double peak) {
+  if (sgemm >= 0.25 * peak) return "";
+  std::string cause = "the BLAS library is slow on this CPU", fix = "link an optimised BLAS";
+  const int bits = cpu_vector_bits();
+  if (!blas.core.empty() && blas.core_bits > 0 && blas.core_bits < bits && bits >= 256) {
+    cause = fmt::format("OpenBLAS chose core {} ({}-bit kernels) for a CPU with {}-bit FMA",
+                        blas.core, blas.core_bits, bits);
+    fix = fmt::format("run with OPENBLAS_CORETYPE={} (mmdflow never sets it)",
+                      bits == 512 ? "SkylakeX" : "Haswell");
+  } else if (!blas.core.empty()) {
+    cause = fmt::format("OpenBLAS runs core {}, or other processes share the cores", blas.core);
+    fix = "check the load, or try another OPENBLAS_CORETYPE";
+  }
+  return fmt::format(
+      "warning: BLAS runs the float32 product at {:.0f} GFLOP/s, {:.0f}% of the FMA peak: {}; "
+      "{}",
+      sgemm, 100.0 * sgemm / peak, cause, fix);
+}
+
 }  // namespace
 
 void run_bench(Config cfg, const BenchOptions& opt) {
@@ -73,14 +199,38 @@ void run_bench(Config cfg, const BenchOptions& opt) {
   fmt::print("mmdflow bench: {} {}, {} threads; d={} H={} o={} M={} B={}, beta={} ({})\n",
              dev.str(), cfg.dtype, at::get_num_threads(), fam.dim, fam.hidden, fam.outputs,
              cfg.teacher.particles, B, beta, beta > 0 ? "noise injection" : "plain flow");
-  fmt::print("float32 matrix product 2048x2048x2048: {:.1f} GFLOP/s (the machine's reference)\n",
-             peak);
+  fmt::print("{}\n", path_line());
+  const Blas blas = find_blas();
+  fmt::print("BLAS: {}{}{}\n", blas.name,
+             blas.core.empty()
+                 ? ""
+                 : fmt::format(", core {} ({})", blas.core,
+                               blas.core_bits ? fmt::format("{}-bit kernels", blas.core_bits)
+                                              : "kernel width unknown"),
+             blas.file.empty() ? "" : ", " + blas.file);
+  const double fma = fma_peak_gflops(threads), ghz = clock_ghz();
+  const int lanes = path_kernels(widest_isa()).lanes_f32;
+  if (ghz > 0) {
+    fmt::print(
+        "FMA peak: {} cores x {} float32 lanes x {:.1f} FMA/cycle x {:.2f} GHz x 2 = {:.0f} "
+        "GFLOP/s (measured in this run)\n",
+        threads, lanes, fma / (2.0 * double(threads * lanes) * ghz), ghz, fma);
+  } else {
+    fmt::print("FMA peak: {} cores x {} float32 lanes: {:.0f} GFLOP/s (measured in this run)\n",
+               threads, lanes, fma);
+  }
+  fmt::print(
+      "float32 matrix product 2048x2048x2048: {:.1f} GFLOP/s (the machine's reference), "
+      "{:.0f}% of the FMA peak\n",
+      peak, 100.0 * peak / fma);
+  if (const std::string w = blas_warning(blas, peak, fma); !w.empty()) fmt::print("{}\n", w);
   fmt::print(
       "GFLOP/s count the first-layer products of a step ({}: A X^T {}and dP X, 2 N H d B "
-      "each); shape-GFLOP/s is BLAS alone on one [N H, d] x [d, B] product\n",
+      "each); of-ref and of-peak divide them by the reference and by the FMA peak; "
+      "shape-GFLOP/s is BLAS alone on one [N H, d] x [d, B] product\n",
       products, beta > 0 ? "clean and noisy " : "");
-  fmt::print("{:>9} {:>10} {:>9} {:>8} {:>13} {:>12}\n", "N", "ms/step", "GFLOP/s", "of-ref",
-             "shape-GFLOP/s", "peak-RSS-MiB");
+  fmt::print("{:>9} {:>10} {:>9} {:>8} {:>8} {:>13} {:>12}\n", "N", "ms/step", "GFLOP/s", "of-ref",
+             "of-peak", "shape-GFLOP/s", "peak-RSS-MiB");
 
   at::Generator gen = make_generator(c10::Device(c10::kCPU), cfg.seed);
   for (int64_t N : sizes) {
@@ -105,8 +255,8 @@ void run_bench(Config cfg, const BenchOptions& opt) {
     set_blas_threads(threads);  // BLAS alone on one first-layer product of this size
     const double shape = matmul_gflops(dev, N * fam.hidden, fam.dim, B, 5);
     set_blas_threads(1);
-    fmt::print("{:>9} {:>10.3f} {:>9.1f} {:>7.0f}% {:>13.1f} {:>12.0f}\n", N, med, gflops,
-               100.0 * gflops / peak, shape, peak_rss_mib());
+    fmt::print("{:>9} {:>10.3f} {:>9.1f} {:>7.0f}% {:>7.0f}% {:>13.1f} {:>12.0f}\n", N, med, gflops,
+               100.0 * gflops / peak, 100.0 * gflops / fma, shape, peak_rss_mib());
     std::fflush(stdout);
   }
 }
