@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "src/base/random.h"
+#include "src/kernels/dense.h"
 
 namespace mmdflow {
 
@@ -89,6 +90,7 @@ class BlockStudent : public Student {
 class DenseStudent : public Student {
  public:
   DenseStudent(const ParticleFamily& fam, DenseWeights w) : fam_(fam), w_(std::move(w)) {
+    for (at::Tensor* t : tensors(w_)) *t = t->contiguous();
     N_ = w_.W2.size(0) / fam_.outputs;
     TORCH_CHECK(w_.W1.dim() == 2 && w_.W1.size(0) == N_ * fam_.hidden && w_.W1.size(1) == fam_.dim,
                 "W1 must be [", N_ * fam_.hidden, ", ", fam_.dim, "], got ", w_.W1.sizes());
@@ -99,10 +101,15 @@ class DenseStudent : public Student {
   int64_t size() const override { return N_; }
 
   at::Tensor feature_sum(const at::Tensor& X) const override {
+    if (on_cpu()) return cpu_.feature_sum(fam_, params(), X);
     return output(fam_.out, forward(w_, X).U).view({X.size(0), fam_.outputs, N_}).sum(2);
   }
   at::Tensor descend(const at::Tensor& X, const at::Tensor& W, double step,
                      const Noise& noise) override {
+    if (on_cpu()) {
+      DenseParams p = params();
+      return mean_of(cpu_.grad(fam_, p, X, W, noise, step, /*update=*/true));
+    }
     DenseWeights g = grad(noise.beta != 0.0 ? noisy(noise) : w_, X, W);
     auto wt = tensors(w_);
     auto gt = tensors(g);
@@ -110,6 +117,10 @@ class DenseStudent : public Student {
     return sq_norm(g);
   }
   at::Tensor grad_sq(const at::Tensor& X, const at::Tensor& W) const override {
+    if (on_cpu()) {
+      DenseParams p = params();
+      return mean_of(cpu_.grad(fam_, p, X, W, Noise{}, 0.0, /*update=*/false));
+    }
     return sq_norm(grad(w_, X, W));
   }
   at::Tensor jacobian_gram(const at::Tensor& X) const override {
@@ -199,9 +210,17 @@ class DenseStudent : public Student {
     return total / double(N_);
   }
 
+  // CPU: src/kernels/dense.h's blocked step on the active instruction-set path; elsewhere ATen.
+  bool on_cpu() const { return w_.W1.device().is_cpu(); }
+  DenseParams params() const { return {w_.W1, w_.b1, w_.W2, w_.b2}; }  // views: updates reach w_
+  at::Tensor mean_of(double sq) const {
+    return at::scalar_tensor(sq / double(N_), w_.W1.options());
+  }
+
   ParticleFamily fam_;
   DenseWeights w_;
   int64_t N_;
+  mutable DenseCpu cpu_;  // buffers reused from step to step
 };
 
 }  // namespace

@@ -71,6 +71,29 @@ template <typename T>
 using Perturb = void (*)(const View<T>& src, const View<T>& dst, const Dims& s, int64_t n,
                          double beta, const uint64_t* keys, std::vector<float>& w);
 
+// The dense layout's pieces (dense.cpp), row-major, on the calling thread.
+template <typename T>
+struct DenseKernels {
+  // C[m, n] (+)= op(A)[m, k] B[k, n]: op(A) = A [m, k] or, with trans_a, A^T for A [k, m]; row
+  // strides lda, ldb, ldc. Null on the generic path (BLAS).
+  void (*gemm)(bool trans_a, bool accumulate, int64_t m, int64_t n, int64_t k, const T* A,
+               int64_t lda, const T* B, int64_t ldb, T* C, int64_t ldc);
+  // Output units r0 .. r0 + rows - 1 (unit r is output r / N of particle r % N) at B inputs:
+  // u = UT[r, b] + bias[r]. fs[k, b] += G(u) when fs is set; E[r, b] = Wt[k, b] G'(u) (may be
+  // UT) and gb[r] = sum_b E[r, b] when E is set. UT, E [rows, B]; Wt, fs [o, B]; bias, gb [rows].
+  void (*outputs)(const OutputFn& g, int64_t rows, int64_t B, int64_t r0, int64_t N, const T* UT,
+                  const T* bias, const T* Wt, T* E, T* gb, double* fs);
+  // S = s(H), len elements.
+  void (*activate)(Activation s, const T* H, T* S, int64_t len);
+  // Columns [0, cols) of rows [0, rows) (row stride ld): D = D s'(H), colsum[j] = sum over rows.
+  void (*backprop)(Activation s, int64_t rows, int64_t cols, int64_t ld, const T* H, T* D,
+                   T* colsum);
+  // dst = src + beta w (w drawn in float32), len elements.
+  void (*add_noise)(const T* src, const float* w, double beta, T* dst, int64_t len);
+  // Returns sum_k g_k^2 and, given z, applies z -= step g.
+  double (*sq_then_step)(const T* g, T* z, int64_t len, double step);
+};
+
 // One path's kernels. gemm_f32 and gemm_f64 are null on the generic path (BLAS does its products).
 struct PathKernels {
   void (*gemm_f32)(int64_t m, int64_t n, int64_t k, const float* A, int64_t lda, const float* B,
@@ -87,6 +110,8 @@ struct PathKernels {
   // independent multiply-adds on one thread and returns the floating-point operations done.
   int lanes_f32;
   double (*fma_loop)(int64_t iters);
+  DenseKernels<float> dense_f32;
+  DenseKernels<double> dense_f64;
 };
 
 // The fused kernel's loops take H as a compile-time constant, up to this.

@@ -91,15 +91,36 @@ struct Vec<double> {
 #ifdef MMDFLOW_TILES
 constexpr int kTileRows = 6;
 
+// How a product reads and writes: op(A)[r, kk] is A[r lda + kk], or A[kk lda + r] with TransA; Acc
+// adds to C instead of overwriting it.
+template <bool TransA, bool Acc>
+struct Op {
+  static constexpr bool kTransA = TransA, kAcc = Acc;
+  static int64_t at(int64_t r, int64_t kk, int64_t lda) {
+    return TransA ? kk * lda + r : r * lda + kk;
+  }
+  static int64_t row_step(int64_t lda) { return TransA ? 1 : lda; }
+};
+
 // Rows [0, MR) x vectors [0, NV) of C, accumulated over k; with Tail the last vector is partial.
-template <typename T, int MR, int NV, bool Tail>
+template <typename T, typename O, int MR, int NV, bool Tail>
 inline void tile(int64_t k, const T* __restrict A, int64_t lda, const T* __restrict B, int64_t ldb,
                  T* __restrict C, int64_t ldc, typename Vec<T>::Mask mask) {
   using V = Vec<T>;
   constexpr int L = V::kLanes;
   typename V::R acc[MR * NV];
 #pragma GCC unroll 32
-  for (int i = 0; i < MR * NV; ++i) acc[i] = V::zero();
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) {
+      if constexpr (O::kAcc) {
+        acc[r * NV + j] =
+            Tail && j == NV - 1 ? V::load(C + r * ldc + L * j, mask) : V::load(C + r * ldc + L * j);
+      } else {
+        acc[r * NV + j] = V::zero();
+      }
+    }
+  }
   for (int64_t kk = 0; kk < k; ++kk) {
     const T* bk = B + kk * ldb;
     typename V::R b[NV];
@@ -108,7 +129,7 @@ inline void tile(int64_t k, const T* __restrict A, int64_t lda, const T* __restr
     if constexpr (Tail) b[NV - 1] = V::load(bk + L * (NV - 1), mask);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      const typename V::R a = V::set1(A[r * lda + kk]);
+      const typename V::R a = V::set1(A[O::at(r, kk, lda)]);
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) acc[r * NV + j] = V::fma(a, b[j], acc[r * NV + j]);
     }
@@ -122,45 +143,65 @@ inline void tile(int64_t k, const T* __restrict A, int64_t lda, const T* __restr
 }
 
 // Every row of one column panel: tiles of kTileRows rows, then one tile of the remaining rows.
-template <typename T, int NV, bool Tail>
+template <typename T, typename O, int NV, bool Tail>
 void panel(int64_t m, int64_t k, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
            int64_t ldc, typename Vec<T>::Mask mask) {
-  for (; m >= kTileRows; m -= kTileRows, A += kTileRows * lda, C += kTileRows * ldc)
-    tile<T, kTileRows, NV, Tail>(k, A, lda, B, ldb, C, ldc, mask);
+  const int64_t step = kTileRows * O::row_step(lda);
+  for (; m >= kTileRows; m -= kTileRows, A += step, C += kTileRows * ldc)
+    tile<T, O, kTileRows, NV, Tail>(k, A, lda, B, ldb, C, ldc, mask);
   switch (m) {
-    case 1: return tile<T, 1, NV, Tail>(k, A, lda, B, ldb, C, ldc, mask);
-    case 2: return tile<T, 2, NV, Tail>(k, A, lda, B, ldb, C, ldc, mask);
-    case 3: return tile<T, 3, NV, Tail>(k, A, lda, B, ldb, C, ldc, mask);
-    case 4: return tile<T, 4, NV, Tail>(k, A, lda, B, ldb, C, ldc, mask);
-    case 5: return tile<T, 5, NV, Tail>(k, A, lda, B, ldb, C, ldc, mask);
+    case 1: return tile<T, O, 1, NV, Tail>(k, A, lda, B, ldb, C, ldc, mask);
+    case 2: return tile<T, O, 2, NV, Tail>(k, A, lda, B, ldb, C, ldc, mask);
+    case 3: return tile<T, O, 3, NV, Tail>(k, A, lda, B, ldb, C, ldc, mask);
+    case 4: return tile<T, O, 4, NV, Tail>(k, A, lda, B, ldb, C, ldc, mask);
+    case 5: return tile<T, O, 5, NV, Tail>(k, A, lda, B, ldb, C, ldc, mask);
     default: return;
   }
 }
 
 // The last panel: NV - 1 whole vectors and a partial one.
-template <typename T, int NV>
+template <typename T, typename O, int NV>
 void tail_panel(int nv, int64_t m, int64_t k, const T* A, int64_t lda, const T* B, int64_t ldb,
                 T* C, int64_t ldc, typename Vec<T>::Mask mask) {
   if constexpr (NV > 1) {
-    if (nv < NV) return tail_panel<T, NV - 1>(nv, m, k, A, lda, B, ldb, C, ldc, mask);
+    if (nv < NV) return tail_panel<T, O, NV - 1>(nv, m, k, A, lda, B, ldb, C, ldc, mask);
   }
-  panel<T, NV, true>(m, k, A, lda, B, ldb, C, ldc, mask);
+  panel<T, O, NV, true>(m, k, A, lda, B, ldb, C, ldc, mask);
 }
 
-// C[m, n] = A[m, k] B[k, n]; lda, ldb, ldc are row strides in elements.
-template <typename T>
-void gemm_tiles(int64_t m, int64_t n, int64_t k, const T* A, int64_t lda, const T* B, int64_t ldb,
-                T* C, int64_t ldc) {
+// C[m, n] (+)= op(A)[m, k] B[k, n] (Op); lda, ldb, ldc are row strides in elements.
+template <typename T, typename O>
+void gemm_op(int64_t m, int64_t n, int64_t k, const T* A, int64_t lda, const T* B, int64_t ldb,
+             T* C, int64_t ldc) {
   using V = Vec<T>;
   constexpr int64_t kPanel = int64_t(kTileVectors) * V::kLanes;
   int64_t c = 0;
   for (; c + kPanel <= n; c += kPanel)
-    panel<T, kTileVectors, false>(m, k, A, lda, B + c, ldb, C + c, ldc, V::mask(V::kLanes));
+    panel<T, O, kTileVectors, false>(m, k, A, lda, B + c, ldb, C + c, ldc, V::mask(V::kLanes));
   const int64_t rest = n - c;  // 0 .. kPanel - 1 columns, the last vector partial
   if (rest == 0) return;
   const int nv = int((rest + V::kLanes - 1) / V::kLanes);
   const int last = int(rest - int64_t(nv - 1) * V::kLanes);
-  tail_panel<T, kTileVectors>(nv, m, k, A, lda, B + c, ldb, C + c, ldc, V::mask(last));
+  tail_panel<T, O, kTileVectors>(nv, m, k, A, lda, B + c, ldb, C + c, ldc, V::mask(last));
+}
+
+// C[m, n] = A[m, k] B[k, n].
+template <typename T>
+void gemm_tiles(int64_t m, int64_t n, int64_t k, const T* A, int64_t lda, const T* B, int64_t ldb,
+                T* C, int64_t ldc) {
+  gemm_op<T, Op<false, false>>(m, n, k, A, lda, B, ldb, C, ldc);
+}
+
+// C[m, n] (+)= op(A)[m, k] B[k, n], op(A) = A or A^T, by the flags.
+template <typename T>
+void gemm_flags(bool trans_a, bool accumulate, int64_t m, int64_t n, int64_t k, const T* A,
+                int64_t lda, const T* B, int64_t ldb, T* C, int64_t ldc) {
+  if (trans_a) {
+    if (accumulate) return gemm_op<T, Op<true, true>>(m, n, k, A, lda, B, ldb, C, ldc);
+    return gemm_op<T, Op<true, false>>(m, n, k, A, lda, B, ldb, C, ldc);
+  }
+  if (accumulate) return gemm_op<T, Op<false, true>>(m, n, k, A, lda, B, ldb, C, ldc);
+  gemm_op<T, Op<false, false>>(m, n, k, A, lda, B, ldb, C, ldc);
 }
 #endif
 

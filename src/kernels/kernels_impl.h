@@ -302,6 +302,94 @@ double fma_loop(int64_t iters) {
   return 2.0 * double(kChains) * double(kLanes) * double(iters);
 }
 
+// ---- the dense layout's pieces -------------------------------------------------------------
+
+template <typename T, typename GFn>
+void outputs_of(const GFn& G, int64_t rows, int64_t B, int64_t r0, int64_t N, const T* UT,
+                const T* bias, const T* Wt, T* E, T* gb, double* fs) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t k = (r0 + r) / N;
+    const T c = bias ? bias[r] : T(0);
+    const T* __restrict u = UT + r * B;
+    if (fs) {
+      double* __restrict f = fs + k * B;
+#pragma omp simd
+      for (int64_t b = 0; b < B; ++b) {
+        T dg;
+        f[b] += G.eval(u[b] + c, &dg);
+      }
+    }
+    if (E) {
+      const T* __restrict w = Wt + k * B;
+      T* e = E + r * B;  // may be u
+      T sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t b = 0; b < B; ++b) {
+        T dg;
+        G.eval(u[b] + c, &dg);
+        e[b] = w[b] * dg;
+        sum += e[b];
+      }
+      if (gb) gb[r] = sum;
+    }
+  }
+}
+
+template <typename T>
+void dense_outputs(const OutputFn& g, int64_t rows, int64_t B, int64_t r0, int64_t N, const T* UT,
+                   const T* bias, const T* Wt, T* E, T* gb, double* fs) {
+  dispatch_nonlinearities<T>(Activation::ReLU, g, [&](auto, auto gfn) {
+    outputs_of<T>(gfn, rows, B, r0, N, UT, bias, Wt, E, gb, fs);
+  });
+}
+
+template <typename T, typename SFn>
+void activate_of(const T* __restrict H, T* __restrict S, int64_t len) {
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) S[i] = SFn::value(H[i]);
+}
+
+template <typename T>
+void dense_activate(Activation s, const T* H, T* S, int64_t len) {
+  if (s == Activation::ReLU) return activate_of<T, ReLUFn<T>>(H, S, len);
+  activate_of<T, TanhFn<T>>(H, S, len);
+}
+
+template <typename T, typename SFn>
+void backprop_of(int64_t rows, int64_t cols, int64_t ld, const T* H, T* D, T* colsum) {
+  for (int64_t j = 0; j < cols; ++j) colsum[j] = T(0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* __restrict h = H + r * ld;
+    T* __restrict d = D + r * ld;
+    T* __restrict cs = colsum;
+#pragma omp simd
+    for (int64_t j = 0; j < cols; ++j) {
+      d[j] = SFn::backprop(h[j], d[j]);
+      cs[j] += d[j];
+    }
+  }
+}
+
+template <typename T>
+void dense_backprop(Activation s, int64_t rows, int64_t cols, int64_t ld, const T* H, T* D,
+                    T* colsum) {
+  if (s == Activation::ReLU) return backprop_of<T, ReLUFn<T>>(rows, cols, ld, H, D, colsum);
+  backprop_of<T, TanhFn<T>>(rows, cols, ld, H, D, colsum);
+}
+
+template <typename T>
+void add_noise(const T* __restrict src, const float* __restrict w, double beta, T* __restrict dst,
+               int64_t len) {
+  const T bt = T(beta);
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) dst[i] = src[i] + bt * T(w[i]);
+}
+
+template <typename T>
+double dense_sq_then_step(const T* g, T* z, int64_t len, double step) {
+  return sq_then_step(g, z, len, T(-step));
+}
+
 // The block kernels of (H, s, G) at compile time.
 template <typename T, int H, typename SFn, typename GFn>
 BlockKernels<T> kernels_of() {
@@ -340,18 +428,28 @@ BlockKernels<T> blocks(int H, Activation s, OutputKind g) {
 }  // namespace
 
 #ifdef MMDFLOW_TILES
-#define MMDFLOW_GEMM_F32 &gemm_tiles<float>
-#define MMDFLOW_GEMM_F64 &gemm_tiles<double>
+#define MMDFLOW_TILED(f) &f
 #else
-#define MMDFLOW_GEMM_F32 nullptr
-#define MMDFLOW_GEMM_F64 nullptr
+#define MMDFLOW_TILED(f) nullptr
 #endif
 
 // Addresses only: a constant initialiser, so no code of this path runs before it is chosen.
 extern const PathKernels kKernels;
-const PathKernels kKernels = {MMDFLOW_GEMM_F32,       MMDFLOW_GEMM_F64, &fill_normal,
-                              &blocks<float>,         &blocks<double>,  &perturb_block<float>,
-                              &perturb_block<double>, kLanes,           &fma_loop};
+const PathKernels kKernels = {
+    MMDFLOW_TILED(gemm_tiles<float>),
+    MMDFLOW_TILED(gemm_tiles<double>),
+    &fill_normal,
+    &blocks<float>,
+    &blocks<double>,
+    &perturb_block<float>,
+    &perturb_block<double>,
+    kLanes,
+    &fma_loop,
+    {MMDFLOW_TILED(gemm_flags<float>), &dense_outputs<float>, &dense_activate<float>,
+     &dense_backprop<float>, &add_noise<float>, &dense_sq_then_step<float>},
+    {MMDFLOW_TILED(gemm_flags<double>), &dense_outputs<double>, &dense_activate<double>,
+     &dense_backprop<double>, &add_noise<double>, &dense_sq_then_step<double>},
+};
 
 }  // namespace MMDFLOW_ISA_NS
 }  // namespace mmdflow
