@@ -3,7 +3,9 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <atomic>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "src/base/random.h"
@@ -84,14 +86,31 @@ void check_params(const DenseParams& w, const at::Tensor& X) {
 
 }  // namespace
 
-void DenseCpu::draw(const DenseParams& w, uint64_t seed) {
-  at::Generator gen = make_generator(c10::Device(c10::kCPU), seed);
-  const at::Tensor* src[] = {&w.W1, &w.b1, &w.W2, &w.b2};
-  at::Tensor* dst[] = {&eps_.W1, &eps_.b1, &eps_.W2, &eps_.b2};
-  for (int i = 0; i < 4; ++i) {
-    if (!src[i]->defined()) continue;
-    reshape_buffer(*dst[i], src[i]->sizes(), at::kFloat);
-    dst[i]->normal_(0.0, 1.0, gen);  // at::normal's draws, into a kept buffer
+void DenseCpu::draw_first(const DenseParams& w, at::Generator& gen) {
+  for (auto [src, dst] : {std::pair{&w.W1, &eps_.W1}, {&w.b1, &eps_.b1}}) {
+    if (!src->defined()) continue;
+    reshape_buffer(*dst, src->sizes(), at::kFloat);
+    dst->normal_(0.0, 1.0, gen);  // at::normal's draws, into a kept buffer
+  }
+  reshape_buffer(eps_.W2, w.W2.sizes(), at::kFloat);
+  if (w.b2.defined()) reshape_buffer(eps_.b2, w.b2.sizes(), at::kFloat);
+}
+
+void DenseCpu::draw_second(const DenseParams& w, at::Generator& gen, std::atomic<int64_t>& drawn) {
+  const int64_t No = w.W2.size(0), NH = w.W2.size(1);
+  // Pieces of whole blocks, kUnits NH draws each (a multiple of 16): at::normal turns 16 uniforms
+  // at a time into normals and redraws the last 16 of a tensor whose size is not a multiple of 16,
+  // so pieces draw what the whole tensor would as long as the last one has 16 or more.
+  for (int64_t r0 = 0; r0 < No;) {
+    int64_t r1 = std::min(No, r0 + kUnits);
+    if ((No - r1) * NH < 16) r1 = No;
+    eps_.W2.narrow(0, r0, r1 - r0).normal_(0.0, 1.0, gen);
+    drawn.store(r1, std::memory_order_release);
+    r0 = r1;
+  }
+  if (w.b2.defined()) {
+    eps_.b2.normal_(0.0, 1.0, gen);
+    drawn.store(No + 1, std::memory_order_release);
   }
 }
 
@@ -162,7 +181,11 @@ double DenseCpu::grad(const ParticleFamily& fam, DenseParams& w, const at::Tenso
   const int64_t B = Xc.size(0), d = Xc.size(1), No = w.W2.size(0), NH = w.W2.size(1);
   const int64_t o = fam.outputs, N = No / o, nblocks = (No + kUnits - 1) / kUnits;
   const double beta = noise.beta;
-  if (beta != 0.0) draw(w, noise.seed);
+  at::Generator gen;
+  if (beta != 0.0) {
+    gen = make_generator(c10::Device(c10::kCPU), noise.seed);
+    draw_first(w, gen);
+  }
   // The weights the gradient is taken at: noisy copies, or w itself. W2's rows are noised (or
   // copied, when w is updated before the copy's last use) block by block below.
   const bool copy_w2 = beta != 0.0 || update;
@@ -200,11 +223,29 @@ double DenseCpu::grad(const ParticleFamily& fam, DenseParams& w, const at::Tenso
     const T *S1 = S1_.data_ptr<T>(), *S1t = S1t_.data_ptr<T>(), *wt = Wt.data_ptr<T>();
     T *E = E_.data_ptr<T>(), *gb2 = gb2_.data_ptr<T>();
     // Output units, block by block: W2's rows at w + beta eps, E^T = dL/dU^T, then the block's
-    // gradient of W2 (and b2), applied to w at once when updating.
-    at::parallel_for(0, nblocks, 1, [&](int64_t k0, int64_t k1) {
+    // gradient of W2 (and b2), applied to w at once when updating. With noise, one thread draws
+    // W2's noise (serial: one generator), block by block, then joins the others, which take each
+    // block as soon as its noise is drawn (all of it, b2's too, with an output bias).
+    std::atomic<int64_t> drawn{e2 ? 0 : No + 1}, next{0};
+    std::atomic<bool> failed{false};
+    const int64_t threads = at::get_num_threads();
+    at::parallel_for(0, threads, 1, [&](int64_t t0, int64_t) {
+      if (t0 == 0 && e2) {
+        try {
+          draw_second(w, gen, drawn);
+        } catch (...) {
+          failed = true;
+          throw;
+        }
+      }
       std::vector<T> gW2(kUnits * NH);
-      for (int64_t blk = k0; blk < k1; ++blk) {
+      for (int64_t blk; (blk = next.fetch_add(1)) < nblocks;) {
         const int64_t r0 = blk * kUnits, rows = std::min(kUnits, No - r0);
+        const int64_t need = b2 ? No + 1 : r0 + rows;
+        while (drawn.load(std::memory_order_acquire) < need) {
+          if (failed) return;
+          std::this_thread::yield();
+        }
         T *w2 = W2 + r0 * NH, *w2n = W2n + r0 * NH, *Eb = E + r0 * B;
         if (e2) {
           dk.add_noise(w2, e2 + r0 * NH, beta, w2n, rows * NH);

@@ -6,7 +6,10 @@
 // block's gradient of W2, applied at once. No [N o, N H] gradient is ever held; the noisy W2 is
 // kept in a buffer reused from step to step. Results do not depend on the number of threads.
 #pragma once
+#include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
+
+#include <atomic>
 
 #include "models/particle_net.h"
 #include "src/kernels/features.h"
@@ -31,8 +34,10 @@ class DenseCpu {
               const Noise& noise, double step, bool update);
 
  private:
-  // Draws the noise of the defined weights, in order, into eps_.
-  void draw(const DenseParams& w, uint64_t seed);
+  // The noise of W1 and b1 into eps_ (and eps_ sized for W2 and b2), from gen.
+  void draw_first(const DenseParams& w, at::Generator& gen);
+  // Then W2's, publishing in `drawn` the rows drawn so far, and b2's (drawn = N o + 1).
+  void draw_second(const DenseParams& w, at::Generator& gen, std::atomic<int64_t>& drawn);
   // H1 and S1 [B, N H], S1T [N H, B] at (W1, b1).
   void hidden(const ParticleFamily& fam, const at::Tensor& W1, const at::Tensor& b1,
               const at::Tensor& X);
