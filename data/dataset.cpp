@@ -2,20 +2,9 @@
 
 #include <ATen/ATen.h>
 
-#include <stdexcept>
-
 #include "models/particle_net.h"
 
 namespace mmdflow {
-
-InputDist parse_input(const std::string& name) {
-  if (name == "sphere") return InputDist::Sphere;
-  if (name == "gaussian") return InputDist::Gaussian;
-  throw std::invalid_argument("unknown input distribution '" + name +
-                              "' (valid: sphere, gaussian)");
-}
-
-std::string to_string(InputDist dist) { return dist == InputDist::Sphere ? "sphere" : "gaussian"; }
 
 at::Tensor sample_inputs(InputDist dist, int64_t n, int64_t d, at::Generator& gen,
                          const at::TensorOptions& opts) {

@@ -3,16 +3,11 @@
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
-#include <string>
+#include "data/input.h"
 
 namespace mmdflow {
 
 class ParticleNet;
-
-enum class InputDist { Sphere, Gaussian };  // uniform on S^{d-1} | N(0, I_d)
-
-InputDist parse_input(const std::string& name);  // throws std::invalid_argument
-std::string to_string(InputDist dist);
 
 // n inputs [n, d], drawn in double on gen's device, then converted: the same seed gives the same
 // inputs for every dtype, and a CPU generator the same for every device.

@@ -2,44 +2,7 @@
 
 #include <ATen/ATen.h>
 
-#include <stdexcept>
-
 namespace mmdflow {
-
-const char* activation_names() { return "relu, tanh"; }
-const char* output_names() { return "identity, gaussian, laplace, imq, cosine, power"; }
-
-Activation parse_activation(const std::string& name) {
-  if (name == "relu") return Activation::ReLU;
-  if (name == "tanh") return Activation::Tanh;
-  throw std::invalid_argument("unknown activation '" + name + "' (valid: " + activation_names() +
-                              ")");
-}
-
-OutputKind parse_output(const std::string& name) {
-  if (name == "identity") return OutputKind::Identity;
-  if (name == "gaussian") return OutputKind::Gaussian;
-  if (name == "laplace") return OutputKind::Laplace;
-  if (name == "imq") return OutputKind::IMQ;
-  if (name == "cosine") return OutputKind::Cosine;
-  if (name == "power") return OutputKind::Power;
-  throw std::invalid_argument("unknown output non-linearity '" + name +
-                              "' (valid: " + output_names() + ")");
-}
-
-std::string to_string(Activation a) { return a == Activation::ReLU ? "relu" : "tanh"; }
-
-std::string to_string(OutputKind k) {
-  switch (k) {
-    case OutputKind::Identity: return "identity";
-    case OutputKind::Gaussian: return "gaussian";
-    case OutputKind::Laplace: return "laplace";
-    case OutputKind::IMQ: return "imq";
-    case OutputKind::Cosine: return "cosine";
-    case OutputKind::Power: return "power";
-  }
-  return "?";
-}
 
 at::Tensor activate(Activation s, const at::Tensor& p) {
   return s == Activation::ReLU ? at::relu(p) : at::tanh(p);

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <string>
 
+#include "src/base/names.h"
+
 namespace at {
 class Tensor;
 }
@@ -16,19 +18,29 @@ namespace mmdflow {
 enum class Activation { ReLU, Tanh };
 enum class OutputKind { Identity, Gaussian, Laplace, IMQ, Cosine, Power };
 
+template <>
+struct Names<Activation> {
+  static constexpr const char* what = "activation";
+  static constexpr std::array<std::pair<Activation, const char*>, 2> table{
+      {{Activation::ReLU, "relu"}, {Activation::Tanh, "tanh"}}};
+};
+template <>
+struct Names<OutputKind> {
+  static constexpr const char* what = "output non-linearity";
+  static constexpr std::array<std::pair<OutputKind, const char*>, 6> table{
+      {{OutputKind::Identity, "identity"},
+       {OutputKind::Gaussian, "gaussian"},
+       {OutputKind::Laplace, "laplace"},
+       {OutputKind::IMQ, "imq"},
+       {OutputKind::Cosine, "cosine"},
+       {OutputKind::Power, "power"}}};
+};
+
 // G with its parameter: sigma (gaussian), lambda (laplace), c (imq); unused by the others.
 struct OutputFn {
   OutputKind kind = OutputKind::Identity;
   double param = 1.0;
 };
-
-// Throw std::invalid_argument naming the valid choices.
-Activation parse_activation(const std::string& name);
-OutputKind parse_output(const std::string& name);
-std::string to_string(Activation a);
-std::string to_string(OutputKind k);
-const char* activation_names();
-const char* output_names();
 
 // ATen versions, elementwise.
 at::Tensor activate(Activation s, const at::Tensor& p);

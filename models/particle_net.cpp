@@ -2,6 +2,9 @@
 
 #include <ATen/ATen.h>
 
+#include "models/init.h"
+#include "models/weights.h"
+
 namespace mmdflow {
 
 int64_t ParticleFamily::particle_size() const {
@@ -48,7 +51,7 @@ Particles Particles::to(const at::TensorOptions& opts) const {
 
 at::Tensor Particles::flat() const {
   std::vector<at::Tensor> parts;
-  for (const at::Tensor* t : tensors()) parts.push_back(t->reshape({size(), -1}));
+  for (const at::Tensor* t : tensors()) parts.push_back(t->flatten(1));
   return at::cat(parts, 1);
 }
 
@@ -78,11 +81,11 @@ ParticleNet::ParticleNet(const ParticleFamily& family, Particles z)
 
 void ParticleNet::reset(at::Generator& gen) {
   const int64_t N = options_.particles(), H = family_.hidden, d = family_.dim, o = family_.outputs;
+  const int64_t first = options_.first(), last = options_.last() < 0 ? N : options_.last();
   // Draw on CPU in double from the trainer's generator, then convert: the same seed gives the
-  // same particles whatever the dtype or device.
+  // same particles whatever the dtype, device or sharding.
   auto draw = [&](at::IntArrayRef sizes) {
-    auto t = at::normal(options_.init_mean(), options_.init_std(), sizes, gen,
-                        at::TensorOptions().dtype(at::kDouble));
+    auto t = normal_rows(sizes, first, last, options_.init_mean(), options_.init_std(), gen);
     return t.to(at::TensorOptions().dtype(options_.dtype()).device(options_.device()));
   };
   z_ = Particles{};
@@ -105,14 +108,10 @@ at::Tensor ParticleNet::forward(const at::Tensor& X) const {
   return particle_features(family_, z_, X).mean(0);
 }
 
-std::vector<std::pair<std::string, at::Tensor>> ParticleNet::named_tensors() const {
-  std::vector<std::pair<std::string, at::Tensor>> out;
-  out.emplace_back("A", z_.A);
-  if (z_.a.defined()) out.emplace_back("a", z_.a);
-  out.emplace_back("B", z_.B);
-  if (z_.b.defined()) out.emplace_back("b", z_.b);
-  for (auto& kv : out) kv.second = kv.second.detach().cpu().contiguous();
-  return out;
+NamedTensors ParticleNet::named_tensors() const {
+  std::vector<at::Tensor> ts;
+  for (const at::Tensor* t : z_.tensors()) ts.push_back(t->detach().cpu().contiguous());
+  return named(block_weights(family_, size()), ts);
 }
 
 }  // namespace mmdflow

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "models/activation.h"
+#include "src/base/io.h"
 
 namespace mmdflow {
 
@@ -51,8 +52,12 @@ struct ParticleNetOptions {
   }                                         \
   const T& name() const { return name##_; } \
   T name##_
-  MMDFLOW_ARG(int64_t, particles);
+  MMDFLOW_ARG(int64_t, particles);  // N of the whole measure
   MMDFLOW_ARG(ParticleFamily, family);
+  // The particles [first, last) of the N held here (a shard): drawn as the whole measure draws
+  // them from the same generator. last = -1: up to N.
+  MMDFLOW_ARG(int64_t, first) = 0;
+  MMDFLOW_ARG(int64_t, last) = -1;
   MMDFLOW_ARG(double, init_mean) = 0.0;
   MMDFLOW_ARG(double, init_std) = 1.0;
   MMDFLOW_ARG(c10::ScalarType, dtype) = c10::kFloat;
@@ -62,7 +67,8 @@ struct ParticleNetOptions {
 
 class ParticleNet {
  public:
-  // Allocates and draws every coordinate i.i.d. N(init_mean, init_std^2) from gen.
+  // Allocates and draws every coordinate i.i.d. N(init_mean, init_std^2) from gen (the
+  // options' particles [first, last) of them).
   ParticleNet(const ParticleNetOptions& options, at::Generator& gen);
   // From explicit weights (tests, checkpoints).
   ParticleNet(const ParticleFamily& family, Particles z);
@@ -74,8 +80,8 @@ class ParticleNet {
   int64_t size() const { return z_.size(); }
 
   at::Tensor forward(const at::Tensor& X) const;  // [Bt, d] -> [Bt, o]
-  // Named tensors for saving: A, a, B, b (defined ones) as float CPU copies.
-  std::vector<std::pair<std::string, at::Tensor>> named_tensors() const;
+  // Named tensors for saving (models/weights.h's block_weights), CPU copies.
+  NamedTensors named_tensors() const;
 
  private:
   ParticleNetOptions options_{0, ParticleFamily{}};

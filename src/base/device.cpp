@@ -11,9 +11,9 @@
 
 namespace mmdflow {
 
-c10::Device resolve_device(const std::string& name) {
-  c10::Device dev(name);
+c10::Device resolve_device(c10::Device dev) {
   if (dev.is_cuda()) {
+    const std::string name = dev.str();
 #ifndef MMDFLOW_CUDA
     throw ConfigError("device: '" + name +
                       "' requested, but this build has no CUDA (configure with -DMMDFLOW_CUDA=ON "

@@ -7,8 +7,8 @@
 
 namespace mmdflow {
 
-// "cpu" | "cuda" | "cuda:K"; throws ConfigError when this build or machine has no such device.
-c10::Device resolve_device(const std::string& name);
+// The device itself; throws ConfigError when this build or machine has no such device.
+c10::Device resolve_device(c10::Device dev);
 // Sets ATen's intra-op threads (0: one per core) and single-threaded BLAS calls, as the fused
 // kernels parallelise over particle blocks themselves; returns the count in use.
 int64_t set_threads(int64_t n);

@@ -32,6 +32,17 @@ struct CheckpointError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A process of a sharded run was lost, or a collective did not complete in time (exit 5).
+struct PeerLost : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Another process of a sharded run failed with `code`: this one stops with it too.
+struct Failed : std::runtime_error {
+  Failed(const std::string& what, int code) : std::runtime_error(what), code(code) {}
+  int code;
+};
+
 // A run's file could not be written: disk full, file too large, folder not writable (exit 4).
 struct IoError : std::runtime_error {
   using std::runtime_error::runtime_error;

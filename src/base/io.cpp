@@ -6,6 +6,7 @@
 #include <torch/csrc/jit/serialization/pickle.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -21,10 +22,10 @@ namespace {
   throw IoError(fmt::format("cannot {} {}: {}", what, path, std::strerror(err)));
 }
 
-// Writes all of s at fd's offset; false (errno set) on failure.
-bool write_all(int fd, const std::string& s) {
-  for (size_t done = 0; done < s.size();) {
-    const ssize_t n = ::write(fd, s.data() + done, s.size() - done);
+// Writes all of data at fd's offset; false (errno set) on failure.
+bool write_all(int fd, const char* data, size_t size) {
+  for (size_t done = 0; done < size;) {
+    const ssize_t n = ::write(fd, data + done, size - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       if (n == 0) errno = EIO;
@@ -37,29 +38,52 @@ bool write_all(int fd, const std::string& s) {
 
 }  // namespace
 
-void write_file_atomic(const std::string& path, const std::string& content) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("write", tmp, errno);
-  const bool ok = write_all(fd, content) && ::fsync(fd) == 0;
-  const int err = errno;
-  if (::close(fd) != 0 || !ok) {
-    ::unlink(tmp.c_str());
-    fail("write", path, ok ? errno : err);
+AtomicFile::AtomicFile(const std::string& path) : path_(path) {
+  static std::atomic<uint64_t> count{0};
+  tmp_ = fmt::format("{}.tmp.{}.{}", path, ::getpid(), count++);
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("write", tmp_, errno);
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(tmp_.c_str());
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+}
+
+void AtomicFile::write(const void* data, size_t bytes) {
+  if (!write_all(fd_, static_cast<const char*>(data), bytes)) fail("write", path_, errno);
+}
+
+void AtomicFile::commit() {
+  const bool ok = ::fsync(fd_) == 0;
+  const int err = errno;
+  const int closed = ::close(fd_);
+  fd_ = -1;
+  if (!ok || closed != 0) {
+    ::unlink(tmp_.c_str());
+    fail("write", path_, ok ? errno : err);
+  }
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
     const int rename_err = errno;
-    ::unlink(tmp.c_str());
-    fail("rename onto", path, rename_err);
+    ::unlink(tmp_.c_str());
+    fail("rename onto", path_, rename_err);
   }
   // Makes the rename itself durable; some file systems cannot fsync a folder, which only weakens
   // durability after a power loss, not atomicity.
-  std::string dir = std::filesystem::path(path).parent_path().string();
+  std::string dir = std::filesystem::path(path_).parent_path().string();
   const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);
     ::close(dfd);
   }
+}
+
+void write_file_atomic(const std::string& path, const std::string& content) {
+  AtomicFile f(path);
+  f.write(content.data(), content.size());
+  f.commit();
 }
 
 std::string read_file(const std::string& path) {
@@ -89,7 +113,7 @@ NamedTensors load_tensors(const std::string& path) {
 
 LineFile::LineFile(const std::string& path, const std::string& content) : path_(path) {
   write_file_atomic(path, content);
-  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
   if (fd_ < 0) fail("append to", path, errno);
   size_ = int64_t(content.size());
 }
@@ -97,7 +121,7 @@ LineFile::LineFile(const std::string& path, const std::string& content) : path_(
 LineFile::~LineFile() { ::close(fd_); }
 
 void LineFile::append(const std::string& lines) {
-  if (!write_all(fd_, lines)) {
+  if (!write_all(fd_, lines.data(), lines.size())) {
     const int err = errno;
     if (::ftruncate(fd_, size_) != 0) fail("cut back the partial line of", path_, errno);
     fail("append to", path_, err);

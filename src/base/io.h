@@ -2,17 +2,34 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 
-#include "src/base/errors.h"
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "src/base/errors.h"
 
 namespace mmdflow {
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
-// Writes path.tmp, fsyncs it, renames it over path: readers (and a crash at any moment) see the
-// old file or the new one, whole. On failure path is untouched, path.tmp removed, IoError thrown.
+// A file written whole or not at all: into a fresh temporary beside it (path.tmp.<pid>.<k>,
+// created exclusively, never through a symbolic link), fsynced, then renamed over path by
+// commit(): readers, and a crash at any moment, see the old file or the new one. Without
+// commit(), or on failure, path is untouched and the temporary removed; failures throw IoError.
+class AtomicFile {
+ public:
+  explicit AtomicFile(const std::string& path);
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  ~AtomicFile();
+  void write(const void* data, size_t bytes);
+  void commit();
+
+ private:
+  std::string path_, tmp_;
+  int fd_;
+};
+
 void write_file_atomic(const std::string& path, const std::string& content);
 std::string read_file(const std::string& path);  // throws std::runtime_error
 

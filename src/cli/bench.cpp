@@ -5,12 +5,11 @@
 #include <dlfcn.h>
 #include <fmt/format.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cctype>
 #include <chrono>
-#include <cstdlib>
 
 #include "src/base/device.h"
 #include "src/base/random.h"
@@ -63,8 +62,8 @@ double peak_rss_mib() {
 
 std::string path_line() {
   std::string runs;
-  for (Isa isa : supported_isas()) runs += (runs.empty() ? "" : ", ") + to_string(isa);
-  return fmt::format("kernels: {} ({}; this CPU runs {})", to_string(active_isa()),
+  for (Isa isa : supported_isas()) runs += (runs.empty() ? "" : ", ") + std::string(name_of(isa));
+  return fmt::format("kernels: {} ({}; this CPU runs {})", name_of(active_isa()),
                      isa_forced() ? "forced by MMDFLOW_ISA" : "the widest path", runs);
 }
 
@@ -116,6 +115,14 @@ Blas find_blas() {
 // The widest float32 vector this CPU multiplies and adds, in bits.
 int cpu_vector_bits() { return 32 * path_kernels(widest_isa()).lanes_f32; }
 
+// Seconds of CPU time of the calling thread: rates measured on it do not count the time other
+// processes hold its core.
+double thread_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
 // Core clock in GHz: a chain of dependent integer additions retires one per cycle.
 double clock_ghz() {
 #if defined(__x86_64__)
@@ -123,13 +130,13 @@ double clock_ghz() {
   for (int r = 0; r < 5; ++r) {
     const int64_t n = 20'000'000;
     uint64_t x = 0;
-    auto t = clock_type::now();
+    const double t = thread_seconds();
     for (int64_t i = 0; i < n; i += 8)
       asm volatile(
           "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
           "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0"
           : "+r"(x));
-    best = std::max(best, double(n) / seconds_since(t) / 1e9);
+    best = std::max(best, double(n) / (thread_seconds() - t) / 1e9);
   }
   return best;
 #else
@@ -137,25 +144,23 @@ double clock_ghz() {
 #endif
 }
 
-// The multiply-add peak of `threads` cores on the CPU's widest vectors, measured: each thread runs
-// independent multiply-add chains at once; best of a few rounds.
+// The multiply-add peak of `threads` cores on the CPU's widest vectors, measured: every thread
+// runs independent multiply-add chains at once (all cores busy, as in a product), each rate over
+// its own CPU time; best of a few rounds per thread, summed.
 double fma_peak_gflops(int64_t threads) {
   const PathKernels& k = path_kernels(widest_isa());
-  double best = 0;
-  for (int r = 0; r < 5; ++r) {
-    std::atomic<double> flops{0};
-    auto t = clock_type::now();
-    at::parallel_for(0, threads, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t i = b0; i < b1; ++i) {
-        const double f = k.fma_loop(2'000'000);
-        double cur = flops.load();
-        while (!flops.compare_exchange_weak(cur, cur + f)) {
-        }
+  std::vector<double> best(threads, 0.0);
+  at::parallel_for(0, threads, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t i = b0; i < b1; ++i)
+      for (int r = 0; r < 5; ++r) {
+        const double t = thread_seconds();
+        const double flops = k.fma_loop(2'000'000);
+        best[i] = std::max(best[i], flops / (thread_seconds() - t) / 1e9);
       }
-    });
-    best = std::max(best, flops.load() / seconds_since(t) / 1e9);
-  }
-  return best;
+  });
+  double sum = 0;
+  for (double b : best) sum += b;
+  return sum;
 }
 
 // What a slow BLAS is, and what fixes it: one line, or empty when BLAS runs above a quarter of the
@@ -181,8 +186,28 @@ std::string blas_warning(const Blas& blas, double sgemm, double peak) {
 
 }  // namespace
 
-void run_bench(Config cfg, const BenchOptions& opt) {
-  cfg.student.layout = "block";  // the flops counted are the block layout's
+namespace {
+
+class Summed : public Reducer {
+ public:
+  explicit Summed(Comm& comm) : comm_(comm) {}
+  void sum(at::Tensor& t) override { comm_.sum(t); }
+
+ private:
+  Comm& comm_;
+};
+
+// The sum over ranks of one number.
+double total(Comm& comm, double v) {
+  double sum = 0;
+  for (const auto& r : comm.gather({v})) sum += r[0];
+  return sum;
+}
+
+}  // namespace
+
+void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
+  cfg.student.layout = Layout::Block;  // the flops counted are the block layout's
   const c10::Device dev = resolve_device(cfg.device);
   const ParticleFamily fam = family_of(cfg);
   const int64_t B = opt.batch > 0 ? opt.batch : cfg.train.batch;
@@ -193,71 +218,93 @@ void run_bench(Config cfg, const BenchOptions& opt) {
   const int products = beta > 0 ? 3 : 2;  // A X^T clean and noisy, dP X
 
   const int64_t threads = at::get_num_threads();
-  set_blas_threads(threads);  // the reference uses every core through BLAS
-  const double peak = matmul_gflops(dev, 2048, 2048, 2048, 5);
+  const int world = comm.world();
+  const bool lead = comm.rank() == 0;
+  set_blas_threads(threads);  // the reference uses every core through BLAS, on every rank at once
+  const double peak = total(comm, matmul_gflops(dev, 2048, 2048, 2048, 5));
   set_blas_threads(1);
-  fmt::print("mmdflow bench: {} {}, {} threads; d={} H={} o={} M={} B={}, beta={} ({})\n",
-             dev.str(), cfg.dtype, at::get_num_threads(), fam.dim, fam.hidden, fam.outputs,
-             cfg.teacher.particles, B, beta, beta > 0 ? "noise injection" : "plain flow");
-  fmt::print("{}\n", path_line());
-  const Blas blas = find_blas();
-  fmt::print("BLAS: {}{}{}\n", blas.name,
-             blas.core.empty()
-                 ? ""
-                 : fmt::format(", core {} ({})", blas.core,
-                               blas.core_bits ? fmt::format("{}-bit kernels", blas.core_bits)
-                                              : "kernel width unknown"),
-             blas.file.empty() ? "" : ", " + blas.file);
-  const double fma = fma_peak_gflops(threads), ghz = clock_ghz();
+  const double fma = total(comm, fma_peak_gflops(threads)), ghz = clock_ghz();
   const int lanes = path_kernels(widest_isa()).lanes_f32;
-  if (ghz > 0) {
+  const int64_t cores = world * threads;
+  if (lead) {
     fmt::print(
-        "FMA peak: {} cores x {} float32 lanes x {:.1f} FMA/cycle x {:.2f} GHz x 2 = {:.0f} "
-        "GFLOP/s (measured in this run)\n",
-        threads, lanes, fma / (2.0 * double(threads * lanes) * ghz), ghz, fma);
-  } else {
-    fmt::print("FMA peak: {} cores x {} float32 lanes: {:.0f} GFLOP/s (measured in this run)\n",
-               threads, lanes, fma);
+        "mmdflow bench: {} {}, {} process{} x {} threads; d={} H={} o={} M={} B={}, beta={} "
+        "({})\n",
+        dev.str(), name_of(cfg.dtype), world, world > 1 ? "es" : "", at::get_num_threads(), fam.dim,
+        fam.hidden, fam.outputs, cfg.teacher.particles, B, beta,
+        beta > 0 ? "noise injection" : "plain flow");
+    fmt::print("{}\n", path_line());
+    const Blas blas = find_blas();
+    fmt::print("BLAS: {}{}{}\n", blas.name,
+               blas.core.empty()
+                   ? ""
+                   : fmt::format(", core {} ({})", blas.core,
+                                 blas.core_bits ? fmt::format("{}-bit kernels", blas.core_bits)
+                                                : "kernel width unknown"),
+               blas.file.empty() ? "" : ", " + blas.file);
+    if (ghz > 0) {
+      fmt::print(
+          "FMA peak: {} cores x {} float32 lanes x {:.1f} FMA/cycle x {:.2f} GHz x 2 = {:.0f} "
+          "GFLOP/s (measured in this run)\n",
+          cores, lanes, fma / (2.0 * double(cores * lanes) * ghz), ghz, fma);
+    } else {
+      fmt::print("FMA peak: {} cores x {} float32 lanes: {:.0f} GFLOP/s (measured in this run)\n",
+                 cores, lanes, fma);
+    }
+    fmt::print(
+        "float32 matrix product 2048x2048x2048: {:.1f} GFLOP/s (the machine's reference{}), "
+        "{:.0f}% "
+        "of the FMA peak\n",
+        peak, world > 1 ? ", summed over the processes running it at once" : "",
+        100.0 * peak / fma);
+    if (const std::string w = blas_warning(blas, peak, fma); !w.empty()) fmt::print("{}\n", w);
+    fmt::print(
+        "GFLOP/s count the first-layer products of a step ({}: A X^T {}and dP X, 2 N H d B "
+        "each); of-ref and of-peak divide them by the reference and by the FMA peak; "
+        "shape-GFLOP/s is BLAS alone on one [N H, d] x [d, B] product{}\n",
+        products, beta > 0 ? "clean and noisy " : "",
+        world > 1 ? "; comm is the share of a step in the allreduce of the feature sums" : "");
+    fmt::print("{:>9} {:>10} {:>9} {:>8} {:>8} {:>13} {:>12}{}\n", "N", "ms/step", "GFLOP/s",
+               "of-ref", "of-peak", "shape-GFLOP/s", "peak-RSS-MiB",
+               world > 1 ? fmt::format(" {:>7}", "comm") : "");
   }
-  fmt::print(
-      "float32 matrix product 2048x2048x2048: {:.1f} GFLOP/s (the machine's reference), "
-      "{:.0f}% of the FMA peak\n",
-      peak, 100.0 * peak / fma);
-  if (const std::string w = blas_warning(blas, peak, fma); !w.empty()) fmt::print("{}\n", w);
-  fmt::print(
-      "GFLOP/s count the first-layer products of a step ({}: A X^T {}and dP X, 2 N H d B "
-      "each); of-ref and of-peak divide them by the reference and by the FMA peak; "
-      "shape-GFLOP/s is BLAS alone on one [N H, d] x [d, B] product\n",
-      products, beta > 0 ? "clean and noisy " : "");
-  fmt::print("{:>9} {:>10} {:>9} {:>8} {:>8} {:>13} {:>12}\n", "N", "ms/step", "GFLOP/s", "of-ref",
-             "of-peak", "shape-GFLOP/s", "peak-RSS-MiB");
 
   at::Generator gen = make_generator(c10::Device(c10::kCPU), cfg.seed);
   for (int64_t N : sizes) {
     Config c = cfg;
     c.student.particles = N;
     ParticleNet teacher = make_teacher(c, dev, gen);
-    auto student = make_student(c, dev, gen);
-    Dataset batch = make_dataset(parse_input(cfg.data.input), B, teacher, gen);
+    auto student = make_student(c, dev, gen, shard_of(c, comm.rank(), world));
+    Dataset batch = make_dataset(cfg.data.input, B, teacher, gen);
+    Summed reduce(comm);
     StepOptions so;  // the MMD flow with noise injection
     so.step_size = cfg.flow.step_size;
     so.beta = beta;
-    std::vector<double> ms;
+    std::vector<double> ms, comm_ms;
     for (int64_t r = 0; r < opt.warmup + opt.repeats; ++r) {
       auto t = clock_type::now();
+      const double c0 = comm.seconds();
       so.noise_seed = sub_seed(cfg.seed, uint64_t(r));
-      StepStats st = flow_step(*student, batch.X, batch.Y, so);
+      StepStats st = flow_step(*student, batch.X, batch.Y, so, at::Tensor(), reduce);
       sync(dev, st.loss);
-      if (r >= opt.warmup) ms.push_back(1e3 * seconds_since(t));
+      if (r >= opt.warmup) {
+        ms.push_back(1e3 * seconds_since(t));
+        comm_ms.push_back(1e3 * (comm.seconds() - c0));
+      }
     }
     const double med = median(ms);
     const double gflops = products * first_layer_flops(fam, N, B) / (med * 1e-3) / 1e9;
     set_blas_threads(threads);  // BLAS alone on one first-layer product of this size
     const double shape = matmul_gflops(dev, N * fam.hidden, fam.dim, B, 5);
     set_blas_threads(1);
-    fmt::print("{:>9} {:>10.3f} {:>9.1f} {:>7.0f}% {:>7.0f}% {:>13.1f} {:>12.0f}\n", N, med, gflops,
-               100.0 * gflops / peak, 100.0 * gflops / fma, shape, peak_rss_mib());
-    std::fflush(stdout);
+    double comm_share = 0;
+    for (size_t i = 0; i < ms.size(); ++i) comm_share += comm_ms[i] / ms[i] / double(ms.size());
+    if (lead) {
+      fmt::print("{:>9} {:>10.3f} {:>9.1f} {:>7.0f}% {:>7.0f}% {:>13.1f} {:>12.0f}{}\n", N, med,
+                 gflops, 100.0 * gflops / peak, 100.0 * gflops / fma, shape, peak_rss_mib(),
+                 world > 1 ? fmt::format(" {:>6.1f}%", 100.0 * comm_share) : "");
+      std::fflush(stdout);
+    }
   }
 }
 

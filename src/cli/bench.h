@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "src/dist/comm.h"
 #include "src/train/config.h"
 
 namespace mmdflow {
@@ -16,7 +17,9 @@ struct BenchOptions {
   int64_t warmup = 3;
 };
 
-// Prints a table to stdout.
-void run_bench(Config cfg, const BenchOptions& opt);  // block layout
+// Prints a table to stdout (rank 0). Sharded (comm of world > 1), every rank steps its shard of
+// each size, and the share of a step spent in the feature sum's allreduce (waiting for slower
+// ranks included) is reported beside the step time.
+void run_bench(Config cfg, const BenchOptions& opt, Comm& comm);  // block layout
 
 }  // namespace mmdflow

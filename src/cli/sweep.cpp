@@ -1,18 +1,22 @@
 #include "src/cli/sweep.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
 #include "src/base/io.h"
+#include "src/train/run_folder.h"
 
 namespace fs = std::filesystem;
 
@@ -37,7 +41,16 @@ std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
   std::stringstream ss(s);
   for (std::string item; std::getline(ss, item, sep);) out.push_back(item);
+  if (!s.empty() && s.back() == sep) out.push_back("");
   return out;
+}
+
+void refuse_seed(const std::string& key, const std::string& where) {
+  if (key == "seed")
+    throw ConfigError(
+        fmt::format("{}: seed cannot vary here: --seeds (sweep.seeds) runs seeds "
+                    "0..K-1 of every setting",
+                    where));
 }
 
 std::vector<Setting> settings_of(const Config& cfg, const std::vector<std::string>& grid) {
@@ -45,10 +58,18 @@ std::vector<Setting> settings_of(const Config& cfg, const std::vector<std::strin
   for (const auto& g : grid) {
     const auto eq = g.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == g.size())
-      throw ConfigError(fmt::format("--grid {}: expected key.path=v1,v2,...", g));
-    axes.emplace_back(g.substr(0, eq), split(g.substr(eq + 1), ','));
+      throw ConfigError(fmt::format("--grid {}: expected key.path=v1,v2,...", shorten(g)));
+    const std::string key = g.substr(0, eq);
+    refuse_seed(key, "--grid " + key);
+    auto values = split(g.substr(eq + 1), ',');
+    for (const auto& v : values)
+      if (v.find_first_not_of(" \t") == std::string::npos)
+        throw ConfigError(fmt::format("--grid {}: an empty value", shorten(key)));
+    axes.emplace_back(key, std::move(values));
   }
-  std::vector<std::pair<std::string, std::vector<std::string>>> variants = cfg.sweep.variants;
+  std::vector<Variant> variants = cfg.sweep.variants;
+  for (const auto& [name, sets] : variants)
+    for (const auto& s : sets) refuse_seed(s.substr(0, s.find('=')), "sweep.variants." + name);
   if (variants.empty()) variants.emplace_back("base", std::vector<std::string>{});
   std::vector<Setting> out;
   for (const auto& [vname, vsets] : variants) {
@@ -73,24 +94,34 @@ std::vector<Setting> settings_of(const Config& cfg, const std::vector<std::strin
   return out;
 }
 
-bool complete(const std::string& dir) {
-  if (!fs::exists(dir + "/summary.json")) return false;
+// The run in dir finished (done, or stopped as non-finite) all `epochs` of its config.
+bool complete(const std::string& dir, int64_t epochs) {
   try {
-    const std::string status = nlohmann::json::parse(read_file(dir + "/summary.json"))["status"];
-    return status == "done" || status == "non_finite";
+    const auto s = nlohmann::json::parse(read_file(dir + "/summary.json"));
+    const std::string status = s.at("status");
+    return status == "non_finite" || (status == "done" && s.at("epochs") == epochs);
   } catch (const std::exception&) {
     return false;
   }
 }
 
+// SIGINT and SIGTERM are recorded, not obeyed, so the sweep can pass them to its runs.
+volatile std::sig_atomic_t g_signal = 0;
+
 pid_t launch(const std::string& exe, const std::vector<std::string>& args, const std::string& log) {
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    FILE* f = std::fopen(log.c_str(), "w");
-    if (f) {
-      dup2(fileno(f), 1);
-      dup2(fileno(f), 2);
+  if (pid == 0) {  // only async-signal-safe calls until exec
+    // The run ends (with a checkpoint) when the sweep does, even by SIGKILL.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(143);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
     }
     std::vector<char*> argv{const_cast<char*>(exe.c_str())};
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
@@ -101,16 +132,19 @@ pid_t launch(const std::string& exe, const std::vector<std::string>& args, const
   return pid;
 }
 
+// A word as the shell reads it back.
+std::string quoted(const std::string& w) {
+  if (!w.empty() && w.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                        "0123456789_-.,/=:+@%") == std::string::npos)
+    return w;
+  std::string out = "'";
+  for (char c : w) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
 struct Curve {  // losses by epoch over the seeds of one setting
   std::map<int64_t, std::vector<double>> train, valid;
 };
-
-std::vector<std::vector<std::string>> read_csv(const std::string& path) {
-  std::vector<std::vector<std::string>> rows;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) rows.push_back(split(line, ','));
-  return rows;
-}
 
 void stats(const std::vector<double>& v, double* mean, double* sd, double* lo, double* hi) {
   double s = 0, ss = 0;
@@ -138,25 +172,33 @@ void write_tables(const std::string& out, const std::vector<Setting>& settings,
       "seconds,run\n";
   std::map<std::string, Curve> curves;
   for (const Run& r : runs) {
-    std::string status = "failed", cells = ",,,,,";
-    if (fs::exists(r.dir + "/summary.json")) {
-      auto s = nlohmann::json::parse(read_file(r.dir + "/summary.json"));
-      status = s.value("status", "failed");
-      const double mmd = s.contains("compare") ? double(s["compare"]["half_mmd2"]) : NAN;
-      cells = fmt::format("{:.9g},{:.9g},{:.9g},{},{:.9g},{:.3f}", double(s["final_train_loss"]),
-                          double(s["final_valid_loss"]), double(s["best_valid_loss"]),
-                          int64_t(s["best_epoch"]), mmd, double(s["seconds"]));
+    std::string status = "missing", cells = ",,,,,";
+    try {
+      if (fs::exists(r.dir + "/summary.json")) {
+        auto s = nlohmann::json::parse(read_file(r.dir + "/summary.json"));
+        status = s.value("status", "failed");
+        const double mmd = s.contains("compare") ? double(s["compare"]["half_mmd2"]) : NAN;
+        const double train = s["final_train_loss"].is_null() ? NAN : double(s["final_train_loss"]);
+        cells = fmt::format("{:.9g},{:.9g},{:.9g},{},{:.9g},{:.3f}", train,
+                            double(s["final_valid_loss"]), double(s["best_valid_loss"]),
+                            int64_t(s["best_epoch"]), mmd, double(s["seconds"]));
+      } else if (fs::exists(r.dir + "/config.yaml")) {
+        status = "partial";
+      }
+    } catch (const std::exception&) {
+      status = "unreadable";
     }
     sweep += r.setting->name + "," + r.setting->variant;
     for (const auto& kv : r.setting->grid) sweep += "," + kv.second;
     sweep += fmt::format(",{},{},{},{}\n", r.seed, status, cells, r.dir);
     if (status != "done") continue;
     Curve& c = curves[r.setting->name];
-    auto rows = read_csv(r.dir + "/losses.csv");
-    for (size_t i = 1; i < rows.size(); ++i) {
-      const int64_t epoch = std::stoll(rows[i][0]);
-      c.train[epoch].push_back(std::stod(rows[i][1]));
-      c.valid[epoch].push_back(std::stod(rows[i][2]));
+    const Losses l = read_losses(r.dir + "/losses.csv");
+    const std::vector<double> epoch = l.values("epoch"), train = l.values("train_loss"),
+                              valid = l.values("valid_loss");
+    for (size_t i = 0; i < epoch.size(); ++i) {
+      c.train[int64_t(epoch[i])].push_back(train[i]);
+      c.valid[int64_t(epoch[i])].push_back(valid[i]);
     }
   }
   write_file_atomic(out + "/sweep.csv", sweep);
@@ -199,17 +241,68 @@ int run_sweep(const SweepOptions& opt, const std::string& self_exe) {
       throw ConfigError(fmt::format("setting {}: {}", s.name, e.what()));
     }
   }
-  fs::create_directories(opt.out);
-  write_file_atomic(opt.out + "/base.yaml", to_yaml(base));
-
+  // A rerun into the same folder runs the same base configuration; --extend lets it change the
+  // keys a resumed run may change (e.g. more epochs), which its runs then resume with.
+  const std::string base_path = opt.out + "/base.yaml";
+  std::vector<std::string> changes;
+  if (fs::exists(base_path)) {
+    Config before;
+    try {
+      before = load_config(base_path);
+    } catch (const ConfigError& e) {
+      throw ConfigError(fmt::format("{}: not this sweep's base ({})", base_path, e.what()));
+    }
+    for (const KeyDiff& d : differing_keys(before, base)) {
+      if (d.path == "threads") continue;
+      if (!d.resumable || !opt.extend)
+        throw ConfigError(fmt::format("{}: the sweep there ran with {} = {}, this one asks {}: {}",
+                                      opt.out, d.path, shorten(d.a), shorten(d.b),
+                                      d.resumable
+                                          ? "rerun with --extend to continue its runs with it"
+                                          : "use another --out (its runs cannot change it)"));
+      changes.push_back(d.path + "=" + d.b);
+    }
+  }
   std::vector<Run> runs;
   for (const Setting& s : settings)
     for (int64_t seed = 0; seed < seeds; ++seed)
       runs.push_back({&s, seed, fmt::format("{}/{}/seed{}", opt.out, s.name, seed),
                       fmt::format("{}/{}/seed{}.log", opt.out, s.name, seed)});
+  if (opt.mode == SweepMode::Collect) {
+    if (!fs::is_directory(opt.out))
+      throw UsageError(fmt::format("--collect: {} is not a sweep folder", opt.out));
+    write_tables(opt.out, settings, runs);
+    fmt::print("wrote {}/sweep.csv and {}/curves.csv from {} run folders\n", opt.out, opt.out,
+               runs.size());
+    return 0;
+  }
+  fs::create_directories(opt.out);
+  write_file_atomic(base_path, to_yaml(base));
+
+  // A run's command line: a fresh one from base.yaml, or the resumption of a partial one.
+  auto args_of = [&](const Run& r) {
+    std::vector<std::string> args;
+    if (fs::exists(r.dir + "/config.yaml")) {
+      args = {"train", "--resume", r.dir, "--threads", std::to_string(threads)};
+      for (const auto& c : changes) args.insert(args.end(), {"--set", c});
+    } else {
+      args = {"train", "--config", base_path, "--out", r.dir};
+      for (const auto& s : r.setting->sets) args.insert(args.end(), {"--set", s});
+      args.insert(args.end(), {"--set", fmt::format("seed={}", r.seed)});
+    }
+    return args;
+  };
   std::vector<Run*> todo;
   for (Run& r : runs)
-    if (!complete(r.dir)) todo.push_back(&r);
+    if (!complete(r.dir, base.train.epochs)) todo.push_back(&r);
+  if (opt.mode == SweepMode::Plan) {
+    for (const Run* r : todo) {
+      std::string line = quoted(self_exe);
+      for (const auto& a : args_of(*r)) line += " " + quoted(a);
+      fmt::print("{}\n", line);
+    }
+    return 0;
+  }
   fmt::print(
       "mmdflow sweep: {} settings x {} seeds = {} runs, {} complete, {} to run; {} jobs of "
       "{} threads -> {}\n",
@@ -217,41 +310,56 @@ int run_sweep(const SweepOptions& opt, const std::string& self_exe) {
       opt.out);
   std::fflush(stdout);
 
+  g_signal = 0;
+  struct sigaction sa = {}, old_int, old_term;
+  sa.sa_handler = [](int sig) {
+    if (g_signal == 0) g_signal = sig;
+  };
+  sigemptyset(&sa.sa_mask);  // no SA_RESTART: waitpid returns to pass the signal on
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
   std::map<pid_t, Run*> running;
   size_t next = 0, finished = 0;
-  int failures = 0;
-  while (next < todo.size() || !running.empty()) {
-    while (next < todo.size() && int64_t(running.size()) < jobs) {
+  int failures = 0, passed = 0;
+  while ((next < todo.size() && g_signal == 0) || !running.empty()) {
+    while (g_signal == 0 && next < todo.size() && int64_t(running.size()) < jobs) {
       Run* r = todo[next++];
-      std::vector<std::string> args;
-      if (fs::exists(r->dir + "/config.yaml")) {  // a partial run continues from its checkpoint
-        args = {"train", "--resume", r->dir, "--threads", std::to_string(threads)};
-      } else {
-        fs::remove_all(r->dir);
-        fs::create_directories(fs::path(r->dir).parent_path());
-        args = {"train", "--config", opt.out + "/base.yaml", "--out", r->dir};
-        for (const auto& s : r->setting->sets) args.insert(args.end(), {"--set", s});
-        args.insert(args.end(), {"--set", fmt::format("seed={}", r->seed)});
-      }
-      running[launch(self_exe, args, r->log)] = r;
+      fs::create_directories(fs::path(r->dir).parent_path());
+      running[launch(self_exe, args_of(*r), r->log)] = r;
+    }
+    if (g_signal != 0 && passed != g_signal) {  // each run checkpoints and stops
+      for (const auto& [pid, run] : running) kill(pid, g_signal);
+      passed = g_signal;
     }
     int status = 0;
     const pid_t pid = waitpid(-1, &status, 0);
-    if (pid < 0) break;
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
     auto it = running.find(pid);
     if (it == running.end()) continue;
     Run* r = it->second;
     running.erase(it);
     r->exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (r->exit != 0 && r->exit != 3) ++failures;
+    const bool stopped = r->exit == kInterrupted || r->exit == kTerminated;
+    if (r->exit != kOk && r->exit != kNonFinite && !stopped) ++failures;
     fmt::print("[{}/{}] {} seed {}: {}\n", ++finished, todo.size(), r->setting->name, r->seed,
-               r->exit == 0   ? "done"
-               : r->exit == 3 ? "non-finite"
-                              : fmt::format("failed (exit {}, see {})", r->exit, r->log));
+               r->exit == kOk          ? "done"
+               : r->exit == kNonFinite ? "non-finite"
+               : stopped               ? fmt::format("stopped with a checkpoint (exit {})", r->exit)
+                                       : fmt::format("failed (exit {}, see {})", r->exit, r->log));
     std::fflush(stdout);
   }
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGTERM, &old_term, nullptr);
   write_tables(opt.out, settings, runs);
   fmt::print("wrote {}/sweep.csv and {}/curves.csv\n", opt.out, opt.out);
+  if (g_signal != 0) {
+    fmt::print(stderr, "mmdflow: sweep stopped by {}; rerun the same command to continue\n",
+               g_signal == SIGINT ? "SIGINT" : "SIGTERM");
+    return 128 + g_signal;
+  }
   return failures == 0 ? 0 : 1;
 }
 

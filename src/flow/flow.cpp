@@ -2,43 +2,48 @@
 
 #include <ATen/ATen.h>
 
-#include <stdexcept>
 #include <tuple>
 
 namespace mmdflow {
 
-const char* method_names() { return "mmd, diffusion, sobolev, drmmd"; }
-
-Method parse_method(const std::string& name) {
-  if (name == "mmd") return Method::MMD;
-  if (name == "diffusion") return Method::Diffusion;
-  if (name == "sobolev") return Method::Sobolev;
-  if (name == "drmmd") return Method::DrMMD;
-  throw std::invalid_argument("unknown flow method '" + name + "' (valid: " + method_names() + ")");
+Reducer& Reducer::local() {
+  struct Local : Reducer {
+    void sum(at::Tensor&) override {}
+  };
+  static Local none;
+  return none;
 }
 
-std::string to_string(Method m) {
-  switch (m) {
-    case Method::MMD: return "mmd";
-    case Method::Diffusion: return "diffusion";
-    case Method::Sobolev: return "sobolev";
-    case Method::DrMMD: return "drmmd";
-  }
-  return "?";
+at::Tensor residual(const Student& s, const at::Tensor& X, const at::Tensor& Y, Reducer& reduce) {
+  at::Tensor F = s.feature_sum(X).contiguous();
+  reduce.sum(F);
+  return F / double(s.size()) - Y;
 }
 
-at::Tensor residual(const Student& s, const at::Tensor& X, const at::Tensor& Y) {
-  return s.feature_sum(X) / double(s.size()) - Y;
-}
-
-at::Tensor half_mse(const Student& s, const at::Tensor& X, const at::Tensor& Y, int64_t batch) {
+at::Tensor feature_sums(const Student& s, const at::Tensor& X, int64_t batch) {
   const int64_t n = X.size(0);
-  at::Tensor total = at::zeros({}, X.options().dtype(at::kDouble));
+  std::vector<at::Tensor> parts;
+  for (int64_t lo = 0; lo < n; lo += batch)
+    parts.push_back(s.feature_sum(X.narrow(0, lo, std::min(batch, n - lo))));
+  return at::cat(parts);
+}
+
+at::Tensor half_mse_of(const at::Tensor& F, const at::Tensor& Y, int64_t N, int64_t batch) {
+  const int64_t n = F.size(0);
+  at::Tensor total = at::zeros({}, F.options().dtype(at::kDouble));
   for (int64_t lo = 0; lo < n; lo += batch) {
     const int64_t len = std::min(batch, n - lo);
-    total += residual(s, X.narrow(0, lo, len), Y.narrow(0, lo, len)).to(at::kDouble).square().sum();
+    total +=
+        (F.narrow(0, lo, len) / double(N) - Y.narrow(0, lo, len)).to(at::kDouble).square().sum();
   }
   return total / (2.0 * n);
+}
+
+at::Tensor half_mse(const Student& s, const at::Tensor& X, const at::Tensor& Y, int64_t batch,
+                    Reducer& reduce) {
+  at::Tensor F = feature_sums(s, X, batch);
+  reduce.sum(F);
+  return half_mse_of(F, Y, s.size(), batch);
 }
 
 namespace {
@@ -67,11 +72,20 @@ at::Tensor drmmd_weight(const at::Tensor& r, const at::Tensor& Phi, double lambd
 }  // namespace
 
 StepStats flow_step(Student& s, const at::Tensor& X, const at::Tensor& Y, const StepOptions& opt,
-                    const at::Tensor& target_features) {
+                    const at::Tensor& target_features, Reducer& reduce) {
   const int64_t B = X.size(0);
   const Noise noise{opt.beta, opt.noise_seed};
   StepStats st;
-  at::Tensor r = residual(s, X, Y);  // [B, o], clean particles
+  at::Tensor r, gram;                   // [B, o] at the clean particles; Sobolev descent: [B, B]
+  if (opt.method == Method::Sobolev) {  // both sums in one
+    const at::Tensor F = s.feature_sum(X), G = s.jacobian_gram(X);
+    at::Tensor both = at::cat({F.reshape(-1), G.reshape(-1)});
+    reduce.sum(both);
+    r = both.narrow(0, 0, F.numel()).view(F.sizes()) / double(s.size()) - Y;
+    gram = both.narrow(0, F.numel(), G.numel()).view(G.sizes());
+  } else {
+    r = residual(s, X, Y, reduce);
+  }
   st.loss = r.square().sum() / (2.0 * B);
   at::Tensor W;
   Noise inject;  // noise at which the gradient is taken
@@ -83,13 +97,13 @@ StepStats flow_step(Student& s, const at::Tensor& X, const at::Tensor& Y, const 
     case Method::Diffusion:
       if (s.layout() == Layout::Dense && opt.beta != 0.0) {  // the original: noise, then a step
         s.perturb_(noise);
-        r = residual(s, X, Y);
+        r = residual(s, X, Y, reduce);
       }
       W = r / double(B);
       break;
     case Method::Sobolev: {
       TORCH_CHECK(r.size(1) == 1, "Sobolev descent needs o = 1, got o = ", r.size(1));
-      at::Tensor S = s.jacobian_gram(X) / double(s.size() * B);
+      at::Tensor S = gram / double(s.size() * B);
       S = S + opt.sobolev_eps * at::eye(B, S.options());
       W = solve(S, r) / double(B);  // alpha / B
       break;

@@ -1,28 +1,17 @@
-// The flows of MATH.md ("The flow"), stateless: the caller owns the student, the randomness (a
-// noise seed per step) and the schedules. A step is two phases:
+// The flows of docs/math.md ("The flow"), stateless: the caller owns the student, the randomness
+// (a noise seed per step) and the schedules. A step is two phases:
 //   1. r_b = (1/N) sum_n phi_n(x_b) - y_b at the clean particles: each shard of particles adds
-//      its [B, o] feature sum, the only quantity shards exchange (Sobolev descent also adds a
-//      [B, B] Jacobian Gram);
+//      its [B, o] feature sum, the only quantity shards exchange (Sobolev descent also adds its
+//      [B, B] Jacobian Gram, in the same sum);
 //   2. a weight W [B, o] built from r, then theta <- theta - gamma grad sum_b W_b^T sum_n phi_n,
 //      local to each particle (block layout), at the noisy particles for noise injection.
 #pragma once
 #include <ATen/core/Tensor.h>
 
-#include <string>
-
+#include "src/flow/choices.h"
 #include "src/flow/student.h"
 
 namespace mmdflow {
-
-enum class Method {
-  MMD,        // W = r / B; gradient at theta + beta w (noise injection; beta = 0: plain flow)
-  Diffusion,  // block: theta - gamma grad h(theta) + beta w; dense: noise first, then the step
-  Sobolev,    // W = alpha / B, alpha = (S + eps I)^{-1} r, S = gram / (N B); o = 1, no noise
-  DrMMD,      // W = ((1 + lambda) / lambda) (r - Phi_X beta) / B, with noise injection
-};
-Method parse_method(const std::string& name);  // throws std::invalid_argument
-std::string to_string(Method m);
-const char* method_names();
 
 struct StepOptions {
   Method method = Method::MMD;
@@ -38,17 +27,34 @@ struct StepStats {
   at::Tensor loss;           // 1/2 (1/B) sum_b ||r_b||^2 before the step, 0-dim
   at::Tensor noisy_grad_sq;  // ||g||^2 / N of the applied gradient (at the noisy particles)
   at::Tensor grad_sq;        // the same at the clean particles (clean_grad_sq only)
+  // A sharded student's gradient norms are its shard's shares: the caller adds them up.
+};
+
+// Adds a tensor up over the shards of the student, in place: all that shards exchange. A whole
+// student's is local().
+class Reducer {
+ public:
+  virtual ~Reducer() = default;
+  virtual void sum(at::Tensor& t) = 0;  // t contiguous
+  static Reducer& local();              // nothing to add
 };
 
 // r = f_nu(X) - Y: [B, o].
-at::Tensor residual(const Student& s, const at::Tensor& X, const at::Tensor& Y);
-// 1/2 (1/n) sum ||f_nu(x) - y||^2 over a whole set, in batches of `batch` inputs, 0-dim.
-at::Tensor half_mse(const Student& s, const at::Tensor& X, const at::Tensor& Y, int64_t batch);
+at::Tensor residual(const Student& s, const at::Tensor& X, const at::Tensor& Y,
+                    Reducer& reduce = Reducer::local());
+// The shard's feature sums on a whole set, in batches of `batch` inputs: [n, o].
+at::Tensor feature_sums(const Student& s, const at::Tensor& X, int64_t batch);
+// 1/2 (1/n) sum ||F/N - y||^2 from the feature sums F [n, o] of all N particles, in the batches
+// of feature_sums, 0-dim float64.
+at::Tensor half_mse_of(const at::Tensor& F, const at::Tensor& Y, int64_t N, int64_t batch);
+// 1/2 (1/n) sum ||f_nu(x) - y||^2 over a whole set: the two above around one sum, 0-dim.
+at::Tensor half_mse(const Student& s, const at::Tensor& X, const at::Tensor& Y, int64_t batch,
+                    Reducer& reduce = Reducer::local());
 
 // One step on the batch (X [B, d], Y [B, o]); updates the student in place. DrMMD needs the
 // features of its target particles on X: Phi_X [M, B, o] (block: the teacher's particles,
 // with M lambda in K_XX + M lambda I; dense: Y as one particle, lambda, as the original code).
 StepStats flow_step(Student& s, const at::Tensor& X, const at::Tensor& Y, const StepOptions& opt,
-                    const at::Tensor& target_features = {});
+                    const at::Tensor& target_features = {}, Reducer& reduce = Reducer::local());
 
 }  // namespace mmdflow

@@ -1,28 +1,6 @@
 #include "src/flow/schedule.h"
 
-#include <cmath>
-#include <stdexcept>
-
 namespace mmdflow {
-
-BetaKind parse_beta_kind(const std::string& name) {
-  if (name == "constant") return BetaKind::Constant;
-  if (name == "step") return BetaKind::Step;
-  if (name == "exponential") return BetaKind::Exponential;
-  if (name == "inverse") return BetaKind::Inverse;
-  throw std::invalid_argument("unknown beta schedule '" + name +
-                              "' (valid: constant, step, exponential, inverse)");
-}
-
-std::string to_string(BetaKind kind) {
-  switch (kind) {
-    case BetaKind::Constant: return "constant";
-    case BetaKind::Step: return "step";
-    case BetaKind::Exponential: return "exponential";
-    case BetaKind::Inverse: return "inverse";
-  }
-  return "?";
-}
 
 double BetaSchedule::at(int64_t epoch) const {
   const double t = double(epoch);
@@ -33,6 +11,17 @@ double BetaSchedule::at(int64_t epoch) const {
     case BetaKind::Inverse: return beta0 / (1.0 + t / tau);
   }
   return beta0;
+}
+
+void StepSchedule::after_epoch(double train_loss, StepState& s) const {
+  if (kind != StepKind::Plateau) return;
+  if (train_loss < s.best) {
+    s.best = train_loss;
+    s.bad_epochs = 0;
+  } else if (++s.bad_epochs >= patience) {
+    s.step_size *= factor;
+    s.bad_epochs = 0;
+  }
 }
 
 }  // namespace mmdflow

@@ -4,32 +4,25 @@
 
 #include <stdexcept>
 
+#include "models/weights.h"
 #include "src/base/random.h"
 #include "src/kernels/dense.h"
 
 namespace mmdflow {
 
-Layout parse_layout(const std::string& name) {
-  if (name == "block") return Layout::Block;
-  if (name == "dense") return Layout::Dense;
-  throw std::invalid_argument("unknown layout '" + name + "' (valid: block, dense)");
-}
-
-std::string to_string(Layout layout) { return layout == Layout::Block ? "block" : "dense"; }
-
 namespace {
 
-// Copies `weights` into the named destinations, which must all be given, with their shapes.
-void load_named(const NamedTensors& weights,
-                const std::vector<std::pair<std::string, at::Tensor*>>& dst) {
-  TORCH_CHECK(weights.size() == dst.size(), "expected ", dst.size(), " weight tensors, got ",
+// Copies `weights`, named and sized by specs, into dst (one tensor per spec, in order).
+void load_into(const NamedTensors& weights, const std::vector<WeightSpec>& specs,
+               const std::vector<at::Tensor*>& dst) {
+  TORCH_CHECK(weights.size() == specs.size(), "expected ", specs.size(), " weight tensors, got ",
               weights.size());
-  for (size_t i = 0; i < dst.size(); ++i) {
+  for (size_t i = 0; i < specs.size(); ++i) {
     const auto& [name, t] = weights[i];
-    TORCH_CHECK(name == dst[i].first, "expected weight '", dst[i].first, "', got '", name, "'");
-    TORCH_CHECK(t.sizes() == dst[i].second->sizes(), "weight ", name, " is ", t.sizes(),
-                ", expected ", dst[i].second->sizes());
-    dst[i].second->copy_(t);
+    TORCH_CHECK(name == specs[i].name, "expected weight '", specs[i].name, "', got '", name, "'");
+    TORCH_CHECK(t.sizes() == at::IntArrayRef(specs[i].sizes), "weight ", name, " is ", t.sizes(),
+                ", expected ", at::IntArrayRef(specs[i].sizes));
+    dst[i]->copy_(t);
   }
 }
 
@@ -42,25 +35,33 @@ bool finite(const std::vector<const at::Tensor*>& ts) {
 
 class BlockStudent : public Student {
  public:
-  BlockStudent(ParticleNet net, int64_t chunk, Impl impl)
-      : net_(std::move(net)), chunk_(chunk), impl_(impl) {}
+  BlockStudent(ParticleNet net, int64_t chunk, Impl impl, Shard shard)
+      : net_(std::move(net)), chunk_(chunk), impl_(impl), shard_(shard) {
+    if (shard_.total == 0) shard_ = {0, net_.size(), net_.size()};
+    TORCH_CHECK(shard_.size() == net_.size() && shard_.begin % kNoiseBlock == 0 &&
+                    0 <= shard_.begin && shard_.begin <= shard_.end && shard_.end <= shard_.total,
+                "a shard holds particles [", shard_.begin, ", ", shard_.end, ") of ", shard_.total,
+                ", from a block boundary; the net holds ", net_.size());
+  }
   Layout layout() const override { return Layout::Block; }
-  int64_t size() const override { return net_.size(); }
+  int64_t size() const override { return shard_.total; }
+  Shard shard() const override { return shard_; }
   at::Tensor feature_sum(const at::Tensor& X) const override {
     return mmdflow::feature_sum(net_.family(), net_.particles(), X, chunk_, impl_);
   }
   at::Tensor descend(const at::Tensor& X, const at::Tensor& W, double step,
                      const Noise& noise) override {
-    return mmdflow::descend(net_.family(), net_.particles(), X, W, step, chunk_, impl_, noise);
+    return share(mmdflow::descend(net_.family(), net_.particles(), X, W, step, chunk_, impl_,
+                                  placed(noise)));
   }
   at::Tensor grad_sq(const at::Tensor& X, const at::Tensor& W) const override {
-    return mean_sq_norm(weighted_grad(net_.family(), net_.particles(), X, W, chunk_, impl_));
+    return share(mean_sq_norm(weighted_grad(net_.family(), net_.particles(), X, W, chunk_, impl_)));
   }
   at::Tensor jacobian_gram(const at::Tensor& X) const override {
     return mmdflow::jacobian_gram(net_.family(), net_.particles(), X, chunk_);
   }
   void perturb_(const Noise& noise) override {
-    Particles noisy = perturb(net_.particles(), noise);
+    Particles noisy = perturb(net_.particles(), placed(noise));
     auto dst = net_.particles().tensors();
     auto src = noisy.tensors();
     for (size_t i = 0; i < dst.size(); ++i) dst[i]->copy_(*src[i]);
@@ -70,19 +71,26 @@ class BlockStudent : public Student {
   }
   NamedTensors named_tensors() const override { return net_.named_tensors(); }
   void load(const NamedTensors& weights) override {
-    Particles& z = net_.particles();
-    std::vector<std::pair<std::string, at::Tensor*>> dst{{"A", &z.A}};
-    if (z.a.defined()) dst.emplace_back("a", &z.a);
-    dst.emplace_back("B", &z.B);
-    if (z.b.defined()) dst.emplace_back("b", &z.b);
-    load_named(weights, dst);
+    load_into(weights, block_weights(net_.family(), net_.size()), net_.particles().tensors());
   }
   const Particles* particles() const override { return &net_.particles(); }
 
  private:
+  // The noise of the shard's particles within the whole measure's.
+  Noise placed(Noise noise) const {
+    noise.block0 = shard_.begin / kNoiseBlock;
+    return noise;
+  }
+  // A mean over the shard's particles as its share of the mean over all N.
+  at::Tensor share(const at::Tensor& mean) const {
+    if (shard_.size() == 0) return at::zeros_like(mean);  // the mean of nothing is NaN
+    return shard_.size() == shard_.total ? mean : mean * (double(shard_.size()) / shard_.total);
+  }
+
   mutable ParticleNet net_;  // feature sums read it; descend changes it
   int64_t chunk_;
   Impl impl_;
+  Shard shard_;
 };
 
 // Dense layout. Forward: H1 = X W1^T + b1 [B, N H], S1 = s(H1), U = S1 W2^T + b2 [B, N o],
@@ -99,6 +107,7 @@ class DenseStudent : public Student {
   }
   Layout layout() const override { return Layout::Dense; }
   int64_t size() const override { return N_; }
+  Shard shard() const override { return {0, N_, N_}; }
 
   at::Tensor feature_sum(const at::Tensor& X) const override {
     if (on_cpu()) return cpu_.feature_sum(fam_, params(), X);
@@ -138,19 +147,12 @@ class DenseStudent : public Student {
   void perturb_(const Noise& noise) override { w_ = noisy(noise); }
   bool all_finite() const override { return finite(tensors(w_)); }
   NamedTensors named_tensors() const override {
-    NamedTensors out{{"W1", w_.W1}};
-    if (w_.b1.defined()) out.emplace_back("b1", w_.b1);
-    out.emplace_back("W2", w_.W2);
-    if (w_.b2.defined()) out.emplace_back("b2", w_.b2);
-    for (auto& kv : out) kv.second = kv.second.detach().cpu().contiguous();
-    return out;
+    std::vector<at::Tensor> ts;
+    for (const at::Tensor* t : tensors(w_)) ts.push_back(t->detach().cpu().contiguous());
+    return named(dense_weights(fam_, N_), ts);
   }
   void load(const NamedTensors& weights) override {
-    std::vector<std::pair<std::string, at::Tensor*>> dst{{"W1", &w_.W1}};
-    if (w_.b1.defined()) dst.emplace_back("b1", &w_.b1);
-    dst.emplace_back("W2", &w_.W2);
-    if (w_.b2.defined()) dst.emplace_back("b2", &w_.b2);
-    load_named(weights, dst);
+    load_into(weights, dense_weights(fam_, N_), tensors(w_));
   }
 
  private:
@@ -225,8 +227,9 @@ class DenseStudent : public Student {
 
 }  // namespace
 
-std::unique_ptr<Student> make_block_student(ParticleNet net, int64_t chunk, Impl impl) {
-  return std::make_unique<BlockStudent>(std::move(net), chunk, impl);
+std::unique_ptr<Student> make_block_student(ParticleNet net, int64_t chunk, Impl impl,
+                                            Shard shard) {
+  return std::make_unique<BlockStudent>(std::move(net), chunk, impl, shard);
 }
 
 std::unique_ptr<Student> make_dense_student(const ParticleFamily& fam, int64_t N, double mean,

@@ -1,6 +1,8 @@
 // The trained measure in one of two layouts (MATH.md): `block`, N independent particles
 // z_n = (A_n, a_n, B_n, b_n) (the mean-field network), or `dense`, the original code's network
 // whose N*o output units all read the N*H hidden units. Flows only see this interface.
+// A block student may hold a shard of the measure, particles [begin, end) of N: its sums run over
+// the shard, the flow adds them up over the shards (src/flow/flow.h), the rest is local.
 #pragma once
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
@@ -9,42 +11,49 @@
 #include <string>
 
 #include "models/particle_net.h"
-#include "src/kernels/features.h"
 #include "src/base/io.h"
+#include "src/flow/choices.h"
+#include "src/kernels/features.h"
 
 namespace mmdflow {
 
-enum class Layout { Block, Dense };
-Layout parse_layout(const std::string& name);  // throws std::invalid_argument
-std::string to_string(Layout layout);
+// The particles [begin, end) of a measure of `total` particles.
+struct Shard {
+  int64_t begin = 0, end = 0, total = 0;
+  int64_t size() const { return end - begin; }
+};
 
 class Student {
  public:
   virtual ~Student() = default;
   virtual Layout layout() const = 0;
-  virtual int64_t size() const = 0;  // N
-  // sum_n phi_n(x_b): [B, o].
+  virtual int64_t size() const = 0;  // N of the whole measure
+  virtual Shard shard() const = 0;   // the particles held here
+  // sum over the shard's n of phi_n(x_b): [B, o].
   virtual at::Tensor feature_sum(const at::Tensor& X) const = 0;
   // theta <- theta - step g, g = grad_theta sum_b W_b^T sum_n phi_n(x_b) at theta + beta w
-  // (W [B, o]). Returns ||g||^2 / N (block: the mean over particles of ||g_n||^2), 0-dim.
+  // (W [B, o]). Returns the shard's share of ||g||^2 / N (block: sum over the shard of ||g_n||^2,
+  // over N), 0-dim: the shards' shares add up to the whole's.
   virtual at::Tensor descend(const at::Tensor& X, const at::Tensor& W, double step,
                              const Noise& noise) = 0;
-  // ||g||^2 / N at the clean parameters, no update.
+  // The same share at the clean parameters, no update.
   virtual at::Tensor grad_sq(const at::Tensor& X, const at::Tensor& W) const = 0;
-  // sum_n <J_{b,n}, J_{b',n}>, J_{b,n} = grad phi_n(x_b) (o = 1); dense: J_b = grad of
-  // sum_n phi_n(x_b) over all weights, as the original code. [B, B].
+  // sum over the shard's n of <J_{b,n}, J_{b',n}>, J_{b,n} = grad phi_n(x_b) (o = 1); dense: J_b =
+  // grad of sum_n phi_n(x_b) over all weights, as the original code. [B, B].
   virtual at::Tensor jacobian_gram(const at::Tensor& X) const = 0;
   // theta <- theta + beta w.
   virtual void perturb_(const Noise& noise) = 0;
-  virtual bool all_finite() const = 0;
-  virtual NamedTensors named_tensors() const = 0;  // CPU tensors for saving
+  virtual bool all_finite() const = 0;             // the shard's weights
+  virtual NamedTensors named_tensors() const = 0;  // the shard's, CPU tensors for saving
   // Takes the weights of named_tensors() back (names and shapes checked), onto its device.
   virtual void load(const NamedTensors& weights) = 0;
-  virtual const Particles* particles() const { return nullptr; }  // block layout only
+  virtual const Particles* particles() const { return nullptr; }  // block layout: the shard's
 };
 
-// Block layout over a ParticleNet; `chunk` bounds the particles processed at once.
-std::unique_ptr<Student> make_block_student(ParticleNet net, int64_t chunk, Impl impl = Impl::Auto);
+// Block layout over a ParticleNet; `chunk` bounds the particles processed at once. `shard`: the
+// net holds particles [begin, end) of `total` (begin a multiple of kNoiseBlock); default: all.
+std::unique_ptr<Student> make_block_student(ParticleNet net, int64_t chunk, Impl impl = Impl::Auto,
+                                            Shard shard = {});
 
 // Dense layout: W1 [N H, d] (+ b1 [N H]), W2 [N o, N H] (+ b2 [N o]), every weight
 // N(mean, std^2) drawn in double on CPU from gen; output unit k*N + n is (output k, particle n).

@@ -158,7 +158,7 @@ Particles perturb_blocks(const Particles& z, const Noise& noise) {
     std::vector<float> w;
     for (int64_t lo = 0, blk = 0; lo < z.size(); lo += kBlock, ++blk)
       perturb(v.shift(s, lo), v.shift(s, lo), s, std::min(kBlock, z.size() - lo), noise.beta,
-              BlockKeys(noise.seed, blk).k, w);
+              BlockKeys(noise.seed, noise.block0 + blk).k, w);
   });
   return out;
 }
@@ -212,7 +212,9 @@ at::Tensor feature_sum(const ParticleFamily& fam, const Particles& z, const at::
 
 Particles perturb(const Particles& z, const Noise& noise) {
   if (z.A.device().is_cpu()) return perturb_blocks(z, noise);
-  at::Generator gen = make_generator(z.A.device(), noise.seed);
+  // A device generator draws for all particles at once: a shard keys its draw by its first block.
+  at::Generator gen = make_generator(
+      z.A.device(), noise.block0 == 0 ? noise.seed : sub_seed(noise.seed, uint64_t(noise.block0)));
   Particles out = z.clone();
   for (at::Tensor* t : out.tensors())
     t->add_(at::normal(0.0, 1.0, t->sizes(), gen, t->options().dtype(at::kFloat)), noise.beta);
@@ -244,7 +246,7 @@ void fused_grad(const ParticleFamily& fam, Particles& z, const at::Tensor& X, co
       for (int64_t blk = b0; blk < b1; ++blk) {
         const int64_t lo = blk * kBlock, n = std::min(N - lo, kBlock);
         sq[blk] = kernels.grad(args, zv.shift(s, lo), g ? gv.shift(s, lo) : View<T>{}, n,
-                               BlockKeys(noise.seed, blk).k, scratch);
+                               BlockKeys(noise.seed, noise.block0 + blk).k, scratch);
       }
     });
   });

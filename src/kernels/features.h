@@ -20,10 +20,13 @@ enum class Impl { Auto, Fused, Generic };
 // sub_seed(seed, k), so the noise is a function of (seed, particle) alone: the same for any chunk
 // size or thread count, and drawn inside the fused kernel, block by block, in parallel. Elsewhere
 // it is drawn by the device's generator seeded with `seed`. w is drawn in float32 (the fast path)
-// whatever the particles' dtype, so float32 and float64 runs see the same noise.
+// whatever the particles' dtype, so float32 and float64 runs see the same noise. A shard of a
+// measure starts at block `block0` of the whole, so on CPU each particle's noise is the same
+// whatever the sharding.
 struct Noise {
   double beta = 0.0;
   uint64_t seed = 0;
+  int64_t block0 = 0;  // global index of the particles' first block of kNoiseBlock
 };
 constexpr int64_t kNoiseBlock = 128;
 

@@ -12,7 +12,7 @@ namespace {
 
 void check(Isa isa) {
   if (!gemm_supported(isa))
-    throw std::invalid_argument("gemm: the " + to_string(isa) +
+    throw std::invalid_argument("gemm: the " + std::string(name_of(isa)) +
                                 " path has no product tiles on this CPU");
 }
 

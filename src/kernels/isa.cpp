@@ -2,7 +2,8 @@
 
 #include <atomic>
 #include <cstdlib>
-#include <stdexcept>
+#include <optional>
+#include <string>
 
 #include "src/base/errors.h"
 #include "src/kernels/blocks.h"
@@ -21,22 +22,6 @@ namespace avx512 {
 extern const PathKernels kKernels;
 }
 #endif
-
-std::string to_string(Isa isa) {
-  switch (isa) {
-    case Isa::Generic: return "generic";
-    case Isa::Avx2: return "avx2";
-    case Isa::Avx512: return "avx512";
-  }
-  return "?";
-}
-
-Isa parse_isa(const std::string& name) {
-  for (Isa isa : {Isa::Generic, Isa::Avx2, Isa::Avx512})
-    if (name == to_string(isa)) return isa;
-  throw std::invalid_argument("unknown instruction-set path '" + name +
-                              "' (valid: generic, avx2, avx512)");
-}
 
 bool isa_supported(Isa isa) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -67,7 +52,7 @@ namespace {
 
 std::string supported_list() {
   std::string s;
-  for (Isa isa : supported_isas()) s += (s.empty() ? "" : ", ") + to_string(isa);
+  for (Isa isa : supported_isas()) s += (s.empty() ? "" : ", ") + std::string(name_of(isa));
   return s;
 }
 
@@ -79,13 +64,11 @@ struct Choice {
 Choice from_environment() {
   const char* env = std::getenv("MMDFLOW_ISA");
   if (!env || !*env) return {widest_isa(), false};
-  Isa isa;
-  try {
-    isa = parse_isa(env);
-  } catch (const std::invalid_argument&) {
+  const std::optional<Isa> parsed = from_name<Isa>(env);
+  if (!parsed)
     throw UsageError(std::string("MMDFLOW_ISA=") + env +
-                     ": unknown path (valid: generic, avx2, avx512)");
-  }
+                     ": unknown path (valid: " + name_list<Isa>() + ")");
+  const Isa isa = *parsed;
   if (!isa_supported(isa))
     throw UsageError(std::string("MMDFLOW_ISA=") + env + ": this CPU cannot run it (it runs " +
                      supported_list() + ")");
@@ -117,7 +100,7 @@ bool isa_forced() {
 
 void set_isa(Isa isa) {
   if (!isa_supported(isa))
-    throw UsageError("instruction-set path " + to_string(isa) +
+    throw UsageError("instruction-set path " + std::string(name_of(isa)) +
                      ": this CPU cannot run it (it runs " + supported_list() + ")");
   g_active.store(int(isa), std::memory_order_release);
 }

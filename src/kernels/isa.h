@@ -5,15 +5,19 @@
 //   generic  the baseline instruction set; products on BLAS
 // MMDFLOW_ISA=generic|avx2|avx512 forces a path. Torch-free.
 #pragma once
-#include <string>
 #include <vector>
+
+#include "src/base/names.h"
 
 namespace mmdflow {
 
 enum class Isa { Generic, Avx2, Avx512 };
-
-std::string to_string(Isa isa);
-Isa parse_isa(const std::string& name);  // throws std::invalid_argument naming the valid ones
+template <>
+struct Names<Isa> {
+  static constexpr const char* what = "instruction-set path";
+  static constexpr std::array<std::pair<Isa, const char*>, 3> table{
+      {{Isa::Generic, "generic"}, {Isa::Avx2, "avx2"}, {Isa::Avx512, "avx512"}}};
+};
 
 bool isa_supported(Isa isa);        // this CPU and its OS run it
 std::vector<Isa> supported_isas();  // narrowest first

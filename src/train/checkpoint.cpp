@@ -2,18 +2,24 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <fcntl.h>
 #include <fmt/format.h>
-#include <yaml-cpp/yaml.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <map>
-#include <sstream>
 #include <variant>
 
-#include "src/base/random.h"
+#include "models/weights.h"
 #include "src/base/io.h"
+#include "src/base/random.h"
 
 namespace mmdflow {
 namespace {
@@ -181,13 +187,6 @@ class Records {
   std::map<std::string, Value> values_;
 };
 
-std::string yaml_value(const Config& c, const std::string& key) {
-  YAML::Node n = YAML::Load(to_yaml(c));
-  std::stringstream ss(key);
-  for (std::string k; std::getline(ss, k, '.');) n.reset(n[k]);
-  return n.Scalar();
-}
-
 std::string shape(at::IntArrayRef s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
 // A tensor record of the given dtype and sizes.
@@ -234,9 +233,97 @@ at::Generator get_generator(Records& r) {
   return gen;
 }
 
+// ---- weight shards ---------------------------------------------------------------------------
+
+constexpr char kShardTag[8] = {'M', 'M', 'D', 'F', 'S', 'H', 'R', 'D'};
+constexpr uint32_t kShardVersion = 1;
+
+uint8_t dtype_code(c10::ScalarType t) {
+  for (const Dtype& d : kDtypes)
+    if (d.type == t) return d.code;
+  TORCH_CHECK(false, "checkpoint: cannot store dtype ", t);
+}
+
+bool by_rows(const Config& cfg) { return cfg.student.layout == Layout::Block; }
+
+// The student's weights in a shard of `rows` particles (models/weights.h).
+std::vector<WeightSpec> specs_of(const Config& cfg, int64_t rows) {
+  return by_rows(cfg) ? block_weights(family_of(cfg), rows)
+                      : dense_weights(family_of(cfg), cfg.student.particles);
+}
+
+// A shard file read in pieces: every byte passes through the checksum; nothing is held but the
+// piece and the rows copied out.
+class ShardReader {
+ public:
+  ShardReader(const std::string& path, const std::string& name, const ShardFile& entry)
+      : name_(name), entry_(entry) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd_ < 0) fail(fmt::format("cannot read it ({})", std::strerror(errno)));
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) fail("not a regular file");
+    if (uint64_t(st.st_size) != entry.bytes)
+      fail(fmt::format("{} bytes, the manifest says {}", st.st_size, entry.bytes));
+    left_ = entry.bytes;
+  }
+  ~ShardReader() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  template <typename T>
+  T raw() {
+    T v;
+    read(&v, sizeof v);
+    return v;
+  }
+  void read(void* dst, uint64_t n) {  // dst null: skip
+    char* out = static_cast<char*>(dst);
+    while (n > 0) {
+      if (pos_ == buf_.size()) refill();
+      const uint64_t k = std::min<uint64_t>(n, buf_.size() - pos_);
+      if (out) std::memcpy(out, buf_.data() + pos_, k), out += k;
+      pos_ += k;
+      n -= k;
+    }
+  }
+  // All read and the checksum as the manifest says.
+  void finish() {
+    if (left_ != 0 || pos_ != buf_.size()) fail("bytes after the last tensor");
+    if (crc_ != entry_.crc) fail("corrupt: the checksum does not match the manifest's");
+  }
+  [[noreturn]] void fail(const std::string& why) const {
+    throw CheckpointError(fmt::format("{}/{}: {}", kShardFolder, name_, why));
+  }
+
+ private:
+  void refill() {
+    if (left_ == 0) fail("truncated");
+    buf_.resize(std::min<uint64_t>(left_, kPiece));
+    size_t got = 0;
+    while (got < buf_.size()) {
+      const ssize_t r = ::read(fd_, buf_.data() + got, buf_.size() - got);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) fail("truncated while reading");
+      got += size_t(r);
+    }
+    left_ -= buf_.size();
+    pos_ = 0;
+    crc_ = crc32(std::string_view(buf_.data(), buf_.size()), crc_);
+  }
+
+  static constexpr uint64_t kPiece = 1 << 20;
+  std::string name_;
+  ShardFile entry_;
+  int fd_ = -1;
+  uint64_t left_ = 0;
+  std::vector<char> buf_;
+  size_t pos_ = 0;
+  uint32_t crc_ = 0;
+};
+
 }  // namespace
 
-uint32_t crc32(std::string_view bytes) {
+uint32_t crc32(std::string_view bytes, uint32_t crc) {
   static const std::array<uint32_t, 256> table = [] {
     std::array<uint32_t, 256> t{};
     for (uint32_t i = 0; i < 256; ++i) {
@@ -246,17 +333,43 @@ uint32_t crc32(std::string_view bytes) {
     }
     return t;
   }();
-  uint32_t c = 0xFFFFFFFFu;
+  uint32_t c = crc ^ 0xFFFFFFFFu;
   for (unsigned char b : bytes) c = table[(c ^ b) & 0xFF] ^ (c >> 8);
   return c ^ 0xFFFFFFFFu;
 }
 
-bool resumable_key(const std::string& key) {
-  return key == "train.epochs" || key == "train.checkpoint_every" || key == "threads" ||
-         key == "device" || key.rfind("log.", 0) == 0 || key.rfind("compare.", 0) == 0;
+std::string shard_name(int64_t generation, int rank, int world) {
+  return fmt::format("g{:06}-{:05}-of-{:05}.bin", generation, rank, world);
 }
 
-std::string checkpoint_bytes(const Config& cfg, const TrainerState& s) {
+std::string shard_bytes(const Config& cfg, const Shard& shard, const NamedTensors& w) {
+  const std::vector<WeightSpec> specs = specs_of(cfg, shard.size());
+  TORCH_CHECK(w.size() == specs.size(), "checkpoint: ", w.size(), " weight tensors, expected ",
+              specs.size());
+  std::string out(kShardTag, sizeof kShardTag);
+  put_raw(out, kShardVersion);
+  put_raw(out, shard.begin);
+  put_raw(out, shard.end);
+  put_raw(out, dtype_code(cfg.dtype));
+  put_raw(out, uint8_t(w.size()));
+  for (size_t i = 0; i < w.size(); ++i) {
+    const auto& [name, t] = w[i];
+    TORCH_CHECK(name == specs[i].name && t.sizes() == at::IntArrayRef(specs[i].sizes),
+                "checkpoint: weight ", name, " is ", t.sizes(), ", expected ", specs[i].name);
+    put_raw(out, uint8_t(name.size()));
+    out += name;
+    put_raw(out, uint8_t(t.dim()));
+    for (int64_t s : t.sizes()) put_raw(out, s);
+  }
+  for (const auto& [name, t] : w) {
+    const at::Tensor c = t.to(at::kCPU, cfg.dtype).contiguous();
+    out.append(static_cast<const char*>(c.data_ptr()), c.nbytes());
+  }
+  return out;
+}
+
+std::string manifest_bytes(const Config& cfg, const TrainerState& s, int64_t generation,
+                           const std::vector<ShardFile>& shards) {
   Writer w;
   w.put("config", to_yaml(cfg));
   w.put("epoch", s.epoch);
@@ -269,10 +382,9 @@ std::string checkpoint_bytes(const Config& cfg, const TrainerState& s) {
   w.put("step_seconds", s.step_seconds);
   w.put("seconds", s.seconds);
   w.put("generator", s.gen.get_state());
-  for (const auto& [name, t] : s.student) w.put("student." + name, t);
-  w.put("step_size", s.step_size);
-  w.put("plateau.best_train", s.best_train);
-  w.put("plateau.bad_epochs", s.bad_epochs);
+  w.put("step_size", s.step.step_size);
+  w.put("plateau.best_train", s.step.best);
+  w.put("plateau.bad_epochs", s.step.bad_epochs);
   w.put("best_valid", s.best_valid);
   w.put("best_epoch", s.best_epoch);
   w.put("last.train_loss", s.last.train_loss);
@@ -282,11 +394,20 @@ std::string checkpoint_bytes(const Config& cfg, const TrainerState& s) {
   w.put("last.grad_sq", s.last.grad_sq);
   w.put("last.noisy_grad_sq", s.last.noisy_grad_sq);
   w.put("last.seconds", s.last.seconds);
+  w.put("generation", generation);
+  w.put("shards", int64_t(shards.size()));
+  for (size_t k = 0; k < shards.size(); ++k) {
+    const std::string p = fmt::format("shard.{}.", k);
+    w.put(p + "file", shards[k].name);
+    w.put(p + "begin", shards[k].begin);
+    w.put(p + "end", shards[k].end);
+    w.put(p + "bytes", int64_t(shards[k].bytes));
+    w.put(p + "crc", int64_t(shards[k].crc));
+  }
   return w.bytes();
 }
 
-TrainerState parse_checkpoint(std::string_view bytes, const Config& cfg,
-                              const std::string& source) {
+Checkpoint parse_manifest(std::string_view bytes, const Config& cfg, const std::string& source) {
   auto fail = [&](const std::string& why) {
     throw CheckpointError(fmt::format("{}: {}", source, why));
   };
@@ -314,14 +435,13 @@ TrainerState parse_checkpoint(std::string_view bytes, const Config& cfg,
   } catch (const ConfigError& e) {
     fail(e.what());
   }
-  for (const std::string& key : differing_keys(saved, cfg))
-    if (!resumable_key(key))
-      fail(fmt::format(
-          "written with {}: {}, the config says {} (a resumed run may only change train.epochs, "
-          "train.checkpoint_every, threads, device, log.*, compare.*)",
-          key, yaml_value(saved, key), yaml_value(cfg, key)));
+  for (const KeyDiff& d : differing_keys(saved, cfg))
+    if (!d.resumable)
+      fail(fmt::format("written with {}: {}, the config says {} (a resumed run may only change {})",
+                       d.path, shorten(d.a), shorten(d.b), resumable_keys()));
 
-  TrainerState s;
+  Checkpoint c;
+  TrainerState& s = c.state;
   const int64_t n = cfg.data.train_size, batches = (n + cfg.train.batch - 1) / cfg.train.batch;
   s.epoch = get_int(r, "epoch", 0, INT64_MAX);
   if (s.epoch > cfg.train.epochs)
@@ -342,34 +462,14 @@ TrainerState parse_checkpoint(std::string_view bytes, const Config& cfg,
   s.step_seconds = get_real(r, "step_seconds", 0);
   s.seconds = get_real(r, "seconds", 0);
   s.gen = get_generator(r);
-
-  const c10::ScalarType dtype = dtype_of(cfg);
-  const int64_t N = cfg.student.particles, H = cfg.model.hidden, d = cfg.data.dim,
-                o = cfg.model.outputs;
-  auto weight = [&](const char* name, std::vector<int64_t> sizes, const char* sized_by) {
-    s.student.emplace_back(name,
-                           get_tensor(r, std::string("student.") + name, dtype, sizes, sized_by));
-  };
-  if (cfg.student.layout == "dense") {
-    weight("W1", {N * H, d}, "student.particles, model.hidden, data.dim");
-    if (cfg.model.hidden_bias) weight("b1", {N * H}, "student.particles, model.hidden");
-    weight("W2", {N * o, N * H}, "student.particles, model.outputs, model.hidden");
-    if (cfg.model.output_bias) weight("b2", {N * o}, "student.particles, model.outputs");
-  } else {
-    weight("A", {N, H, d}, "student.particles, model.hidden, data.dim");
-    if (cfg.model.hidden_bias) weight("a", {N, H}, "student.particles, model.hidden");
-    weight("B", {N, o, H}, "student.particles, model.outputs, model.hidden");
-    if (cfg.model.output_bias) weight("b", {N, o}, "student.particles, model.outputs");
-  }
-  s.step_size = get_real(r, "step_size", 0);
-  if (s.step_size <= 0 || s.step_size > cfg.flow.step_size)
+  s.step.step_size = get_real(r, "step_size", 0);
+  if (s.step.step_size <= 0 || s.step.step_size > cfg.flow.step_size)
     r.fail(fmt::format("record 'step_size' is {}, expected in (0, flow.step_size = {}]",
-                       s.step_size, cfg.flow.step_size));
-  s.best_train = r.get<double>("plateau.best_train");  // +inf before the first epoch
-  if (std::isnan(s.best_train) || s.best_train < 0)
-    r.fail(fmt::format("record 'plateau.best_train' is {}", s.best_train));
-  s.bad_epochs = get_int(r, "plateau.bad_epochs", 0, cfg.flow.patience - 1);
-
+                       s.step.step_size, cfg.flow.step_size));
+  s.step.best = r.get<double>("plateau.best_train");  // +inf before the first epoch
+  if (std::isnan(s.step.best) || s.step.best < 0)
+    r.fail(fmt::format("record 'plateau.best_train' is {}", s.step.best));
+  s.step.bad_epochs = get_int(r, "plateau.bad_epochs", 0, cfg.flow.patience - 1);
   s.best_valid = get_real(r, "best_valid", 0);
   s.best_epoch = get_int(r, "best_epoch", 0, s.epoch);
   s.last.epoch = s.epoch;
@@ -380,22 +480,164 @@ TrainerState parse_checkpoint(std::string_view bytes, const Config& cfg,
   s.last.grad_sq = get_real(r, "last.grad_sq", 0);
   s.last.noisy_grad_sq = get_real(r, "last.noisy_grad_sq", 0);
   s.last.seconds = get_real(r, "last.seconds", 0);
+
+  c.generation = get_int(r, "generation", 1, INT64_MAX);
+  const int64_t N = cfg.student.particles;
+  const int64_t count = get_int(r, "shards", 1, by_rows(cfg) ? 1 << 20 : 1);
+  int64_t next = 0;  // the shards tile [0, N) in order
+  for (int64_t k = 0; k < count; ++k) {
+    const std::string p = fmt::format("shard.{}.", k);
+    ShardFile f;
+    f.name = r.get<std::string>(p + "file");
+    if (f.name != shard_name(c.generation, int(k), int(count)))
+      r.fail(fmt::format("record '{}file' is '{}', expected '{}'", p, shorten(f.name),
+                         shard_name(c.generation, int(k), int(count))));
+    f.begin = get_int(r, p + "begin", next, next);
+    f.end = get_int(r, p + "end", f.begin, N);
+    if (k + 1 == count && f.end != N)
+      r.fail(fmt::format("the shards end at particle {}, student.particles is {}", f.end, N));
+    f.bytes = uint64_t(get_int(r, p + "bytes", 1, INT64_MAX));
+    f.crc = uint32_t(get_int(r, p + "crc", 0, UINT32_MAX));
+    next = f.end;
+    c.shards.push_back(f);
+  }
   r.finish();
-  return s;
+  return c;
 }
 
-void save_checkpoint(const std::string& path, const Config& cfg, const TrainerState& s) {
-  write_file_atomic(path, checkpoint_bytes(cfg, s));
+NamedTensors read_weights(const std::string& dir, const Checkpoint& c, const Config& cfg,
+                          const Shard& want) {
+  const int64_t item = int64_t(c10::elementSize(cfg.dtype));
+  NamedTensors out;
+  for (const WeightSpec& spec : specs_of(cfg, want.size()))
+    out.emplace_back(spec.name, at::empty(spec.sizes, at::TensorOptions().dtype(cfg.dtype)));
+  for (const ShardFile& f : c.shards) {
+    if (f.end <= want.begin || f.begin >= want.end) continue;
+    ShardReader in(dir + "/" + kShardFolder + "/" + f.name, f.name, f);
+    char tag[sizeof kShardTag];
+    in.read(tag, sizeof tag);
+    if (std::memcmp(tag, kShardTag, sizeof tag) != 0) in.fail("not an mmdflow weight shard");
+    if (const uint32_t v = in.raw<uint32_t>(); v != kShardVersion)
+      in.fail(
+          fmt::format("shard format version {}, this mmdflow reads version {}", v, kShardVersion));
+    const int64_t begin = in.raw<int64_t>(), end = in.raw<int64_t>();
+    if (begin != f.begin || end != f.end)
+      in.fail(fmt::format("holds particles [{}, {}), the manifest says [{}, {})", begin, end,
+                          f.begin, f.end));
+    if (in.raw<uint8_t>() != dtype_code(cfg.dtype))
+      in.fail(fmt::format("not {}", name_of(cfg.dtype)));
+    const std::vector<WeightSpec> specs = specs_of(cfg, f.end - f.begin);
+    if (in.raw<uint8_t>() != specs.size())
+      in.fail(fmt::format("does not hold the {} weight tensors of the config", specs.size()));
+    for (const WeightSpec& spec : specs) {
+      std::string name(in.raw<uint8_t>(), '\0');
+      in.read(name.data(), name.size());
+      const std::vector<int64_t>& sizes = spec.sizes;
+      const uint8_t dims = in.raw<uint8_t>();
+      std::vector<int64_t> got(std::min<uint8_t>(dims, kMaxDims));
+      if (dims > kMaxDims)
+        in.fail(fmt::format("tensor '{}' has {} dimensions", shorten(name), dims));
+      for (int64_t& s : got) s = in.raw<int64_t>();
+      if (name != spec.name || got != sizes)
+        in.fail(fmt::format("tensor '{}' {} where the config needs '{}' {}", shorten(name),
+                            shape(got), spec.name, shape(sizes)));
+    }
+    // Each tensor's rows: those before want, the wanted ones, those after.
+    for (size_t i = 0; i < specs.size(); ++i) {
+      const at::Tensor& dst = out[i].second;
+      const int64_t row =
+          by_rows(cfg) ? dst.numel() / std::max<int64_t>(want.size(), 1) : dst.numel();
+      const int64_t lo = std::max(f.begin, want.begin), hi = std::min(f.end, want.end);
+      if (!by_rows(cfg)) {
+        in.read(dst.data_ptr(), uint64_t(dst.numel() * item));
+        continue;
+      }
+      in.read(nullptr, uint64_t((lo - f.begin) * row * item));
+      in.read(static_cast<char*>(dst.data_ptr()) + (lo - want.begin) * row * item,
+              uint64_t((hi - lo) * row * item));
+      in.read(nullptr, uint64_t((f.end - hi) * row * item));
+    }
+    in.finish();
+  }
+  for (const auto& [name, t] : out)
+    if (!at::isfinite(t).all().item<bool>())
+      throw CheckpointError(
+          fmt::format("{}/{}: weight '{}' holds non-finite values", dir, kShardFolder, name));
+  return out;
 }
 
-TrainerState load_checkpoint(const std::string& path, const Config& cfg) {
+void save_checkpoint(const std::string& dir, const Config& cfg, const TrainerState& s,
+                     const Shard& shard, int64_t generation, Comm& comm) {
+  const std::string folder = dir + "/" + kShardFolder;
+  const int world = comm.world();
+  ShardFile mine{shard_name(generation, comm.rank(), world), shard.begin, shard.end};
+  std::string error;
+  try {
+    std::filesystem::create_directories(folder);
+    const std::string bytes = shard_bytes(cfg, shard, s.student);
+    AtomicFile f(folder + "/" + mine.name);
+    f.write(bytes.data(), bytes.size());
+    f.commit();
+    mine.bytes = bytes.size();
+    mine.crc = crc32(bytes);
+  } catch (const IoError& e) {
+    error = e.what();
+  } catch (const std::filesystem::filesystem_error& e) {
+    error = fmt::format("cannot create {}: {}", folder, e.code().message());
+  }
+  // Phase 1 done on every rank: each shard durable, or the checkpoint abandoned everywhere.
+  const auto all = comm.gather({error.empty() ? 1.0 : 0.0, double(mine.bytes), double(mine.crc)});
+  if (!error.empty()) throw IoError(error);
+  for (int r = 0; r < world; ++r)
+    if (all[r][0] == 0)
+      throw IoError(
+          fmt::format("rank {} could not write its checkpoint shard; {} kept", r, kCheckpointFile));
+  if (comm.rank() == 0) {
+    if (const char* at = std::getenv("MMDFLOW_FAILPOINT");
+        at && std::string(at) == "checkpoint-before-manifest")
+      std::raise(SIGKILL);  // a test's crash between the two phases (docs/reliability.md)
+    std::vector<ShardFile> files;
+    for (int r = 0; r < world; ++r) {
+      const Shard sh = world == 1 ? shard : shard_of(cfg, r, world);
+      files.push_back({shard_name(generation, r, world), sh.begin, sh.end, uint64_t(all[r][1]),
+                       uint32_t(all[r][2])});
+    }
+    try {
+      write_file_atomic(dir + "/" + kCheckpointFile, manifest_bytes(cfg, s, generation, files));
+      // Phase 2 done: the shards of no manifest (older generations, temporaries) go.
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(folder, ec)) {
+        const std::string name = e.path().filename().string();
+        const bool named = std::any_of(files.begin(), files.end(),
+                                       [&](const ShardFile& f) { return f.name == name; });
+        if (!named && name.rfind("g", 0) == 0) std::filesystem::remove(e.path(), ec);
+      }
+    } catch (const IoError& e) {
+      error = e.what();
+    }
+  }
+  const auto done = comm.gather({error.empty() ? 1.0 : 0.0});
+  if (!error.empty()) throw IoError(error);
+  if (done[0][0] == 0)
+    throw IoError(
+        fmt::format("rank 0 could not write {}; the previous one is kept", kCheckpointFile));
+}
+
+std::optional<Checkpoint> load_checkpoint(const std::string& dir, const Config& cfg,
+                                          const Shard& shard) {
+  const std::string path = dir + "/" + kCheckpointFile;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return std::nullopt;
+  if (!S_ISREG(st.st_mode)) throw CheckpointError(fmt::format("{}: not a regular file", path));
   std::string bytes;
   try {
     bytes = read_file(path);
   } catch (const std::runtime_error&) {
     throw CheckpointError(fmt::format("{}: cannot read", path));
   }
-  return parse_checkpoint(bytes, cfg, path);
+  Checkpoint c = parse_manifest(bytes, cfg, path);
+  c.state.student = read_weights(dir, c, cfg, shard);
+  return c;
 }
 
 }  // namespace mmdflow

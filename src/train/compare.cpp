@@ -3,33 +3,64 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "src/flow/flow.h"
 
 namespace mmdflow {
+namespace {
+
+class Summed : public Reducer {
+ public:
+  explicit Summed(Comm& comm) : comm_(comm) {}
+  void sum(at::Tensor& t) override { comm_.sum(t); }
+
+ private:
+  Comm& comm_;
+};
+
+}  // namespace
 
 Comparison compare(const Student& student, const ParticleNet& teacher, InputDist dist,
-                   int64_t samples, int64_t nearest, at::Generator& gen) {
+                   int64_t samples, int64_t nearest, at::Generator& gen, Comm& comm) {
   Comparison c;
   c.samples = samples;
   const Particles& zt = teacher.particles();
   at::Tensor X = sample_inputs(dist, samples, teacher.family().dim, gen, zt.A.options());
-  c.half_mmd2 = half_mse(student, X, teacher.forward(X), 1000).item<double>();
+  Summed reduce(comm);
+  c.half_mmd2 = half_mse(student, X, teacher.forward(X), 1000, reduce).item<double>();
   const Particles* zs = student.particles();
   if (!zs || zs->flat().size(1) != zt.flat().size(1)) return c;
+  // Each rank's nearest k of its own particles, as (distance, global index), padded with
+  // (inf, -1) where it holds fewer; then the k nearest of all.
+  const int64_t M = zt.size(), k = std::min<int64_t>(nearest, student.size());
+  const int64_t mine = std::min<int64_t>(k, zs->size()), first = student.shard().begin;
   at::Tensor D = at::cdist(zt.flat().to(at::kDouble).unsqueeze(0),
                            zs->flat().to(at::kDouble).unsqueeze(0))
                      .squeeze(0)
-                     .cpu();  // [M, N]
-  const int64_t k = std::min<int64_t>(nearest, zs->size());
-  auto [dist_k, idx_k] = D.topk(k, 1, /*largest=*/false);
-  for (int64_t m = 0; m < zt.size(); ++m) {
+                     .cpu();  // [M, n here]
+  auto [dist_k, idx_k] = D.topk(mine, 1, /*largest=*/false);
+  std::vector<double> local(size_t(2 * M * k), 0.0);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t j = 0; j < k; ++j) {
+      const bool held = j < mine;
+      local[2 * (m * k + j)] = held ? dist_k[m][j].item<double>() : INFINITY;
+      local[2 * (m * k + j) + 1] = held ? double(idx_k[m][j].item<int64_t>() + first) : -1.0;
+    }
+  const auto all = comm.gather(local);
+  for (int64_t m = 0; m < M; ++m) {
+    std::vector<std::pair<double, int64_t>> candidates;
+    for (const auto& rank : all)
+      for (int64_t j = 0; j < k; ++j)
+        if (rank[2 * (m * k + j) + 1] >= 0)
+          candidates.emplace_back(rank[2 * (m * k + j)], int64_t(rank[2 * (m * k + j) + 1]));
+    std::sort(candidates.begin(), candidates.end());
     Comparison::Match match;
     match.teacher = m;
     for (int64_t j = 0; j < k; ++j) {
-      match.student.push_back(idx_k[m][j].item<int64_t>());
-      match.distance.push_back(dist_k[m][j].item<double>());
+      match.student.push_back(candidates[j].second);
+      match.distance.push_back(candidates[j].first);
     }
     c.matches.push_back(std::move(match));
   }

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
 
 #include <chrono>
 #include <cmath>
@@ -21,8 +22,8 @@ ParticleFamily family_of(const Config& c) {
   f.dim = c.data.dim;
   f.hidden = c.model.hidden;
   f.outputs = c.model.outputs;
-  f.activation = parse_activation(c.model.activation);
-  f.out.kind = parse_output(c.model.output);
+  f.activation = c.model.activation;
+  f.out.kind = c.model.output;
   f.out.param = f.out.kind == OutputKind::Gaussian  ? c.model.sigma
                 : f.out.kind == OutputKind::Laplace ? c.model.lambda
                                                     : c.model.c;
@@ -33,14 +34,14 @@ ParticleFamily family_of(const Config& c) {
 
 ParticleFamily teacher_family_of(const Config& c) {
   ParticleFamily f = family_of(c);
-  f.hidden = c.teacher.hidden;
-  f.activation = parse_activation(c.teacher.activation);
+  f.hidden = c.teacher_hidden();
+  f.activation = c.teacher_activation();
   return f;
 }
 
 BetaSchedule beta_schedule_of(const Config& c) {
   BetaSchedule s;
-  s.kind = parse_beta_kind(c.noise.schedule);
+  s.kind = c.noise.schedule;
   s.beta0 = c.noise.beta0;
   s.factor = c.noise.factor;
   s.every = c.noise.every;
@@ -48,59 +49,116 @@ BetaSchedule beta_schedule_of(const Config& c) {
   return s;
 }
 
-c10::ScalarType dtype_of(const Config& c) {
-  return c.dtype == "float64" ? at::kDouble : at::kFloat;
+StepSchedule step_schedule_of(const Config& c) {
+  StepSchedule s;
+  s.kind = c.flow.step_schedule;
+  s.step_size = c.flow.step_size;
+  s.patience = c.flow.patience;
+  s.factor = c.flow.step_factor;
+  return s;
 }
 
 namespace {
 
 // The options of a measure drawn N(init_mean, init_std^2) in the run's dtype, on dev.
-ParticleNetOptions options_of(const Config& c, const Config::Measure& m, const ParticleFamily& fam,
+template <typename Measure>  // Config::Teacher or Config::Student
+ParticleNetOptions options_of(const Config& c, const Measure& m, const ParticleFamily& fam,
                               c10::Device dev) {
   return ParticleNetOptions(m.particles, fam)
       .init_mean(m.init_mean)
       .init_std(m.init_std)
-      .dtype(dtype_of(c))
+      .dtype(c.dtype)
       .device(dev);
 }
 
 }  // namespace
 
+Shard shard_of(const Config& c, int rank, int world) {
+  const int64_t N = c.student.particles, blocks = (N + kNoiseBlock - 1) / kNoiseBlock;
+  const int64_t b0 = blocks * rank / world, b1 = blocks * (rank + 1) / world;
+  return {b0 * kNoiseBlock, std::min(N, b1 * kNoiseBlock), N};
+}
+
 ParticleNet make_teacher(const Config& c, c10::Device dev, at::Generator gen) {
   return ParticleNet(options_of(c, c.teacher, teacher_family_of(c), dev), gen);
 }
 
-std::unique_ptr<Student> make_student(const Config& c, c10::Device dev, at::Generator gen) {
+std::unique_ptr<Student> make_student(const Config& c, c10::Device dev, at::Generator gen,
+                                      Shard shard) {
   const ParticleFamily fam = family_of(c);
-  if (parse_layout(c.student.layout) == Layout::Dense)
-    return make_dense_student(fam, c.student.particles, c.student.init_mean, c.student.init_std,
-                              at::TensorOptions().dtype(dtype_of(c)).device(dev), gen);
-  return make_block_student(ParticleNet(options_of(c, c.student, fam, dev), gen), c.flow.chunk);
+  const int64_t N = c.student.particles;
+  if (shard.total == 0) shard = {0, N, N};
+  if (c.student.layout == Layout::Dense) {
+    TORCH_CHECK(shard.size() == N, "the dense layout cannot be sharded");
+    return make_dense_student(fam, N, c.student.init_mean, c.student.init_std,
+                              at::TensorOptions().dtype(c.dtype).device(dev), gen);
+  }
+  const auto opts = options_of(c, c.student, fam, dev).first(shard.begin).last(shard.end);
+  return make_block_student(ParticleNet(opts, gen), c.flow.chunk, Impl::Auto, shard);
 }
 
 StepOptions step_options_of(const Config& c) {
   StepOptions o;
-  o.method = parse_method(c.flow.method);
+  o.method = c.flow.method;
   o.step_size = c.flow.step_size;
   o.sobolev_eps = c.flow.sobolev_eps;
   o.drmmd_lambda = c.flow.drmmd_lambda;
   return o;
 }
 
-Trainer::Trainer(const Config& cfg)
-    : cfg_(cfg),
-      device_(resolve_device(cfg.device)),
+namespace {
+
+const Config& checked(const Config& c, const Comm& comm) {
+  if (comm.world() > 1 && c.student.layout == Layout::Dense)
+    throw ConfigError(fmt::format(
+        "student.layout: dense cannot be sharded over the {} processes of WORLD_SIZE: its second "
+        "layer couples every particle (use the block layout, or one process)",
+        comm.world()));
+  return c;
+}
+
+}  // namespace
+
+c10::Device device_of(const Config& c, const Comm& comm) {
+  c10::Device d = c.device;
+  if (d.is_cuda() && !d.has_index() && comm.world() > 1)
+    d = c10::Device(c10::kCUDA, c10::DeviceIndex(comm.local_rank()));
+  return resolve_device(d);
+}
+
+void Trainer::StopReducer::sum(at::Tensor& t) {
+  const int world = comm_.world();
+  if (world == 1) return;
+  const int64_t n = t.numel();
+  at::Tensor answers = at::zeros({world}, at::TensorOptions().dtype(at::kDouble));
+  answers[comm_.rank()] = double(stop_ ? stop_() : 0);
+  at::Tensor all = at::cat({t.reshape(-1), answers.to(t.options())});
+  comm_.sum(all);
+  t.copy_(all.narrow(0, 0, n).view(t.sizes()));
+  agreed = std::max(agreed, int(all.narrow(0, n, world).max().item<double>()));
+}
+
+Trainer::Trainer(const Config& cfg, Comm* comm)
+    : cfg_(checked(cfg, comm ? *comm : *single_process())),
+      own_comm_(comm ? nullptr : single_process()),
+      comm_(comm ? comm : own_comm_.get()),
+      device_(device_of(cfg, *comm_)),
       beta_(beta_schedule_of(cfg)),
-      dist_(parse_input(cfg.data.input)),
+      steps_(step_schedule_of(cfg)),
+      dist_(cfg.data.input),
       teacher_(make_teacher(cfg, device_, stream_generator(cfg.seed, kTeacherStream))),
-      student_(make_student(cfg, device_, stream_generator(cfg.seed, kStudentStream))) {
+      student_(make_student(cfg, device_, stream_generator(cfg.seed, kStudentStream),
+                            shard_of(cfg, comm_->rank(), comm_->world()))) {
   at::Generator data_gen = stream_generator(cfg.seed, kDataStream);
   train_ = make_dataset(dist_, cfg.data.train_size, teacher_, data_gen);
   valid_ = make_dataset(dist_, cfg.data.valid_size, teacher_, data_gen);
   s_.gen = stream_generator(cfg.seed, kTrainStream);
   if (!device_.is_cpu()) device_gen_ = make_generator(device_, sub_seed(cfg.seed, kDeviceStream));
-  s_.step_size = cfg.flow.step_size;
-  initial_valid_ = half_mse(*student_, valid_.X, valid_.Y, kEvalBatch).item<double>();
+  s_.step = steps_.start();
+  static const std::function<int()> never;
+  StopReducer reduce(*comm_, never);
+  initial_train_ = half_mse(*student_, train_.X, train_.Y, kEvalBatch, reduce).item<double>();
+  initial_valid_ = half_mse(*student_, valid_.X, valid_.Y, kEvalBatch, reduce).item<double>();
   s_.best_valid = initial_valid_;
 }
 
@@ -116,7 +174,12 @@ void Trainer::restore(TrainerState s) {
   s_ = std::move(s);
 }
 
-bool Trainer::finite() const { return std::isfinite(s_.loss_sum) && student_->all_finite(); }
+bool Trainer::finite() {
+  const bool mine = std::isfinite(s_.loss_sum) && student_->all_finite();
+  at::Tensor bad = at::full({1}, mine ? 0.0 : 1.0, at::TensorOptions().dtype(at::kDouble));
+  comm_->sum(bad);
+  return bad.item<double>() == 0;
+}
 
 at::Tensor Trainer::target_features(const at::Tensor& X, const at::Tensor& Y) const {
   if (student_->layout() == Layout::Dense) return Y.unsqueeze(0);        // [1, B, o]
@@ -124,7 +187,7 @@ at::Tensor Trainer::target_features(const at::Tensor& X, const at::Tensor& Y) co
 }
 
 Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
-                          const std::function<bool()>& stop) {
+                          const std::function<int()>& stop) {
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   const double seconds0 = s_.seconds;
@@ -138,9 +201,15 @@ Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
   const bool drmmd = base.method == Method::DrMMD;
   const auto opts = train_.X.options();
   const uint64_t device_seed = sub_seed(cfg_.seed, kDeviceStream);
+  StopReducer reduce(*comm_, stop);
+  // One process asks stop() itself; ranks act on the answers the last sum carried.
+  auto stopping = [&] {
+    stopped_by_ = comm_->world() == 1 ? (stop ? stop() : 0) : reduce.agreed;
+    return stopped_by_ != 0;
+  };
   while (s_.epoch < cfg_.train.epochs) {
     if (s_.batch == 0) {
-      if (stop && stop()) {
+      if (stopping()) {
         s_.seconds = seconds0 + since(t0);
         return End::Stopped;
       }
@@ -148,7 +217,7 @@ Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
       s_.loss_sum = 0;
     }
     StepOptions opt = base;
-    opt.step_size = s_.step_size;
+    opt.step_size = s_.step.step_size;
     opt.beta = beta_.at(s_.epoch);
     // The epoch's order onto the device: a blocking copy, once an epoch, outside the steps.
     const at::Tensor perm = fresh ? at::Tensor() : s_.perm.to(device_);
@@ -157,7 +226,7 @@ Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
     const auto ts = clock::now();
     for (; s_.batch < batches; ++s_.batch) {
       const int64_t i = s_.batch;
-      if (i > 0 && stop && stop()) {
+      if (i > 0 && stopping()) {
         s_.loss_sum = loss_sum.item<double>();
         s_.step_seconds += since(ts);
         s_.seconds = seconds0 + since(t0);
@@ -177,7 +246,7 @@ Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
       }
       opt.clean_grad_sq = (i == batches - 1);
       opt.noise_seed = s_.gen.get<at::CPUGeneratorImpl>()->random64();
-      last = flow_step(*student_, X, Y, opt, drmmd ? target_features(X, Y) : at::Tensor());
+      last = flow_step(*student_, X, Y, opt, drmmd ? target_features(X, Y) : at::Tensor(), reduce);
       loss_sum += last.loss;
       ++s_.steps;
     }
@@ -185,29 +254,32 @@ Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
     log.epoch = s_.epoch + 1;
     log.train_loss = loss_sum.item<double>() / double(batches);  // the epoch's one sync point
     s_.step_seconds += since(ts);
-    log.valid_loss = half_mse(*student_, valid_.X, valid_.Y, kEvalBatch).item<double>();
+    // The epoch's one sum over the ranks: validation feature sums, the last step's gradient
+    // shares, the shards whose weights are not finite.
+    const at::Tensor F = feature_sums(*student_, valid_.X, kEvalBatch);  // [n_valid, o]
+    const at::Tensor shares = at::stack(
+        {last.grad_sq.to(at::kDouble).reshape({}), last.noisy_grad_sq.to(at::kDouble).reshape({}),
+         at::scalar_tensor(student_->all_finite() ? 0.0 : 1.0, F.options().dtype(at::kDouble))});
+    at::Tensor all = at::cat({F.to(at::kDouble).reshape(-1), shares});
+    reduce.sum(all);
+    const at::Tensor sums = all.narrow(0, F.numel(), 3).cpu();
+    log.valid_loss = half_mse_of(all.narrow(0, 0, F.numel()).view(F.sizes()).to(F.scalar_type()),
+                                 valid_.Y, student_->size(), kEvalBatch)
+                         .item<double>();
     log.beta = opt.beta;
     log.step_size = opt.step_size;
-    log.grad_sq = last.grad_sq.item<double>();
-    log.noisy_grad_sq = last.noisy_grad_sq.item<double>();
+    log.grad_sq = sums[0].item<double>();
+    log.noisy_grad_sq = sums[1].item<double>();
     log.seconds = seconds0 + since(t0);
-    log.finite =
-        std::isfinite(log.train_loss) && std::isfinite(log.valid_loss) && student_->all_finite();
+    log.finite = std::isfinite(log.train_loss) && std::isfinite(log.valid_loss) &&
+                 sums[2].item<double>() == 0;
     s_.epoch = log.epoch;
     s_.batch = 0;
     s_.perm = at::Tensor();
     s_.loss_sum = 0;
     s_.seconds = log.seconds;
     if (log.valid_loss < s_.best_valid) s_.best_valid = log.valid_loss, s_.best_epoch = log.epoch;
-    if (cfg_.flow.step_schedule == "plateau") {  // cut gamma after `patience` epochs without gain
-      if (log.train_loss < s_.best_train) {
-        s_.best_train = log.train_loss;
-        s_.bad_epochs = 0;
-      } else if (++s_.bad_epochs >= cfg_.flow.patience) {
-        s_.step_size *= cfg_.flow.step_factor;
-        s_.bad_epochs = 0;
-      }
-    }
+    steps_.after_epoch(log.train_loss, s_.step);
     s_.last = log;
     on_epoch(log);
     if (!log.finite) return End::NonFinite;

@@ -35,11 +35,5 @@ TEST(Dataset, SeededAndLabelledByTheTeacher) {
   EXPECT_FALSE(at::equal(a.X, c.X));
 }
 
-TEST(Dataset, ParsesNames) {
-  EXPECT_EQ(parse_input("sphere"), InputDist::Sphere);
-  EXPECT_EQ(parse_input("gaussian"), InputDist::Gaussian);
-  EXPECT_THROW(parse_input("cube"), std::invalid_argument);
-}
-
 }  // namespace
 }  // namespace mmdflow

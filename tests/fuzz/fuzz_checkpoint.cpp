@@ -1,11 +1,11 @@
-// libFuzzer target: the checkpoint reader (src/train/checkpoint.cpp), for the run of kConfig. Each input
-// is read as it is, then resealed (the header's length and checksum made right) so that mutations
-// reach the records behind the checksum. Any input must give a TrainerState or a CheckpointError.
+// libFuzzer target: the checkpoint manifest's reader (src/train/checkpoint.cpp), for the run of
+// kConfig. Each input is read as it is, then resealed (the header's length and checksum made
+// right) so that mutations reach the records behind the checksum. Any input must give a
+// Checkpoint or a CheckpointError.
 //
-// Seeds (tests/fuzz/corpus/checkpoint): checkpoint_bytes of that run (kConfig, 1 thread) at the
-// end of runs of E = 1 and 3 epochs (end_epochE.bin) and stopped by Trainer::run's stop() after 2
-// and 5 steps (mid_epoch1.bin, mid_epoch2.bin); Checkpoint.FuzzSeedsReadBack checks they still read
-// back whole, so a format change must renew them.
+// Seeds (tests/fuzz/corpus/checkpoint): written by make_checkpoint_seeds (see its source);
+// Checkpoint.FuzzSeedsReadBack checks they still read back whole, so a format change must renew
+// them.
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -19,7 +19,7 @@ const mmdflow::Config kConfig = mmdflow::fuzz::checkpoint_config();
 
 void read(std::string_view bytes) {
   try {
-    mmdflow::parse_checkpoint(bytes, kConfig, "fuzz");
+    mmdflow::parse_manifest(bytes, kConfig, "fuzz");
   } catch (const mmdflow::CheckpointError&) {
   }
 }

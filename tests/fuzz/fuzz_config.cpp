@@ -1,6 +1,6 @@
-// libFuzzer target: the YAML config loader (src/train/config.cpp). The input is a config file; its first
-// line is also tried as a --set override. Any input must give a Config or a ConfigError, and an
-// accepted config must read back from to_yaml unchanged.
+// libFuzzer target: the YAML config loader (src/train/config.cpp). The input is a config file; its
+// first line is also tried as a --set override. Any input must give a Config or a ConfigError, and
+// an accepted config must read back from to_yaml unchanged.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>

@@ -4,12 +4,14 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "src/train/checkpoint.h"
+#include "src/dist/comm.h"
 #include "src/flow/flow.h"
+#include "src/train/checkpoint.h"
 #include "src/train/trainer.h"
 #include "tests/helpers.h"
 
@@ -90,7 +92,7 @@ TEST_F(Cuda, PlainStepsAgreeWithTheCpu) {
     opt.method = m;
     opt.step_size = 1.0;
     opt.drmmd_lambda = 0.5;
-    expect_agree(step_on(kGpu, p, opt), step_on(kCpu, p, opt), p.z, to_string(m));
+    expect_agree(step_on(kGpu, p, opt), step_on(kCpu, p, opt), p.z, name_of(m));
   }
 }
 
@@ -147,20 +149,20 @@ TEST_F(Cuda, NoiseIsStandardNormalInFloat32AndSetBySeed) {
   EXPECT_GT((draw(6) - w).abs().max().item<double>(), 0.5);
 }
 
-Config small(const std::string& method) {
+Config small(Method method) {
   Config c;
-  c.dtype = "float64";
+  c.dtype = at::kDouble;
   c.student.particles = 300;
   c.train.epochs = 3;  // 10 steps of 50 inputs an epoch
   c.flow.method = method;
   // Sobolev descent at gamma = 1 is chaotic on these minibatches: a 1e-16 difference grows to
   // 5e-2 in 30 steps (fused kernel against ATen ops, on CPU); at 0.1 it stays below 1e-15.
-  c.flow.step_size = method == "sobolev" ? 0.1 : 1.0;
+  c.flow.step_size = method == Method::Sobolev ? 0.1 : 1.0;
   c.noise.beta0 = 0;
   return c;
 }
 
-std::vector<EpochLog> train_on(Config c, const std::string& device, NamedTensors* weights) {
+std::vector<EpochLog> train_on(Config c, c10::Device device, NamedTensors* weights) {
   c.device = device;
   Trainer t(c);
   std::vector<EpochLog> logs;
@@ -171,21 +173,23 @@ std::vector<EpochLog> train_on(Config c, const std::string& device, NamedTensors
 
 // Teacher, data, student and minibatch order come from the same CPU draws on both devices.
 TEST_F(Cuda, TrainingAgreesWithTheCpu) {
-  for (const std::string method : {"mmd", "sobolev", "drmmd"}) {
+  for (Method method : {Method::MMD, Method::Sobolev, Method::DrMMD}) {
     NamedTensors wg, wc;
-    const auto gpu = train_on(small(method), "cuda", &wg);
-    const auto cpu = train_on(small(method), "cpu", &wc);
-    ASSERT_EQ(gpu.size(), cpu.size()) << method;
+    const auto gpu = train_on(small(method), kGpu, &wg);
+    const auto cpu = train_on(small(method), kCpu, &wc);
+    ASSERT_EQ(gpu.size(), cpu.size()) << name_of(method);
     for (size_t e = 0; e < cpu.size(); ++e) {
-      EXPECT_NEAR(gpu[e].train_loss, cpu[e].train_loss, 1e-9 * cpu[e].train_loss) << method << e;
-      EXPECT_NEAR(gpu[e].valid_loss, cpu[e].valid_loss, 1e-9 * cpu[e].valid_loss) << method << e;
-      EXPECT_NEAR(gpu[e].grad_sq, cpu[e].grad_sq, 1e-9 * cpu[e].grad_sq) << method << e;
+      EXPECT_NEAR(gpu[e].train_loss, cpu[e].train_loss, 1e-9 * cpu[e].train_loss)
+          << name_of(method) << e;
+      EXPECT_NEAR(gpu[e].valid_loss, cpu[e].valid_loss, 1e-9 * cpu[e].valid_loss)
+          << name_of(method) << e;
+      EXPECT_NEAR(gpu[e].grad_sq, cpu[e].grad_sq, 1e-9 * cpu[e].grad_sq) << name_of(method) << e;
     }
     ASSERT_EQ(wg.size(), wc.size());
     for (size_t i = 0; i < wc.size(); ++i) {
       const at::Tensor& c = wc[i].second;
       EXPECT_LT((wg[i].second - c).abs().max().item<double>(), 1e-9 * c.abs().max().item<double>())
-          << method << " " << wc[i].first;
+          << name_of(method) << " " << wc[i].first;
     }
   }
 }
@@ -193,8 +197,8 @@ TEST_F(Cuda, TrainingAgreesWithTheCpu) {
 // Fresh inputs are drawn on the GPU from a generator reseeded every step, so a run stopped
 // mid-epoch and resumed from its checkpoint draws the same inputs as an uninterrupted one.
 TEST_F(Cuda, FreshInputsDrawnOnTheGpuResumeExactly) {
-  Config c = small("mmd");
-  c.device = "cuda";
+  Config c = small(Method::MMD);
+  c.device = kGpu;
   c.data.fresh = true;
   c.noise.beta0 = 0.5;
   std::vector<EpochLog> straight, logs;
@@ -206,7 +210,13 @@ TEST_F(Cuda, FreshInputsDrawnOnTheGpuResumeExactly) {
       stopped.run([&](const EpochLog& l) { logs.push_back(l); }, [&] { return ++calls > 15; }),
       Trainer::End::Stopped);  // before step 5 of epoch 2
   Trainer resumed(c);
-  resumed.restore(parse_checkpoint(checkpoint_bytes(c, stopped.state()), c, "ck"));
+  const std::string dir = testing::TempDir() + "/mmdflow_cuda_ckpt";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const Shard all{0, c.student.particles, c.student.particles};
+  auto comm = single_process();
+  save_checkpoint(dir, c, stopped.state(), all, 1, *comm);
+  resumed.restore(load_checkpoint(dir, c, all)->state);
   ASSERT_EQ(resumed.run([&](const EpochLog& l) { logs.push_back(l); }), Trainer::End::Done);
   ASSERT_EQ(logs.size(), straight.size());
   for (size_t e = 0; e < logs.size(); ++e) {
@@ -243,7 +253,7 @@ std::string sync_error(F&& f) {
 // The same for one epoch of c on the GPU, around its steps 1 to batches - 2: stop() is asked
 // before each step, and the first and last steps border the epoch's copy and reads.
 std::string epoch_sync_error(Config c) {
-  c.device = "cuda";
+  c.device = kGpu;
   c.train.epochs = 1;
   const int64_t batches = c.data.train_size / c.train.batch;
   Trainer t(c);
@@ -282,19 +292,19 @@ TEST_F(Cuda, StepsNeverWaitForTheGpu) {
     opt.clean_grad_sq = true;
     const at::Tensor t = m == Method::DrMMD ? target : at::Tensor();
     flow_step(*s, X, Y, opt, t);  // first calls: library handles, workspaces
-    EXPECT_EQ(sync_error([&] { flow_step(*s, X, Y, opt, t); }), "") << to_string(m);
+    EXPECT_EQ(sync_error([&] { flow_step(*s, X, Y, opt, t); }), "") << name_of(m);
   }
-  for (const std::string layout : {"block", "dense"})
-    for (const std::string method : {"mmd", "diffusion", "sobolev", "drmmd"})
+  for (Layout layout : {Layout::Block, Layout::Dense})
+    for (Method method : {Method::MMD, Method::Diffusion, Method::Sobolev, Method::DrMMD})
       for (bool fresh : {false, true})
-        for (const std::string dtype : {"float32", "float64"}) {
+        for (c10::ScalarType dtype : {at::kFloat, at::kDouble}) {
           Config c = small(method);
           c.student.layout = layout;
           c.data.fresh = fresh;
           c.dtype = dtype;
-          c.noise.beta0 = method == "sobolev" ? 0.0 : 0.5;
-          EXPECT_EQ(epoch_sync_error(c), "")
-              << layout << " " << method << " fresh " << fresh << " " << dtype;
+          c.noise.beta0 = method == Method::Sobolev ? 0.0 : 0.5;
+          EXPECT_EQ(epoch_sync_error(c), "") << name_of(layout) << " " << name_of(method)
+                                             << " fresh " << fresh << " " << name_of(dtype);
         }
 #endif
 }

@@ -38,11 +38,11 @@ TEST(Cli, BadInputExitsTwoWithOneLineAndWritesNothing) {
       {"--set flow.foo=1", "flow.foo: unknown key"},
       {"--config " + bad_yaml, "train.batchsize: unknown key"},
       {"--set train.epochs=ten", "train.epochs: must be an integer"},
-      {"--set student.particles=0", "student.particles: must be a positive integer"},
+      {"--set student.particles=0", "student.particles: must be in [1, 1e+12], got '0'"},
       {"--set data.train_size=-3", "data.train_size"},
       {"--set flow.step_size=.nan", "flow.step_size: must be finite"},
       {"--set flow.step_size=-0.5", "flow.step_size: must be positive"},
-      {"--config /nonexistent.yaml", "cannot read config file"},
+      {"--config /nonexistent.yaml", "config /nonexistent.yaml: not a regular file"},
       {"--device cuda:99", "device"},  // no such GPU, in CPU-only and CUDA builds alike
       {"--bogus", "bogus"},
   };

@@ -122,7 +122,7 @@ TEST(TrainStudy, MethodsLayoutsTeachersAndSchedules) {
   const std::string base = " --threads 1 --set train.epochs=8 --set student.particles=30 ";
   test::Result bad = run("train --out " + scratch("m_bad") + base + "--set flow.method=svgd");
   EXPECT_EQ(bad.code, 2);
-  EXPECT_NE(bad.output.find("valid: mmd, diffusion, sobolev, drmmd"), std::string::npos);
+  EXPECT_NE(bad.output.find("must be one of mmd, diffusion, sobolev, drmmd"), std::string::npos);
   for (const std::string& extra :
        {std::string("--set student.layout=dense --set flow.step_size=0.01"),
         std::string(

@@ -306,16 +306,5 @@ TEST(MmdFlow, Float32FollowsFloat64Over100Steps) {
   EXPECT_LT(test::max_abs_diff(z32, z64), 1e-4 * z64.flat().abs().max().item<double>());
 }
 
-TEST(Methods, ParseNames) {
-  for (Method m : {Method::MMD, Method::Diffusion, Method::Sobolev, Method::DrMMD})
-    EXPECT_EQ(parse_method(to_string(m)), m);
-  try {
-    parse_method("svgd");
-    FAIL();
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("mmd, diffusion, sobolev, drmmd"), std::string::npos);
-  }
-}
-
 }  // namespace
 }  // namespace mmdflow

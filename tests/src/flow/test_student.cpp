@@ -200,7 +200,7 @@ TEST(DenseStudent, CpuStepIsTheOriginalUpdateOnEveryPath) {
     ScopedIsa path(isa);
     auto s = make_dense_student(d.f, d.clone());
     EXPECT_TRUE(at::allclose(s->feature_sum(d.X), d.features(d.w).sum(2), 1e-12, 1e-12))
-        << to_string(isa);
+        << std::string(name_of(isa));
     flow_step(*s, d.X, d.Y, opt);
     // To 5e-15: the original update up to the order of additions.
     const DenseWeights after = saved(*s);
@@ -208,7 +208,7 @@ TEST(DenseStudent, CpuStepIsTheOriginalUpdateOnEveryPath) {
     const at::Tensor* was[] = {&d.w.W1, &d.w.b1, &d.w.W2, &d.w.b2};
     for (int i = 0; i < 4; ++i)
       EXPECT_LT((*now[i] - (*was[i] - 2 * gamma * grads[i])).abs().max().item<double>(), 5e-15)
-          << to_string(isa) << " weight " << i;
+          << std::string(name_of(isa)) << " weight " << i;
     // float32: the same step to float rounding.
     BigDense f(at::kFloat);
     auto sf = make_dense_student(f.f, f.clone());
@@ -218,7 +218,8 @@ TEST(DenseStudent, CpuStepIsTheOriginalUpdateOnEveryPath) {
                         {&after.b1, &single.b1},
                         {&after.W2, &single.W2},
                         {&after.b2, &single.b2}})
-      EXPECT_LT((*x - y->to(at::kDouble)).abs().max().item<double>(), 2e-5) << to_string(isa);
+      EXPECT_LT((*x - y->to(at::kDouble)).abs().max().item<double>(), 2e-5)
+          << std::string(name_of(isa));
   }
 }
 

@@ -16,7 +16,7 @@ struct Case {
 };
 
 std::string label(const Case& c) {
-  return to_string(c.s) + "_" + to_string(c.g) + (c.hb ? "_a" : "") + (c.ob ? "_b" : "");
+  return std::string(name_of(c.s)) + "_" + name_of(c.g) + (c.hb ? "_a" : "") + (c.ob ? "_b" : "");
 }
 std::string name(const testing::TestParamInfo<Case>& info) { return label(info.param); }
 void PrintTo(const Case& c, std::ostream* os) { *os << label(c); }
@@ -52,7 +52,8 @@ TEST_P(WeightedGrad, EqualsAutograd) {
       ASSERT_EQ(gt.size(), grads.size());
       for (size_t i = 0; i < gt.size(); ++i)
         EXPECT_TRUE(at::allclose(*gt[i], grads[i], 1e-10, 1e-12))
-            << "tensor " << i << " impl " << int(impl) << " path " << to_string(isa) << "\n"
+            << "tensor " << i << " impl " << int(impl) << " path " << std::string(name_of(isa))
+            << "\n"
             << *gt[i] << "\n"
             << grads[i];
     }
@@ -91,7 +92,7 @@ TEST_P(WeightedGrad, FeatureSumMatchesReference) {
   for (Isa isa : supported_isas()) {
     ScopedIsa path(isa);
     EXPECT_TRUE(at::allclose(feature_sum(f, z, X, 0, Impl::Fused), ref, 1e-12, 1e-12))
-        << to_string(isa);
+        << std::string(name_of(isa));
   }
   EXPECT_TRUE(at::allclose(feature_sum(f, z, X, 0, Impl::Generic), ref, 1e-12, 1e-12));
 }
@@ -171,7 +172,7 @@ TEST(WeightedGradInvariance, FusedEqualsGenericForEveryHiddenWidth) {
           at::Tensor W = test::inputs(21, o, 33).to(dtype);
           const double tol = dtype == at::kDouble ? 1e-12 : 1e-4;
           const std::string at_ =
-              to_string(isa) + " H=" + std::to_string(H) + " o=" + std::to_string(o);
+              std::string(name_of(isa)) + " H=" + std::to_string(H) + " o=" + std::to_string(o);
           ScopedIsa path(isa);
           EXPECT_LT(test::max_abs_diff(weighted_grad(f, z, X, W, 0, Impl::Auto),
                                        weighted_grad(f, z, X, W, 0, Impl::Generic)),
@@ -211,9 +212,9 @@ TEST(WeightedGradInvariance, FusedDescentEqualsGenericEverywhere) {
             const double sa = descend(f, a, X, W, 0.5, 0, Impl::Fused, noise).item<double>();
             const double sb = descend(f, b, X, W, 0.5, 0, Impl::Generic, noise).item<double>();
             const double tol = dtype == at::kDouble ? 1e-12 : 2e-5;
-            const std::string at_ = to_string(isa) + " " + to_string(s) + "/" + to_string(g) +
-                                    " H=" + std::to_string(H) + " o=" + std::to_string(o) +
-                                    (biases ? " biases" : "") +
+            const std::string at_ = std::string(name_of(isa)) + " " + name_of(s) + "/" +
+                                    name_of(g) + " H=" + std::to_string(H) +
+                                    " o=" + std::to_string(o) + (biases ? " biases" : "") +
                                     (dtype == at::kDouble ? " float64" : " float32");
             EXPECT_LT(test::max_abs_diff(a, b), tol) << at_;
             EXPECT_NEAR(sa, sb, tol * std::max(1.0, sb)) << at_;
@@ -247,7 +248,8 @@ TEST(WeightedGradInvariance, EveryPathTakesTheSameStep) {
       Particles a = z.clone();
       const double sq = descend(f, a, X, W, 1.0, 0, Impl::Fused, noise).item<double>();
       const double tol = dtype == at::kDouble && isa != Isa::Generic ? 1e-13 : 1e-5;
-      const std::string at_ = to_string(isa) + " against " + to_string(widest) +
+      const std::string at_ = std::string(name_of(isa)) + " against " +
+                              std::string(name_of(widest)) +
                               (dtype == at::kDouble ? " float64" : " float32");
       EXPECT_LT(test::max_abs_diff(a, ref), tol * scale) << at_;
       EXPECT_NEAR(sq, sq_ref, tol * sq_ref) << at_;

@@ -23,7 +23,7 @@ void expect_matches_matmul(Isa isa) {
         gemm(isa, m, n, k, A.data_ptr<T>(), k + 2, B.data_ptr<T>(), n + 3, C.data_ptr<T>(), n + 1);
         at::Tensor ref = at::mm(A.to(at::kDouble), B.to(at::kDouble));
         const double err = (C.narrow(1, 0, n).to(at::kDouble) - ref).abs().max().item<double>();
-        const std::string at_ = to_string(isa) + " " + std::to_string(m) + " x " +
+        const std::string at_ = std::string(name_of(isa)) + " " + std::to_string(m) + " x " +
                                 std::to_string(k) + " x " + std::to_string(n);
         EXPECT_LT(err, eps * std::sqrt(double(k)) * 4) << at_;
         EXPECT_TRUE(C.narrow(1, n, 1).eq(7.0).all().item<bool>()) << at_;  // nothing past column n
@@ -48,7 +48,8 @@ TEST(Gemm, TwoByTwo) {
     if (!gemm_supported(isa)) continue;
     float C[4] = {};
     gemm(isa, 2, 2, 2, A, 2, B, 2, C, 2);
-    EXPECT_EQ(std::vector<float>(C, C + 4), (std::vector<float>{19, 22, 43, 50})) << to_string(isa);
+    EXPECT_EQ(std::vector<float>(C, C + 4), (std::vector<float>{19, 22, 43, 50}))
+        << std::string(name_of(isa));
   }
 }
 

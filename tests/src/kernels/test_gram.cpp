@@ -42,7 +42,7 @@ TEST(Kernel, RandomFeaturesConvergeToTheExactKernel) {
     const double estimate = mmd2(gram_blocks(f, student, f, teacher, X)).item<double>();
     const double exact = exact_mmd2(student, teacher, dist).item<double>();
     EXPECT_GT(exact, 0.0);
-    EXPECT_NEAR(estimate, exact, 0.02 * exact) << to_string(dist);
+    EXPECT_NEAR(estimate, exact, 0.02 * exact) << name_of(dist);
   }
 }
 

@@ -11,9 +11,10 @@ namespace mmdflow {
 namespace {
 
 TEST(Isa, NamesRoundTripAndUnknownNamesAreRefused) {
-  for (Isa isa : {Isa::Generic, Isa::Avx2, Isa::Avx512}) EXPECT_EQ(parse_isa(to_string(isa)), isa);
-  EXPECT_THROW(parse_isa("avx"), std::invalid_argument);
-  EXPECT_THROW(parse_isa("AVX2"), std::invalid_argument);
+  for (Isa isa : {Isa::Generic, Isa::Avx2, Isa::Avx512})
+    EXPECT_EQ(parse_name<Isa>(std::string(name_of(isa))), isa);
+  EXPECT_THROW(parse_name<Isa>("avx"), std::invalid_argument);
+  EXPECT_THROW(parse_name<Isa>("AVX2"), std::invalid_argument);
 }
 
 TEST(Isa, SupportedPathsAreNestedAndTheWidestIsTheDefault) {
@@ -42,7 +43,7 @@ TEST(Isa, ScopedIsaSetsAndRestoresThePath) {
 TEST(Isa, AnUnsupportedPathIsRefused) {
   for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
     if (!isa_supported(isa)) {
-      EXPECT_THROW(set_isa(isa), UsageError) << to_string(isa);
+      EXPECT_THROW(set_isa(isa), UsageError) << std::string(name_of(isa));
     }
   }
 }
@@ -59,9 +60,9 @@ class IsaEnvironment : public testing::Test {
 
 TEST_F(IsaEnvironment, ForcesEachSupportedPath) {
   for (Isa isa : supported_isas()) {
-    const test::Result r = bench_with(to_string(isa).c_str());
+    const test::Result r = bench_with(std::string(name_of(isa)).c_str());
     EXPECT_EQ(r.code, 0) << r.output;
-    EXPECT_NE(r.output.find("kernels: " + to_string(isa) + " (forced by MMDFLOW_ISA"),
+    EXPECT_NE(r.output.find("kernels: " + std::string(name_of(isa)) + " (forced by MMDFLOW_ISA"),
               std::string::npos)
         << r.output;
   }
@@ -73,9 +74,10 @@ TEST_F(IsaEnvironment, UnknownOrUnsupportedValuesExitTwo) {
   EXPECT_NE(r.output.find("MMDFLOW_ISA=sse9"), std::string::npos) << r.output;
   for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
     if (isa_supported(isa)) continue;
-    r = bench_with(to_string(isa).c_str());
+    r = bench_with(std::string(name_of(isa)).c_str());
     EXPECT_EQ(r.code, kBadInput) << r.output;
-    EXPECT_NE(r.output.find("MMDFLOW_ISA=" + to_string(isa)), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("MMDFLOW_ISA=" + std::string(name_of(isa))), std::string::npos)
+        << r.output;
   }
 }
 

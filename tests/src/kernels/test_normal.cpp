@@ -66,9 +66,9 @@ TEST(FillNormal, EveryPathDrawsTheSameStream) {
     double err = 0;
     for (int64_t i = 0; i < n; ++i) err = std::max(err, double(std::abs(x[i] - ref[i])));
     if (isa != Isa::Generic) {
-      EXPECT_EQ(x, ref) << to_string(isa) << " against " << to_string(widest);
+      EXPECT_EQ(x, ref) << std::string(name_of(isa)) << " against " << std::string(name_of(widest));
     } else {
-      EXPECT_LT(err, 2e-5) << "generic against " << to_string(widest);
+      EXPECT_LT(err, 2e-5) << "generic against " << std::string(name_of(widest));
     }
   }
 }
@@ -85,7 +85,7 @@ TEST(FillNormal, KnownValues) {
       if (isa == Isa::Generic) {
         EXPECT_NEAR(x[i], first[i], 1e-6) << i;
       } else {
-        EXPECT_EQ(x[i], first[i]) << to_string(isa) << " " << i;
+        EXPECT_EQ(x[i], first[i]) << std::string(name_of(isa)) << " " << i;
       }
     }
   }
@@ -108,7 +108,7 @@ TEST(FillNormal, SameBitsAsBeforeThePaths) {
         std::memcpy(&b, &v, sizeof b);
         for (int k = 0; k < 4; ++k) h = (h ^ ((b >> (8 * k)) & 0xff)) * 1099511628211ull;
       }
-      EXPECT_EQ(h, hash) << to_string(isa) << " key " << key;
+      EXPECT_EQ(h, hash) << std::string(name_of(isa)) << " key " << key;
     }
   }
 }

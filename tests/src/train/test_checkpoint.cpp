@@ -10,8 +10,9 @@
 #include <fstream>
 #include <functional>
 
-#include "src/train/checkpoint.h"
 #include "src/base/io.h"
+#include "src/dist/comm.h"
+#include "src/train/checkpoint.h"
 #include "tests/fuzz/checkpoint_config.h"
 #include "tests/helpers.h"
 
@@ -61,12 +62,58 @@ bool equal(const NamedTensors& a, const NamedTensors& b) {
   return true;
 }
 
+// The whole student of cfg as one process's shard.
+Shard whole(const Config& cfg) { return {0, cfg.student.particles, cfg.student.particles}; }
+
+// A scratch run folder for checkpoints, unique to this process and name.
+std::string folder(const std::string& name) {
+  const std::string dir =
+      testing::TempDir() + "/mmdflow_ckpt_" + std::to_string(getpid()) + "_" + name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+// s written by one process as generation 1 into a fresh folder, and read back.
+TrainerState round_trip(const Config& cfg, const TrainerState& s, const std::string& name) {
+  const std::string dir = folder(name);
+  auto comm = single_process();
+  save_checkpoint(dir, cfg, s, whole(cfg), 1, *comm);
+  TrainerState back = load_checkpoint(dir, cfg, whole(cfg))->state;
+  std::filesystem::remove_all(dir);
+  return back;
+}
+
 std::string error_of(std::string_view bytes, const Config& cfg) {
   try {
-    parse_checkpoint(bytes, cfg, "ck");
+    parse_manifest(bytes, cfg, "ck");
   } catch (const CheckpointError& e) {
     return e.what();
   }
+  return "";
+}
+
+// The manifest of state s with one shard file of the given bytes.
+std::string manifest_for(const Config& cfg, const TrainerState& s, const std::string& shard) {
+  return manifest_bytes(
+      cfg, s, 1, {{shard_name(1, 0, 1), 0, cfg.student.particles, shard.size(), crc32(shard)}});
+}
+
+// The error of reading the weights when the shard file holds `shard` (the manifest saying so).
+std::string weights_error(const Config& cfg, const TrainerState& s, const std::string& shard,
+                          const std::string& manifest = "") {
+  const std::string dir = folder("weights");
+  std::filesystem::create_directories(dir + "/" + kShardFolder);
+  write_file_atomic(dir + "/" + kShardFolder + "/" + shard_name(1, 0, 1), shard);
+  try {
+    const Checkpoint c =
+        parse_manifest(manifest.empty() ? manifest_for(cfg, s, shard) : manifest, cfg, "ck");
+    read_weights(dir, c, cfg, whole(cfg));
+  } catch (const CheckpointError& e) {
+    std::filesystem::remove_all(dir);
+    return e.what();
+  }
+  std::filesystem::remove_all(dir);
   return "";
 }
 
@@ -90,9 +137,8 @@ TEST(Checkpoint, ResumesExactlyFromAnyStepBoundary) {
   // boundaries, the others mid-epoch.
   for (int64_t stop : {0, 7, 20, 33, 59}) {
     std::vector<std::string> logs;
-    const std::string bytes = checkpoint_bytes(cfg, state_after(cfg, stop, &logs));
     Trainer resumed(cfg);
-    resumed.restore(parse_checkpoint(bytes, cfg, "ck"));
+    resumed.restore(round_trip(cfg, state_after(cfg, stop, &logs), "any"));
     EXPECT_EQ(resumed.state().epoch * 10 + resumed.state().batch, stop);
     ASSERT_EQ(resumed.run([&](const EpochLog& l) { logs.push_back(fields(l)); }),
               Trainer::End::Done);
@@ -108,14 +154,14 @@ TEST(Checkpoint, ResumesExactlyFromAnyStepBoundary) {
 // plateau schedule's step size and counters, fresh inputs drawn from the run's generator.
 TEST(Checkpoint, ResumesExactlyWithEveryKindOfState) {
   Config dense = tiny();
-  dense.student.layout = "dense";
+  dense.student.layout = Layout::Dense;
   dense.flow.step_size = 5;  // large enough for the plateau schedule to cut it
-  dense.flow.step_schedule = "plateau";
+  dense.flow.step_schedule = StepKind::Plateau;
   dense.flow.patience = 1;
   Config fresh = tiny();
   fresh.data.fresh = true;
-  fresh.flow.method = "drmmd";
-  fresh.flow.step_schedule = "plateau";
+  fresh.flow.method = Method::DrMMD;
+  fresh.flow.step_schedule = StepKind::Plateau;
   fresh.flow.patience = 1;
   fresh.flow.step_size = 300;
   for (const Config& cfg : {dense, fresh}) {
@@ -123,25 +169,25 @@ TEST(Checkpoint, ResumesExactlyWithEveryKindOfState) {
     Trainer full(cfg);
     ASSERT_EQ(full.run([&](const EpochLog& l) { straight.push_back(fields(l)); }),
               Trainer::End::Done);
-    EXPECT_LT(full.state().step_size, cfg.flow.step_size) << "the plateau schedule never cut";
+    EXPECT_LT(full.state().step.step_size, cfg.flow.step_size) << "the plateau schedule never cut";
     for (int64_t stop : {13, 40}) {
       std::vector<std::string> logs;
-      const std::string bytes = checkpoint_bytes(cfg, state_after(cfg, stop, &logs));
       Trainer resumed(cfg);
-      resumed.restore(parse_checkpoint(bytes, cfg, "ck"));
+      resumed.restore(round_trip(cfg, state_after(cfg, stop, &logs), "kinds"));
       ASSERT_EQ(resumed.run([&](const EpochLog& l) { logs.push_back(fields(l)); }),
                 Trainer::End::Done);
-      EXPECT_EQ(logs, straight) << cfg.student.layout << " stopped before call " << stop;
+      EXPECT_EQ(logs, straight) << name_of(cfg.student.layout) << " stopped before call " << stop;
       EXPECT_TRUE(equal(resumed.state().student, full.state().student));
-      EXPECT_EQ(resumed.state().step_size, full.state().step_size);
+      EXPECT_EQ(resumed.state().step.step_size, full.state().step.step_size);
     }
   }
 }
 
-TEST(Checkpoint, RejectsForeignTruncatedAndCorruptFiles) {
+TEST(Checkpoint, RejectsForeignTruncatedAndCorruptManifests) {
   const Config cfg = tiny();
   std::vector<std::string> logs;
-  const std::string good = checkpoint_bytes(cfg, state_after(cfg, 25, &logs));
+  const TrainerState s = state_after(cfg, 25, &logs);
+  const std::string good = manifest_for(cfg, s, shard_bytes(cfg, whole(cfg), s.student));
   ASSERT_EQ(error_of(good, cfg), "");
 
   EXPECT_NE(error_of("", cfg).find("not an mmdflow checkpoint"), std::string::npos);
@@ -152,9 +198,10 @@ TEST(Checkpoint, RejectsForeignTruncatedAndCorruptFiles) {
               std::string::npos)
         << n;
   EXPECT_NE(error_of(good + "x", cfg).find("truncated or extended"), std::string::npos);
-  std::string v2 = good;
-  v2[8] = 2;
-  EXPECT_NE(error_of(v2, cfg).find("format version 2"), std::string::npos);
+  std::string v1 = good;
+  v1[8] = 1;
+  EXPECT_NE(error_of(v1, cfg).find("format version 1, this mmdflow reads version 2"),
+            std::string::npos);
   // Any flipped payload byte breaks the checksum.
   for (size_t at : {size_t(24), size_t(100), good.size() / 2, good.size() - 1}) {
     std::string bad = good;
@@ -170,7 +217,8 @@ TEST(Checkpoint, ChecksEveryRecordAgainstTheConfig) {
   const Config cfg = tiny();
   std::vector<std::string> logs;
   const TrainerState s = state_after(cfg, 25, &logs);  // epoch 2, 5 steps into epoch 3
-  const std::string good = checkpoint_bytes(cfg, s);
+  const std::string shard = shard_bytes(cfg, whole(cfg), s.student);
+  const std::string good = manifest_for(cfg, s, shard);
 
   Config longer = cfg;
   longer.train.epochs = 50;
@@ -189,36 +237,18 @@ TEST(Checkpoint, ChecksEveryRecordAgainstTheConfig) {
   EXPECT_NE(error_of(good, shorter).find("ck: at epoch 2, past train.epochs = 1"),
             std::string::npos);
 
-  // Files whose own config matches but whose records do not.
+  // Manifests whose own config matches but whose records do not.
   TrainerState t = s;
   t.perm = s.perm.clone();
   t.perm[0] = t.perm[1];
-  EXPECT_NE(error_of(checkpoint_bytes(cfg, t), cfg).find("'perm' is not a permutation"),
+  EXPECT_NE(error_of(manifest_for(cfg, t, shard), cfg).find("'perm' is not a permutation"),
             std::string::npos);
-  t = s;
-  t.student = mapped(s.student, [](const at::Tensor& w) { return w.clone(); });
-  weight(t.student, "B")[3][0][1] = std::nan("");
-  EXPECT_NE(error_of(checkpoint_bytes(cfg, t), cfg).find("'student.B' holds non-finite"),
-            std::string::npos);
-  t = s;
-  t.student = mapped(s.student, [](const at::Tensor& w) { return w.to(at::kDouble); });
-  EXPECT_NE(error_of(checkpoint_bytes(cfg, t), cfg)
-                .find("'student.A' is float64, the config needs float32"),
-            std::string::npos);
-  t = s;
-  t.student = mapped(s.student, [](const at::Tensor& w) { return w.narrow(0, 0, 40); });
-  e = error_of(checkpoint_bytes(cfg, t), cfg);
-  EXPECT_NE(e.find("'student.A' is [40, 3, 10], the config needs [50, 3, 10]"), std::string::npos)
-      << e;
   t = s;
   t.steps += 1;
-  EXPECT_NE(error_of(checkpoint_bytes(cfg, t), cfg).find("record 'steps'"), std::string::npos);
+  EXPECT_NE(error_of(manifest_for(cfg, t, shard), cfg).find("record 'steps'"), std::string::npos);
   t = s;
   t.loss_sum = INFINITY;
-  EXPECT_NE(error_of(checkpoint_bytes(cfg, t), cfg).find("record 'loss_sum'"), std::string::npos);
-  Config with_bias = cfg;
-  with_bias.model.hidden_bias = true;
-  EXPECT_NE(error_of(checkpoint_bytes(with_bias, s), with_bias).find("'student.a' is missing"),
+  EXPECT_NE(error_of(manifest_for(cfg, t, shard), cfg).find("record 'loss_sum'"),
             std::string::npos);
 
   // A generator state LibTorch accepts but whose next draws would read past the MT19937 state:
@@ -232,8 +262,97 @@ TEST(Checkpoint, ChecksEveryRecordAgainstTheConfig) {
   t = s;
   t.gen = test::gen(0);
   t.gen.set_state(raw);
-  EXPECT_NE(error_of(checkpoint_bytes(cfg, t), cfg).find("'generator' is not a valid"),
+  EXPECT_NE(error_of(manifest_for(cfg, t, shard), cfg).find("'generator' is not a valid"),
             std::string::npos);
+
+  // Shards that do not tile the particles, or are not named as the writer names them.
+  auto with_shards = [&](const std::vector<ShardFile>& files) {
+    return error_of(manifest_bytes(cfg, s, 1, files), cfg);
+  };
+  e = with_shards({{shard_name(1, 0, 2), 0, 20, 1, 0}, {shard_name(1, 1, 2), 25, 50, 1, 0}});
+  EXPECT_NE(e.find("record 'shard.1.begin' is 25, expected 20..20"), std::string::npos) << e;
+  e = with_shards({{shard_name(1, 0, 1), 0, 40, 1, 0}});
+  EXPECT_NE(e.find("the shards end at particle 40, student.particles is 50"), std::string::npos)
+      << e;
+  e = with_shards({{"../../etc/passwd", 0, 50, 1, 0}});
+  EXPECT_NE(e.find("record 'shard.0.file' is '../../etc/passwd', expected "
+                   "'g000001-00000-of-00001.bin'"),
+            std::string::npos)
+      << e;
+}
+
+// The weight shards: size, header, checksum and values are all checked against the manifest and
+// the config.
+TEST(Checkpoint, ChecksEveryShardAgainstTheManifestAndTheConfig) {
+  const Config cfg = tiny();
+  std::vector<std::string> logs;
+  const TrainerState s = state_after(cfg, 25, &logs);
+  const std::string shard = shard_bytes(cfg, whole(cfg), s.student);
+  EXPECT_EQ(weights_error(cfg, s, shard), "");
+  std::string bad = shard;
+  bad[bad.size() / 2] ^= 0x10;
+  std::string e = weights_error(cfg, s, bad, manifest_for(cfg, s, shard));
+  EXPECT_NE(e.find("corrupt: the checksum does not match the manifest's"), std::string::npos) << e;
+  e = weights_error(cfg, s, shard.substr(0, shard.size() - 4), manifest_for(cfg, s, shard));
+  EXPECT_NE(e.find(std::to_string(shard.size() - 4) + " bytes, the manifest says"),
+            std::string::npos)
+      << e;
+  // Right checksums around wrong contents: caught by the header and value checks.
+  NamedTensors w = mapped(s.student, [](const at::Tensor& t) { return t.clone(); });
+  weight(w, "B")[3][0][1] = std::nan("");
+  e = weights_error(cfg, s, shard_bytes(cfg, whole(cfg), w));
+  EXPECT_NE(e.find("weight 'B' holds non-finite values"), std::string::npos) << e;
+  Config f64 = cfg;
+  f64.dtype = at::kDouble;
+  const NamedTensors w64 = mapped(s.student, [](const at::Tensor& t) { return t.to(at::kDouble); });
+  e = weights_error(cfg, s, shard_bytes(f64, whole(cfg), w64));
+  EXPECT_NE(e.find("not float32"), std::string::npos) << e;
+  Config with_bias = cfg;
+  with_bias.model.hidden_bias = true;
+  e = weights_error(with_bias, s, shard);
+  EXPECT_NE(e.find("does not hold the 3 weight tensors of the config"), std::string::npos) << e;
+  Config wider = cfg;
+  wider.data.dim = 11;
+  NamedTensors w11 = mapped(s.student, [](const at::Tensor& t) { return t.clone(); });
+  w11[0].second = at::zeros({50, 3, 11});
+  e = weights_error(cfg, s, shard_bytes(wider, whole(cfg), w11));
+  EXPECT_NE(e.find("tensor 'A' [50, 3, 11] where the config needs 'A' [50, 3, 10]"),
+            std::string::npos)
+      << e;
+}
+
+// Shards written by 3 processes read back at any split, and the rows a rank reads equal the
+// whole's.
+TEST(Checkpoint, ShardsReadBackAtAnyWorldSize) {
+  Config cfg = tiny();
+  cfg.student.particles = 300;  // 3 blocks of 128
+  std::vector<std::string> logs;
+  const TrainerState s = state_after(cfg, 15, &logs);
+  const std::string dir = folder("worlds");
+  std::filesystem::create_directories(dir + "/" + kShardFolder);
+  std::vector<ShardFile> files;
+  for (int r = 0; r < 3; ++r) {
+    const Shard sh = shard_of(cfg, r, 3);
+    NamedTensors part;
+    for (const auto& [name, t] : s.student)
+      part.emplace_back(name, t.narrow(0, sh.begin, sh.size()));
+    const std::string bytes = shard_bytes(cfg, sh, part);
+    write_file_atomic(dir + "/" + kShardFolder + "/" + shard_name(4, r, 3), bytes);
+    files.push_back({shard_name(4, r, 3), sh.begin, sh.end, bytes.size(), crc32(bytes)});
+  }
+  write_file_atomic(dir + "/" + kCheckpointFile, manifest_bytes(cfg, s, 4, files));
+  for (int world : {1, 2, 3, 5})
+    for (int r = 0; r < world; ++r) {
+      const Shard sh = shard_of(cfg, r, world);
+      const auto c = load_checkpoint(dir, cfg, sh);
+      ASSERT_TRUE(c.has_value());
+      EXPECT_EQ(c->generation, 4);
+      for (size_t i = 0; i < s.student.size(); ++i)
+        EXPECT_TRUE(at::equal(c->state.student[i].second,
+                              s.student[i].second.narrow(0, sh.begin, sh.size())))
+            << world << " " << r << " " << s.student[i].first;
+    }
+  std::filesystem::remove_all(dir);
 }
 
 // The seeds of fuzz_checkpoint are read back whole with its config
@@ -244,28 +363,39 @@ TEST(Checkpoint, FuzzSeedsReadBack) {
   int64_t seeds = 0, mid_epoch = 0;
   for (const auto& e : std::filesystem::directory_iterator(std::string(MMDFLOW_SOURCE_DIR) +
                                                            "/tests/fuzz/corpus/checkpoint")) {
-    const TrainerState s = load_checkpoint(e.path().string(), c);
+    const Checkpoint ck = parse_manifest(read_file(e.path().string()), c, e.path().string());
     ++seeds;
-    mid_epoch += s.batch > 0;
+    mid_epoch += ck.state.batch > 0;
   }
   EXPECT_EQ(seeds, 4);
   EXPECT_EQ(mid_epoch, 2);
 }
 
-TEST(Checkpoint, FailedSaveLeavesThePreviousFile) {
+// A checkpoint that cannot be written leaves the previous one whole, manifest and shards.
+TEST(Checkpoint, FailedSaveLeavesThePreviousCheckpoint) {
   const Config cfg = tiny();
   std::vector<std::string> logs;
-  const std::string dir = testing::TempDir() + "/mmdflow_ckpt_" + std::to_string(getpid());
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  const std::string path = dir + "/checkpoint.bin";
-  save_checkpoint(path, cfg, state_after(cfg, 10, &logs));
-  const std::string before = read_file(path);
-  std::filesystem::create_directories(path + ".tmp");  // the temporary file cannot be made
-  EXPECT_THROW(save_checkpoint(path, cfg, state_after(cfg, 30, &logs)), IoError);
-  EXPECT_EQ(read_file(path), before);
-  EXPECT_EQ(load_checkpoint(path, cfg).epoch, 1);
-  EXPECT_THROW(load_checkpoint(dir + "/none.bin", cfg), CheckpointError);
+  const std::string dir = folder("failed");
+  auto comm = single_process();
+  save_checkpoint(dir, cfg, state_after(cfg, 10, &logs), whole(cfg), 1, *comm);
+  const std::string before = read_file(dir + "/" + kCheckpointFile);
+  // Generation 2's shard cannot be made: a folder sits at its name.
+  std::filesystem::create_directories(dir + "/" + kShardFolder + "/" + shard_name(2, 0, 1));
+  EXPECT_THROW(save_checkpoint(dir, cfg, state_after(cfg, 30, &logs), whole(cfg), 2, *comm),
+               IoError);
+  EXPECT_EQ(read_file(dir + "/" + kCheckpointFile), before);
+  EXPECT_EQ(load_checkpoint(dir, cfg, whole(cfg))->state.epoch, 1);
+  std::filesystem::remove_all(dir + "/" + kShardFolder + "/" + shard_name(2, 0, 1));
+  // Once generation 2 is written, generation 1's shard is swept.
+  save_checkpoint(dir, cfg, state_after(cfg, 30, &logs), whole(cfg), 2, *comm);
+  EXPECT_EQ(load_checkpoint(dir, cfg, whole(cfg))->state.epoch, 3);
+  int shards = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/" + kShardFolder)) {
+    EXPECT_EQ(e.path().filename().string(), shard_name(2, 0, 1));
+    ++shards;
+  }
+  EXPECT_EQ(shards, 1);
+  EXPECT_FALSE(load_checkpoint(folder("none"), cfg, whole(cfg)).has_value());
   std::filesystem::remove_all(dir);
 }
 

@@ -1,9 +1,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 
-#include "src/train/config.h"
 #include "src/base/io.h"
+#include "src/train/config.h"
 
 namespace mmdflow {
 namespace {
@@ -35,11 +37,11 @@ TEST(Config, PaperSetting) {
   for (const char* name : {"paper/noise_injection.yaml", "paper/no_noise.yaml"}) {
     Config c = load_config(kConfigs + name);
     EXPECT_EQ(c.data.dim, 50);
-    EXPECT_EQ(c.data.input, "sphere");
+    EXPECT_EQ(c.data.input, InputDist::Sphere);
     EXPECT_EQ(c.data.train_size, 1000);
     EXPECT_EQ(c.data.valid_size, 1000);
     EXPECT_EQ(c.model.hidden, 3);
-    EXPECT_EQ(c.model.output, "gaussian");
+    EXPECT_EQ(c.model.output, OutputKind::Gaussian);
     EXPECT_EQ(c.model.sigma, 2.0);
     EXPECT_EQ(c.teacher.particles, 1);
     EXPECT_EQ(c.teacher.init_mean, 0.0);
@@ -49,7 +51,7 @@ TEST(Config, PaperSetting) {
     EXPECT_EQ(c.student.init_std, 1.0);
     EXPECT_EQ(c.train.batch, 100);
     EXPECT_EQ(c.train.epochs, 10000);
-    EXPECT_EQ(c.noise.schedule, "step");
+    EXPECT_EQ(c.noise.schedule, BetaKind::Step);
     EXPECT_EQ(c.noise.every, 1000);
     EXPECT_EQ(c.noise.factor, 0.5);
   }
@@ -62,7 +64,7 @@ TEST(Config, SetOverridesAndCreatesSections) {
                                                         "model.output=laplace", "seed=3"});
   EXPECT_EQ(c.flow.step_size, 0.25);
   EXPECT_EQ(c.train.epochs, 7);
-  EXPECT_EQ(c.model.output, "laplace");
+  EXPECT_EQ(c.model.output, OutputKind::Laplace);
   EXPECT_EQ(c.seed, 3);
 }
 
@@ -86,7 +88,7 @@ TEST(Config, WrongTypes) {
 }
 
 TEST(Config, BadValues) {
-  EXPECT_NE(error_of("student:\n  particles: 0\n").find("student.particles: must be a positive"),
+  EXPECT_NE(error_of("student:\n  particles: 0\n").find("student.particles: must be in [1, 1e+12]"),
             std::string::npos);
   EXPECT_NE(error_of("data:\n  train_size: -5\n").find("data.train_size"), std::string::npos);
   EXPECT_NE(error_of("flow:\n  step_size: .nan\n").find("flow.step_size: must be finite"),
@@ -94,31 +96,45 @@ TEST(Config, BadValues) {
   EXPECT_NE(error_of("flow:\n  step_size: -0.1\n").find("flow.step_size: must be positive"),
             std::string::npos);
   EXPECT_NE(error_of("noise:\n  beta0: -1\n").find("noise.beta0"), std::string::npos);
-  EXPECT_NE(error_of("model:\n  output: softplus\n").find("model.output: unknown output"),
+  EXPECT_NE(error_of("model:\n  output: softplus\n")
+                .find("model.output: must be one of identity, gaussian, laplace, imq, cosine, "
+                      "power, got 'softplus'"),
             std::string::npos);
   EXPECT_NE(error_of("noise:\n  schedule: cosine\n").find("noise.schedule"), std::string::npos);
   EXPECT_NE(error_of("flow:\n  method: sgd\n")
-                .find("flow.method: unknown flow method 'sgd' (valid: mmd, diffusion, sobolev, "
-                      "drmmd)"),
+                .find("flow.method: must be one of mmd, diffusion, sobolev, drmmd, got 'sgd'"),
             std::string::npos);
   EXPECT_NE(error_of("flow:\n  method: sobolev\n").find("noise.beta0: sobolev descent takes no"),
             std::string::npos);
-  EXPECT_NE(error_of("student:\n  layout: sparse\n").find("student.layout: unknown layout"),
+  EXPECT_NE(error_of("student:\n  layout: sparse\n").find("student.layout: must be one of"),
             std::string::npos);
   EXPECT_NE(error_of("flow:\n  step_factor: 1.5\n").find("flow.step_factor: must be in (0, 1)"),
             std::string::npos);
-  EXPECT_NE(error_of("device: tpu\n").find("device: unknown device"), std::string::npos);
+  EXPECT_NE(error_of("device: tpu\n").find("device: must be cpu, cuda or cuda:K"),
+            std::string::npos);
   EXPECT_NE(error_of("train:\n  batch: 600\n").find("train.batch: must be at most"),
             std::string::npos);
 }
 
+// Unset, the teacher's hidden width and activation follow the model's, also when the model's
+// change by --set after the file was written: no silent misspecification.
 TEST(Config, TeacherDefaultsToTheModelFamily) {
   Config c = parse_config("model:\n  hidden: 5\n  activation: tanh\n");
-  EXPECT_EQ(c.teacher.hidden, 5);
-  EXPECT_EQ(c.teacher.activation, "tanh");
+  EXPECT_EQ(c.teacher_hidden(), 5);
+  EXPECT_EQ(c.teacher_activation(), Activation::Tanh);
+  EXPECT_FALSE(c.misspecified());
   c = parse_config("model:\n  hidden: 5\nteacher:\n  hidden: 2\n");
-  EXPECT_EQ(c.teacher.hidden, 2);
+  EXPECT_EQ(c.teacher_hidden(), 2);
   EXPECT_EQ(c.model.hidden, 5);
+  EXPECT_TRUE(c.misspecified());
+  Config q = load_config(kConfigs + "quickstart.yaml", {"model.hidden=1"});
+  EXPECT_EQ(q.teacher_hidden(), 1);
+  EXPECT_FALSE(q.misspecified());
+  // The resolved file keeps "unset" (~), so it too follows a later --set.
+  Config r = parse_config(to_yaml(load_config(kConfigs + "quickstart.yaml")), {"model.hidden=2"});
+  EXPECT_EQ(r.teacher_hidden(), 2);
+  EXPECT_FALSE(r.teacher.hidden.has_value());
+  EXPECT_EQ(parse_config("teacher:\n  hidden: ~\n").teacher.hidden, std::nullopt);
 }
 
 TEST(Config, SweepVariants) {
@@ -139,15 +155,15 @@ TEST(Config, SyntaxErrorsAndBadSets) {
   EXPECT_NE(error_of("flow:\n  step_size: [1\n").find("test.yaml line"), std::string::npos);
   EXPECT_NE(error_of("", {"novalue"}).find("expected key.path=value"), std::string::npos);
   EXPECT_NE(error_of("seed: 1\n", {"seed.x=1"}).find("'seed' is not a section"), std::string::npos);
-  EXPECT_NE(error_of("", {"seed.x=1"}).find("seed: must be an integer"), std::string::npos);
+  EXPECT_NE(error_of("", {"seed.x=1"}).find("seed: must be a single value"), std::string::npos);
   EXPECT_THROW(load_config("/nonexistent/config.yaml"), ConfigError);
 }
 
 TEST(Config, CheckpointEvery) {
   EXPECT_EQ(parse_config("train:\n  checkpoint_every: 0\n").train.checkpoint_every, 0);
-  EXPECT_NE(
-      error_of("train:\n  checkpoint_every: -1\n").find("train.checkpoint_every: must be >= 0"),
-      std::string::npos);
+  EXPECT_NE(error_of("train:\n  checkpoint_every: -1\n")
+                .find("train.checkpoint_every: must be in [0, 1e+12]"),
+            std::string::npos);
 }
 
 TEST(Config, DifferingKeysNamesEachPath) {
@@ -156,8 +172,110 @@ TEST(Config, DifferingKeysNamesEachPath) {
   b.seed = 4;
   b.student.particles = 7;
   b.noise.beta0 = 0.5;
-  EXPECT_EQ(differing_keys(a, b),
-            (std::vector<std::string>{"seed", "student.particles", "noise.beta0"}));
+  b.train.epochs = 9;
+  std::vector<std::string> paths;
+  for (const KeyDiff& d : differing_keys(a, b)) paths.push_back(d.path);
+  EXPECT_EQ(paths,
+            (std::vector<std::string>{"seed", "student.particles", "noise.beta0", "train.epochs"}));
+  const KeyDiff d = differing_keys(a, b)[2];
+  EXPECT_EQ(d.a, "1");
+  EXPECT_EQ(d.b, "0.5");
+  EXPECT_FALSE(d.resumable);
+  EXPECT_TRUE(differing_keys(a, b)[3].resumable);
+}
+
+// One list of keys serves reading, writing and comparing: every key written reads back to the
+// same text, and every key of the list appears in the written file.
+TEST(Config, EveryKeyRoundTrips) {
+  Config c = parse_config(
+      "seed: 7\ndevice: cuda:3\ndtype: float64\nthreads: 2\ndata: {input: gaussian, dim: 4, "
+      "fresh: true}\nmodel: {hidden: 2, outputs: 3, activation: tanh, output: imq, c: 0.5, "
+      "hidden_bias: true}\nteacher: {hidden: 4, activation: relu}\nstudent: {layout: dense}\n"
+      "flow: {method: drmmd, step_schedule: plateau, step_factor: 0.25}\n"
+      "noise: {schedule: inverse, tau: 3}\ndist: {timeout: 12.5, backend: gloo}\n"
+      "sweep: {variants: {a: {seed: 1}}}\n");
+  const std::string yaml = to_yaml(c);
+  EXPECT_EQ(to_yaml(parse_config(yaml)), yaml);
+  const auto keys = key_texts(c);
+  for (const KeyText& k : keys) {
+    const std::string leaf = k.path.substr(k.path.rfind('.') + 1);
+    EXPECT_NE(yaml.find(leaf + ":"), std::string::npos) << k.path;
+  }
+  EXPECT_TRUE(differing_keys(parse_config(yaml), c).empty());
+  EXPECT_EQ(c.device, c10::Device(c10::kCUDA, 3));
+  EXPECT_EQ(c.dtype, c10::kDouble);
+  EXPECT_EQ(c.dist.backend, Backend::Gloo);
+  EXPECT_EQ(c.dist.timeout, 12.5);
+  EXPECT_EQ(resumable_keys(),
+            "device, threads, train.epochs, train.checkpoint_every, log.print_every, "
+            "compare.samples, compare.nearest, dist.timeout, dist.backend");
+}
+
+// A key given twice is an error naming both lines, in a section or in the sweep's variants.
+TEST(Config, RepeatedKeysAreRefused) {
+  std::string e = error_of("seed: 0\nseed: 1\n");
+  EXPECT_NE(e.find("seed: given twice (test.yaml line 1) and line 2"), std::string::npos) << e;
+  e = error_of("data:\n  dim: 3\nflow:\n  step_size: 1\ndata:\n  dim: 4\n");
+  EXPECT_NE(e.find("data: given twice"), std::string::npos) << e;
+  e = error_of("flow:\n  chunk: 5\n  chunk: 6\n");
+  EXPECT_NE(e.find("flow.chunk: given twice"), std::string::npos) << e;
+  e = error_of("sweep:\n  variants:\n    a: {seed: 1, seed: 2}\n");
+  EXPECT_NE(e.find("given twice"), std::string::npos) << e;
+}
+
+// An empty value never means the default.
+TEST(Config, EmptyValuesAreRefused) {
+  EXPECT_NE(error_of("", {"train.epochs="}).find("--set train.epochs: empty value"),
+            std::string::npos);
+  EXPECT_NE(error_of("", {"train.epochs= "}).find("empty value"), std::string::npos);
+  EXPECT_NE(error_of("train:\n  epochs:\n").find("train.epochs: has no value (test.yaml line 2)"),
+            std::string::npos);
+  EXPECT_NE(error_of("", {"train."}).find("expected key.path=value"), std::string::npos);
+  EXPECT_NE(error_of("", {"train.=4"}).find("empty key in the path"), std::string::npos);
+}
+
+// Integers are read whole and range-checked: never truncated, never saturated.
+TEST(Config, IntegersOutOfRangeAreRefused) {
+  EXPECT_NE(error_of("", {"threads=2147483648"}).find("threads: must be in [0, 4096]"),
+            std::string::npos);
+  EXPECT_NE(error_of("", {"threads=4294967297"}).find("threads: must be in [0, 4096]"),
+            std::string::npos);
+  EXPECT_NE(error_of("", {"seed=99999999999999999999"}).find("seed: is out of range"),
+            std::string::npos);
+  EXPECT_NE(error_of("", {"compare.samples=1e12"}).find("compare.samples: must be an integer"),
+            std::string::npos);
+  EXPECT_NE(error_of("", {"device=cuda:99999999999999999999"}).find("device: must be cpu"),
+            std::string::npos);
+  EXPECT_NE(error_of("", {"device=cuda:-1"}).find("device: must be cpu"), std::string::npos);
+  EXPECT_EQ(parse_config("", {"threads=+3"}).threads, 3);
+}
+
+// Only a regular file of at most 1 MiB is a config; long values are cut short in messages.
+TEST(Config, FilesAreBoundedAndRegular) {
+  EXPECT_NE(std::string(error_of("")).size(), 1u);
+  for (const std::string& bad : {std::string("/tmp"), std::string("/dev/zero")}) {
+    try {
+      load_config(bad);
+      ADD_FAILURE() << bad;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("not a regular file"), std::string::npos) << e.what();
+    }
+  }
+  const std::string big = testing::TempDir() + "/mmdflow_big.yaml";
+  {
+    std::ofstream out(big);
+    out << "seed: 0\n# " << std::string(kMaxConfigBytes, 'x') << "\n";
+  }
+  try {
+    load_config(big);
+    ADD_FAILURE();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("more than the 1048576"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(big);
+  const std::string e = error_of("flow:\n  method: " + std::string(100000, 'q') + "\n");
+  EXPECT_LT(e.size(), 300u) << e;
+  EXPECT_NE(e.find("qqq...'"), std::string::npos) << e;
 }
 
 TEST(Io, AtomicWriteReplacesWholeFile) {

@@ -9,9 +9,9 @@
 #include <map>
 #include <thread>
 
+#include "src/base/io.h"
 #include "src/train/checkpoint.h"
 #include "src/train/config.h"
-#include "src/base/io.h"
 #include "tests/cli.h"
 
 namespace fs = std::filesystem;
@@ -31,6 +31,26 @@ const std::string kArgs =
     " --set student.particles=100 --set compare.samples=200";
 
 std::string csv_of(const std::string& dir) { return read_file(dir + "/losses.csv"); }
+
+// Temporary files left below dir.
+int64_t temporaries(const std::string& dir) {
+  int64_t n = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    n += e.path().filename().string().find(".tmp.") != std::string::npos;
+  return n;
+}
+
+// The one shard of a one-process run's checkpoint.
+std::string shard_of_run(const std::string& dir) {
+  for (const auto& e : fs::directory_iterator(dir + "/checkpoint.shards"))
+    return "checkpoint.shards/" + e.path().filename().string();
+  return "";
+}
+
+// The state of the checkpoint in a run folder of one process.
+TrainerState checkpoint_of(const std::string& dir, const Config& cfg) {
+  return load_checkpoint(dir, cfg, {0, cfg.student.particles, cfg.student.particles})->state;
+}
 
 int64_t epochs_in(const std::string& csv) {
   return std::max<int64_t>(0, std::count(csv.begin(), csv.end(), '\n') - 1);
@@ -59,10 +79,12 @@ bool wait_for(const std::string& dir, pid_t pid, int64_t epochs) {
   return false;
 }
 
+// Every file below dir by its path from dir, with its content.
 std::map<std::string, std::string> files_of(const std::string& dir) {
   std::map<std::string, std::string> out;
-  for (const auto& e : fs::directory_iterator(dir))
-    out[e.path().filename().string()] = read_file(e.path().string());
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file())
+      out[fs::relative(e.path(), dir).string()] = read_file(e.path().string());
   return out;
 }
 
@@ -89,8 +111,9 @@ TEST(Resume, KilledAtAnyMomentResumesToTheSameLosses) {
     if (at > 0) {
       EXPECT_TRUE(whole_lines(csv_of(out))) << csv_of(out);
     }
-    if (at == 31) {
-      std::ofstream(out + "/checkpoint.bin.tmp") << "MMDFCKPT\x01";
+    if (at == 31) {  // temporaries of a save killed half-way, the manifest's and a shard's
+      std::ofstream(out + "/checkpoint.bin.tmp.99999.0") << "MMDFCKPT\x01";
+      std::ofstream(out + "/checkpoint.shards/g000099-00000-of-00001.bin.tmp.99999.1") << "MM";
       pid = spawn("train --resume " + out, log);
       ASSERT_TRUE(wait_for(out, pid, 45)) << read_file(log);
       kill(pid, SIGKILL);
@@ -100,7 +123,7 @@ TEST(Resume, KilledAtAnyMomentResumesToTheSameLosses) {
     ASSERT_EQ(r.code, 0) << "killed at " << at << "\n" << r.output;
     EXPECT_EQ(lines_without_seconds(csv_of(out)), expect) << "killed at " << at;
     EXPECT_EQ(read_file(out + "/student.pt"), read_file(ref + "/student.pt"));
-    EXPECT_FALSE(fs::exists(out + "/checkpoint.bin.tmp"));
+    EXPECT_EQ(temporaries(out), 0) << "killed at " << at;
   }
 }
 
@@ -119,8 +142,7 @@ TEST(Resume, SigtermAndSigintStopWithACheckpoint) {
     EXPECT_TRUE(whole_lines(csv)) << csv;
     EXPECT_FALSE(fs::exists(out + "/summary.json"));
     // The checkpoint holds every epoch logged, and the steps done since (a stop mid-epoch).
-    const TrainerState s =
-        load_checkpoint(out + "/checkpoint.bin", load_config(out + "/config.yaml"));
+    const TrainerState s = checkpoint_of(out, load_config(out + "/config.yaml"));
     EXPECT_GE(s.epoch, 5);
     EXPECT_EQ(s.epoch, epochs_in(csv));
     test::Result r = run("train --resume " + out);
@@ -130,19 +152,23 @@ TEST(Resume, SigtermAndSigintStopWithACheckpoint) {
 }
 
 TEST(Resume, FullDiskExitsFourAndKeepsEarlierFiles) {
-  // A finished 20-epoch run, then extended to 60 with files limited to 16 KiB: its next
-  // checkpoint (19 KB) cannot be written.
+  // A finished 20-epoch run, then extended to 60 with files limited to 12 KiB: the weight shard
+  // of its next checkpoint (13 KB) cannot be written.
   const std::string out = scratch("full");
   ASSERT_EQ(run("train --out " + out + kArgs + " --set train.epochs=20").code, 0);
-  const std::string ckpt = read_file(out + "/checkpoint.bin");
-  const pid_t pid = spawn("train --resume " + out + " --set train.epochs=60", out + ".log", 16384);
+  const auto ckpt = files_of(out + "/checkpoint.shards");
+  const std::string manifest = read_file(out + "/checkpoint.bin");
+  const pid_t pid = spawn("train --resume " + out + " --set train.epochs=60", out + ".log", 12288);
   EXPECT_EQ(wait_code(pid), 4);
   const std::string log = read_file(out + ".log");
-  EXPECT_NE(log.find("mmdflow: error: cannot write " + out + "/checkpoint.bin: File too large"),
+  EXPECT_NE(log.find("mmdflow: error: cannot write " + out +
+                     "/checkpoint.shards/g000004-00000-of-"
+                     "00001.bin: File too large"),
             std::string::npos)
       << log;
-  EXPECT_EQ(read_file(out + "/checkpoint.bin"), ckpt);
-  EXPECT_FALSE(fs::exists(out + "/checkpoint.bin.tmp"));
+  EXPECT_EQ(read_file(out + "/checkpoint.bin"), manifest);
+  EXPECT_EQ(files_of(out + "/checkpoint.shards"), ckpt);
+  EXPECT_EQ(temporaries(out), 0);
   EXPECT_TRUE(whole_lines(csv_of(out)));
   // With room again, the run continues from the kept checkpoint as if nothing happened.
   ASSERT_EQ(run("train --resume " + out).code, 0);
@@ -175,9 +201,10 @@ TEST(Resume, BadCheckpointExitsTwoAndOverwritesNothing) {
                 .code,
             0);
   const auto done = files_of(out);
-  const std::string good = done.at("checkpoint.bin"), ckpt = out + "/checkpoint.bin";
-  std::string flipped = good;
+  const std::string good = done.at("checkpoint.bin"), shard = shard_of_run(out);
+  std::string flipped = good, flipped_shard = done.at(shard);
   flipped[good.size() / 2] ^= 1;
+  flipped_shard[flipped_shard.size() / 2] ^= 1;
   const std::string csv = done.at("losses.csv");
   const std::string short_csv = csv.substr(0, csv.find("\n4,") + 1);  // epochs 1..3
   struct Case {
@@ -190,6 +217,8 @@ TEST(Resume, BadCheckpointExitsTwoAndOverwritesNothing) {
       {"checkpoint.bin", good, " --set student.particles=300",
        "written with student.particles: 100, the config says 300"},
       {"checkpoint.bin", good, " --set seed=3", "written with seed: 0, the config says 3"},
+      {shard, flipped_shard, "", "corrupt: the checksum does not match the manifest's"},
+      {shard, "", "", "0 bytes, the manifest says"},
       {"losses.csv", short_csv, "", "holds 3 epochs, the checkpoint is at epoch 10"},
       {"config.yaml", "train:\n  epochs: [\n", "", "config.yaml line"},
   };
@@ -219,7 +248,7 @@ TEST(Resume, NonFiniteRunStopsWithExitThreeAndKeepsTheLastGoodCheckpoint) {
   EXPECT_NE(r.output.find("non-finite at epoch 10"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("checkpoint.bin kept (after epoch 9)"), std::string::npos) << r.output;
   const Config cfg = load_config(out + "/config.yaml");
-  EXPECT_EQ(load_checkpoint(out + "/checkpoint.bin", cfg).epoch, 9);
+  EXPECT_EQ(checkpoint_of(out, cfg).epoch, 9);
   EXPECT_EQ(epochs_in(csv_of(out)), 10);
   const std::string ckpt = read_file(out + "/checkpoint.bin");
   // Resuming replays the same divergence and keeps the same checkpoint.

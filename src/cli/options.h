@@ -1,0 +1,26 @@
+// What the commands share on the command line: option parsing, the config from --config and
+// --set, and the one-line error every command ends with.
+#pragma once
+#define CXXOPTS_VECTOR_DELIMITER '\x1f'  // --set values may hold commas
+#include <cxxopts.hpp>
+#include <optional>
+#include <string>
+
+#include "src/train/config.h"
+
+namespace mmdflow {
+
+// --config, --set, --device, --threads, --help.
+void add_config_options(cxxopts::Options& o);
+// Parses argv; nullopt when --help was asked (and printed). Throws UsageError.
+std::optional<cxxopts::ParseResult> parse(cxxopts::Options& o, int argc, char** argv);
+// --config (else `fallback`; empty: the defaults) with --set, --device and --threads applied.
+Config config_from(const cxxopts::ParseResult& r, const std::string& fallback = "");
+// An integer option within [lo, hi], or UsageError naming it.
+int64_t int_option(const cxxopts::ParseResult& r, const std::string& name, int64_t lo, int64_t hi);
+
+// "rank R: " for the messages of a sharded run's process R ("" for one process).
+void set_error_prefix(const std::string& prefix);
+const std::string& error_prefix();
+
+}  // namespace mmdflow

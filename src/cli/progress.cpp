@@ -1,0 +1,73 @@
+#include "src/cli/progress.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+
+namespace mmdflow {
+
+bool say(const std::string& text) {
+  static bool gone = false;
+  if (gone) return false;
+  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
+    gone = true;
+    std::clearerr(stdout);
+  }
+  return !gone;
+}
+
+std::string fmt_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const int64_t t = int64_t(s + 0.5);
+  if (t >= 3600) return fmt::format("{}h{:02}m", t / 3600, (t / 60) % 60);
+  if (t >= 60) return fmt::format("{}m{:02}s", t / 60, t % 60);
+  return fmt::format("{}s", t);
+}
+
+std::string setup_line(const Config& c, const std::string& out, int world) {
+  std::string s = fmt::format(
+      "mmdflow train: teacher M={} student N={} | d={} H={} o={} {}/{} | {} flow, step {} | "
+      "beta {} {} | {} epochs, batch {} of {} | {} {}, {} threads{}\n  -> {}\n",
+      c.teacher.particles, c.student.particles, c.data.dim, c.model.hidden, c.model.outputs,
+      name_of(c.model.activation), name_of(c.model.output), name_of(c.flow.method),
+      c.flow.step_size, name_of(c.noise.schedule), c.noise.beta0, c.train.epochs, c.train.batch,
+      c.data.train_size, c.device.str(), name_of(c.dtype), c.threads,
+      world > 1 ? fmt::format(" x {} processes", world) : "", out);
+  if (c.misspecified())
+    s +=
+        fmt::format("  misspecified: the teacher's particles have H={} {}, the student's H={} {}\n",
+                    c.teacher_hidden(), name_of(c.teacher_activation()), c.model.hidden,
+                    name_of(c.model.activation));
+  return s;
+}
+
+Progress::Progress(int64_t epochs, int64_t every)
+    : epochs_(epochs), every_(std::max<int64_t>(1, every)), tty_(isatty(1)) {}
+
+void Progress::update(const EpochLog& l) {
+  const double eta = l.seconds / double(l.epoch) * double(epochs_ - l.epoch);
+  const std::string line = fmt::format(
+      "epoch {:>{}}/{}  train {:.4e}  valid {:.4e}  beta {:.3g}  |grad|^2 {:.3e}  "
+      "{} elapsed, ETA {}",
+      l.epoch, std::to_string(epochs_).size(), epochs_, l.train_loss, l.valid_loss, l.beta,
+      l.noisy_grad_sq, fmt_duration(l.seconds), fmt_duration(eta));
+  if (tty_) {
+    const auto now = std::chrono::steady_clock::now();
+    if (l.epoch == epochs_ || now - last_ > std::chrono::milliseconds(100)) {
+      say(fmt::format("\r{}\x1b[K", line));
+      last_ = now;
+      drawn_ = true;
+    }
+  } else if (l.epoch % every_ == 0 || l.epoch == epochs_ || l.epoch == 1) {
+    say(line + "\n");
+  }
+}
+
+void Progress::finish() {
+  if (tty_ && drawn_) say("\n");
+}
+
+}  // namespace mmdflow

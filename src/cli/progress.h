@@ -1,0 +1,35 @@
+// What a run prints: the resolved set-up once, then a progress line per epoch (rewritten in place
+// with an ETA on a terminal; plain lines every `every` epochs otherwise). Output that cannot be
+// written (a closed pipe or terminal) is dropped from then on; the run goes on.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "src/train/config.h"
+#include "src/train/trainer.h"
+
+namespace mmdflow {
+
+// Writes text to stdout unless an earlier write failed; false once stdout is gone.
+bool say(const std::string& text);
+
+std::string fmt_duration(double seconds);  // "1h02m", "3m05s", "12s"
+
+// The run's set-up in one line, the folder, and a line when the teacher is misspecified.
+std::string setup_line(const Config& c, const std::string& out, int world);
+
+class Progress {
+ public:
+  Progress(int64_t epochs, int64_t every);
+  void update(const EpochLog& l);
+  void finish();
+
+ private:
+  int64_t epochs_, every_;
+  bool tty_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+}  // namespace mmdflow

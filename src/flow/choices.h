@@ -1,0 +1,34 @@
+// The named choices of a flow: its method and the student's layout (leaf: no Torch).
+#pragma once
+#include "src/base/names.h"
+
+namespace mmdflow {
+
+enum class Method {
+  MMD,        // W = r / B; gradient at theta + beta w (noise injection; beta = 0: plain flow)
+  Diffusion,  // block: theta - gamma grad h(theta) + beta w; dense: noise first, then the step
+  Sobolev,    // W = alpha / B, alpha = (S + eps I)^{-1} r, S = gram / (N B); o = 1, no noise
+  DrMMD,      // W = ((1 + lambda) / lambda) (r - Phi_X beta) / B, with noise injection
+};
+
+// block: N independent particles z_n (the mean-field network); dense: the original code's
+// network, whose N o output units all read the N H hidden units.
+enum class Layout { Block, Dense };
+
+template <>
+struct Names<Method> {
+  static constexpr const char* what = "flow method";
+  static constexpr std::array<std::pair<Method, const char*>, 4> table{
+      {{Method::MMD, "mmd"},
+       {Method::Diffusion, "diffusion"},
+       {Method::Sobolev, "sobolev"},
+       {Method::DrMMD, "drmmd"}}};
+};
+template <>
+struct Names<Layout> {
+  static constexpr const char* what = "layout";
+  static constexpr std::array<std::pair<Layout, const char*>, 2> table{
+      {{Layout::Block, "block"}, {Layout::Dense, "dense"}}};
+};
+
+}  // namespace mmdflow

@@ -1,0 +1,316 @@
+#include "src/train/run_folder.h"
+
+#include <ATen/ATen.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "models/weights.h"
+
+namespace fs = std::filesystem;
+
+namespace mmdflow {
+
+std::string losses_header() {
+  std::string h;
+  for (const char* c : kLossColumns) h += std::string(h.empty() ? "" : ",") + c;
+  return h + "\n";
+}
+
+std::string losses_line(const EpochLog& l) {
+  return fmt::format("{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.3f}\n", l.epoch, l.train_loss,
+                     l.valid_loss, l.beta, l.step_size, l.grad_sq, l.noisy_grad_sq, l.seconds);
+}
+
+std::vector<double> Losses::values(const std::string& name) const {
+  const auto it = std::find(names.begin(), names.end(), name);
+  TORCH_CHECK(it != names.end(), "losses.csv has no column ", name);
+  const size_t k = size_t(it - names.begin());
+  std::vector<double> out;
+  for (const auto& row : rows) out.push_back(row[k]);
+  return out;
+}
+
+Losses read_losses(const std::string& path) {
+  const std::string text = read_file(path);
+  Losses out;
+  std::stringstream ss(text);
+  std::string line;
+  if (!std::getline(ss, line) || line + "\n" != losses_header())
+    throw CheckpointError(fmt::format("{}: not an mmdflow losses.csv (unexpected header)", path));
+  for (const char* c : kLossColumns) out.names.push_back(c);
+  for (int64_t n = 1; std::getline(ss, line); ++n) {
+    std::vector<double> row;
+    std::stringstream cells(line);
+    for (std::string cell; std::getline(cells, cell, ',');) {
+      char* end = nullptr;
+      row.push_back(std::strtod(cell.c_str(), &end));
+      if (cell.empty() || *end != '\0')
+        throw CheckpointError(fmt::format("{}: line {} is not a line of numbers", path, n + 1));
+    }
+    if (row.size() != out.names.size() || row[0] != double(n))
+      throw CheckpointError(fmt::format("{}: line {} is not epoch {}'s", path, n + 1, n));
+    out.rows.push_back(std::move(row));
+  }
+  return out;
+}
+
+namespace {
+
+constexpr const char* kLock = ".lock";
+
+bool is_temporary(const std::string& name) { return name.find(".tmp.") != std::string::npos; }
+
+// Entries of dir but the lock and temporary files.
+std::vector<std::string> contents(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name != kLock && !is_temporary(name)) out.push_back(name);
+  }
+  return out;
+}
+
+bool regular(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+}  // namespace
+
+void RunFolder::check(const std::string& dir, Mode mode) {
+  const bool fresh = mode == Mode::Fresh;
+  const std::string opt = fresh ? "--out" : "--resume";
+  if (dir.empty()) throw UsageError(fmt::format("{}: an empty folder name", opt));
+  std::error_code ec;
+  const auto st = fs::symlink_status(dir, ec);
+  if (fresh && fs::exists(st) && (!fs::is_directory(st) || !contents(dir).empty()))
+    throw UsageError(fmt::format("{} {}: already exists and is not an empty folder", opt, dir));
+  if (!fresh && !fs::is_directory(st))
+    throw UsageError(fmt::format("{} {}: not a run folder (no such folder)", opt, dir));
+  if (!fresh) check_resumable(dir);
+}
+
+RunFolder::RunFolder(const std::string& dir, Mode mode, bool writer) : dir_(dir), writer_(writer) {
+  check(dir, mode);
+  const bool fresh = mode == Mode::Fresh;
+  const std::string opt = fresh ? "--out" : "--resume";
+  std::error_code ec;
+  if (!writer) return;
+  if (fresh) {
+    try {
+      fs::create_directories(dir);
+    } catch (const fs::filesystem_error& e) {
+      throw IoError(fmt::format("cannot create {}: {}", dir, e.code().message()));
+    }
+  }
+  lock_fd_ = ::open(path(kLock).c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0)
+    throw IoError(fmt::format("cannot create {}: {}", path(kLock), std::strerror(errno)));
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    throw UsageError(fmt::format("{} {}: in use by another mmdflow process", opt, dir));
+  }
+  // Under the lock: what a run killed at its start left (temporaries) goes; another run that
+  // filled the folder meanwhile is refused.
+  for (const auto& e : fs::directory_iterator(dir))
+    if (is_temporary(e.path().filename().string())) fs::remove(e.path(), ec);
+  if (fresh && !contents(dir).empty())
+    throw UsageError(fmt::format("{} {}: already exists and is not an empty folder", opt, dir));
+  if (!fresh) check_resumable(dir);
+}
+
+void RunFolder::check_resumable(const std::string& dir) {
+  if (!regular(dir + "/config.yaml"))
+    throw UsageError(fmt::format(
+        "--resume {}: no config.yaml there (not a run folder, or one killed before it wrote "
+        "its config: start that run again with --out {})",
+        dir, dir));
+}
+
+RunFolder::~RunFolder() {
+  losses_.reset();
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the lock
+}
+
+void RunFolder::write_config(const Config& c) { write_file_atomic(config_path(), to_yaml(c)); }
+
+std::string RunFolder::losses_upto(int64_t epochs) const {
+  const std::string file = path("losses.csv");
+  const std::string header = losses_header();
+  if (epochs == 0) return header;
+  if (!regular(file))
+    throw CheckpointError(fmt::format("{}: missing, the checkpoint is at epoch {}", file, epochs));
+  const std::string text = read_file(file);
+  if (text.rfind(header, 0) != 0)
+    throw CheckpointError(fmt::format("{}: not an mmdflow losses.csv (unexpected header)", file));
+  size_t pos = header.size();
+  for (int64_t e = 1; e <= epochs; ++e) {
+    const std::string head = fmt::format("{},", e);
+    const size_t end = text.find('\n', pos);
+    if (end == std::string::npos || text.compare(pos, head.size(), head) != 0)
+      throw CheckpointError(
+          fmt::format("{}: holds {} epochs, the checkpoint is at epoch {}", file, e - 1, epochs));
+    pos = end + 1;
+  }
+  return text.substr(0, pos);
+}
+
+void RunFolder::open_losses(const std::string& kept) {
+  losses_ = std::make_unique<LineFile>(path("losses.csv"), kept);
+}
+
+void RunFolder::append_losses(const EpochLog& l) { losses_->append(losses_line(l)); }
+
+void RunFolder::write_summary(const std::string& json) {
+  write_file_atomic(path("summary.json"), json);
+}
+
+std::optional<Checkpoint> RunFolder::load_checkpoint(const Config& cfg, const Shard& shard) {
+  std::optional<Checkpoint> c = mmdflow::load_checkpoint(dir_, cfg, shard);
+  if (c) generation_ = c->generation;
+  return c;
+}
+
+void RunFolder::save_checkpoint(const Config& cfg, const TrainerState& s, const Shard& shard,
+                                Comm& comm) {
+  mmdflow::save_checkpoint(dir_, cfg, s, shard, generation_ + 1, comm);
+  ++generation_;
+}
+
+namespace {
+
+std::string student_shard_name(int rank, int world) {
+  return fmt::format("student-{:05}-of-{:05}.pt", rank, world);
+}
+
+}  // namespace
+
+void RunFolder::save_student(const NamedTensors& weights, const Shard& shard, Comm& comm) {
+  const int world = comm.world();
+  std::string error;
+  try {
+    save_tensors(path(world == 1 ? "student.pt" : student_shard_name(comm.rank(), world)), weights);
+  } catch (const IoError& e) {
+    error = e.what();
+  }
+  const auto all = comm.gather({error.empty() ? 1.0 : 0.0, double(shard.begin), double(shard.end)});
+  if (!error.empty()) throw IoError(error);
+  for (int r = 0; r < world; ++r)
+    if (all[r][0] == 0) throw IoError(fmt::format("rank {} could not write its weights", r));
+  if (!writer_) return;
+  // The index names this run's files; the other layout's, and another world size's, go.
+  std::vector<std::string> mine;
+  std::error_code ec;
+  if (world == 1) {
+    mine.push_back("student.pt");
+    fs::remove(path("student.index.json"), ec);
+  } else {
+    nlohmann::json index;
+    index["particles"] = shard.total;
+    index["tensors"] = nlohmann::json::object();
+    for (const auto& [name, t] : weights) {
+      std::vector<int64_t> sizes(t.sizes().begin(), t.sizes().end());
+      sizes[0] = shard.total;
+      index["tensors"][name] = sizes;
+    }
+    for (int r = 0; r < world; ++r) {
+      index["shards"].push_back({{"file", student_shard_name(r, world)},
+                                 {"begin", int64_t(all[r][1])},
+                                 {"end", int64_t(all[r][2])}});
+      mine.push_back(student_shard_name(r, world));
+    }
+    write_file_atomic(path("student.index.json"), index.dump(2) + "\n");
+    mine.push_back("student.index.json");
+  }
+  for (const auto& e : fs::directory_iterator(dir_, ec)) {
+    const std::string name = e.path().filename().string();
+    const bool weights_file = name == "student.pt" || name == "student.index.json" ||
+                              (name.rfind("student-", 0) == 0 && name.size() > 3 &&
+                               name.compare(name.size() - 3, 3, ".pt") == 0);
+    if (weights_file && std::find(mine.begin(), mine.end(), name) == mine.end())
+      fs::remove(e.path(), ec);
+  }
+}
+
+void RunFolder::save_teacher(const NamedTensors& weights) {
+  save_tensors(path("teacher.pt"), weights);
+}
+
+namespace {
+
+// A .pt file of the run folder, its tensors checked against specs.
+NamedTensors read_weights_file(const std::string& path, const std::vector<WeightSpec>& specs,
+                               c10::ScalarType dtype) {
+  if (!regular(path)) throw CheckpointError(fmt::format("{}: missing or not a regular file", path));
+  NamedTensors w;
+  try {
+    w = load_tensors(path);
+  } catch (const std::exception& e) {
+    const std::string why = e.what();
+    throw CheckpointError(fmt::format("{}: not a dict of tensors in torch.save's format ({})", path,
+                                      shorten(why.substr(0, why.find('\n')))));
+  }
+  check_weights(w, specs, dtype, path);
+  return w;
+}
+
+}  // namespace
+
+NamedTensors read_student(const std::string& dir, const Config& cfg, const Shard& want) {
+  const ParticleFamily fam = family_of(cfg);
+  if (cfg.student.layout == Layout::Dense)
+    return read_weights_file(dir + "/student.pt", dense_weights(fam, want.total), cfg.dtype);
+  const std::string index_path = dir + "/student.index.json";
+  if (!regular(index_path))
+    return read_weights_file(dir + "/student.pt", block_weights(fam, want.total), cfg.dtype);
+  nlohmann::json index;
+  try {
+    index = nlohmann::json::parse(read_file(index_path));
+  } catch (const std::exception& e) {
+    throw CheckpointError(fmt::format("{}: not JSON", index_path));
+  }
+  // The files holding particles [want.begin, want.end), in order, each read whole (its own
+  // rows only are kept).
+  std::vector<std::vector<at::Tensor>> parts(block_weights(fam, 0).size());
+  int64_t next = 0;
+  try {
+    for (const auto& s : index.at("shards")) {
+      const std::string file = s.at("file").get<std::string>();
+      const int64_t begin = s.at("begin").get<int64_t>(), end = s.at("end").get<int64_t>();
+      if (file.find('/') != std::string::npos || begin != next || end < begin || end > want.total)
+        throw CheckpointError(fmt::format("{}: shard '{}' [{}, {}) does not follow [0, {})",
+                                          index_path, shorten(file), begin, end, next));
+      next = end;
+      if (end <= want.begin || begin >= want.end) continue;
+      const NamedTensors w =
+          read_weights_file(dir + "/" + file, block_weights(fam, end - begin), cfg.dtype);
+      const int64_t lo = std::max(begin, want.begin), hi = std::min(end, want.end);
+      for (size_t i = 0; i < w.size(); ++i)
+        parts[i].push_back(w[i].second.narrow(0, lo - begin, hi - lo));
+    }
+  } catch (const nlohmann::json::exception&) {
+    throw CheckpointError(fmt::format("{}: not a weights index", index_path));
+  }
+  if (next != want.total)
+    throw CheckpointError(fmt::format("{}: its shards hold {} particles, the config {}", index_path,
+                                      next, want.total));
+  std::vector<at::Tensor> ts;
+  for (auto& p : parts) ts.push_back(at::cat(p));
+  return named(block_weights(fam, want.size()), ts);
+}
+
+NamedTensors read_teacher(const std::string& dir, const Config& cfg) {
+  return read_weights_file(dir + "/teacher.pt",
+                           block_weights(teacher_family_of(cfg), cfg.teacher.particles), cfg.dtype);
+}
+
+}  // namespace mmdflow

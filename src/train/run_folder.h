@@ -1,0 +1,93 @@
+// The files of one run, in one folder. One process (rank 0 of a sharded run) is its writer: it
+// holds the folder's lock for the whole run and writes config.yaml, losses.csv, summary.json, the
+// checkpoint's manifest and teacher.pt; every rank writes its own weight shards.
+//   .lock                     flock'ed by the writer while it runs
+//   config.yaml               the resolved configuration
+//   losses.csv                a line per epoch, columns kLossColumns
+//   summary.json              written at the end
+//   checkpoint.bin, checkpoint.shards/   see src/train/checkpoint.h
+//   student.pt, teacher.pt    weights (torch.save's format); a sharded run writes
+//                             student-RRRRR-of-WWWWW.pt and student.index.json instead
+// Files are replaced atomically; temporary files are never followed through a symbolic link.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "src/base/io.h"
+#include "src/dist/comm.h"
+#include "src/flow/student.h"
+#include "src/train/checkpoint.h"
+#include "src/train/config.h"
+#include "src/train/trainer.h"
+
+namespace mmdflow {
+
+// losses.csv's columns, in order.
+constexpr const char* kLossColumns[] = {"epoch",     "train_loss", "valid_loss",    "beta",
+                                        "step_size", "grad_sq",    "noisy_grad_sq", "seconds"};
+std::string losses_header();
+std::string losses_line(const EpochLog& l);
+// A losses.csv read back by column name: columns["valid_loss"][i] is epoch i + 1's. Throws
+// CheckpointError naming the file when its header or a line is not of that form.
+struct Losses {
+  std::vector<std::string> names;
+  std::vector<std::vector<double>> rows;
+  std::vector<double> values(const std::string& name) const;  // one column
+};
+Losses read_losses(const std::string& path);
+
+class RunFolder {
+ public:
+  enum class Mode { Fresh, Resume };
+  // Fresh: dir must be absent, or empty but for temporary files of a run killed at its start;
+  // it is created. Resume: dir must hold a run's config.yaml. The writer takes the lock first and
+  // throws UsageError when another process holds it; other ranks only read and write shards.
+  RunFolder(const std::string& dir, Mode mode, bool writer);
+  // What the constructor checks before it creates or locks anything: throws the same errors.
+  static void check(const std::string& dir, Mode mode);
+  // Throws UsageError unless dir holds a run's config.yaml (a regular file).
+  static void check_resumable(const std::string& dir);
+  RunFolder(RunFolder&&) = default;
+  ~RunFolder();
+
+  const std::string& dir() const { return dir_; }
+  std::string path(const std::string& name) const { return dir_ + "/" + name; }
+  std::string config_path() const { return path("config.yaml"); }
+
+  // The writer's files.
+  void write_config(const Config& c);
+  // What of losses.csv a run resumed at `epochs` keeps: the header and the lines of epochs
+  // 1..epochs (later ones were written after the checkpoint). Throws CheckpointError when the
+  // file holds fewer. Reads only.
+  std::string losses_upto(int64_t epochs) const;
+  // Replaces losses.csv with `kept` and appends to it from then on.
+  void open_losses(const std::string& kept);
+  void append_losses(const EpochLog& l);
+  void write_summary(const std::string& json);
+
+  // Every rank. The checkpoint: generation numbers follow the one loaded.
+  std::optional<Checkpoint> load_checkpoint(const Config& cfg, const Shard& shard);
+  void save_checkpoint(const Config& cfg, const TrainerState& s, const Shard& shard, Comm& comm);
+  bool has_checkpoint() const { return generation_ > 0; }
+
+  // The student's weights: student.pt from one process; one file per rank and an index (by the
+  // writer, after every rank's) from several. Collective.
+  void save_student(const NamedTensors& weights, const Shard& shard, Comm& comm);
+  void save_teacher(const NamedTensors& weights);
+
+ private:
+  std::string dir_;
+  bool writer_;
+  int lock_fd_ = -1;
+  std::unique_ptr<LineFile> losses_;
+  int64_t generation_ = 0;
+};
+
+// The student's weights of particles `want` from a run folder: student.pt, or the shards that
+// student.index.json names. Throws CheckpointError naming the file.
+NamedTensors read_student(const std::string& dir, const Config& cfg, const Shard& want);
+// teacher.pt of a run folder, checked against the config's teacher.
+NamedTensors read_teacher(const std::string& dir, const Config& cfg);
+
+}  // namespace mmdflow
