@@ -12,6 +12,7 @@
 #include <chrono>
 
 #include "src/base/device.h"
+#include "src/base/errors.h"
 #include "src/base/random.h"
 #include "src/flow/flow.h"
 #include "src/kernels/blocks.h"
@@ -67,31 +68,8 @@ std::string path_line() {
                      isa_forced() ? "forced by MMDFLOW_ISA" : "the widest path", runs);
 }
 
-// The BLAS library behind ATen's products: OpenBLAS reports its version and the core it chose.
-struct Blas {
-  std::string name = "unknown BLAS";
-  std::string file;   // the shared library that holds sgemm_
-  std::string core;   // OpenBLAS's core, else empty
-  int core_bits = 0;  // vector width of that core's kernels, 0 if unknown
-};
-
-// The vector width of OpenBLAS's kernels for a core (openblas_get_corename), 0 if unknown.
-int openblas_core_bits(std::string core) {
-  for (char& c : core) c = char(std::tolower(static_cast<unsigned char>(c)));
-  for (const char* c : {"skylakex", "cooperlake", "sapphirerapids"})
-    if (core == c) return 512;
-  for (const char* c :
-       {"haswell", "zen", "sandybridge", "bulldozer", "piledriver", "steamroller", "excavator"})
-    if (core == c) return 256;
-  for (const char* c :
-       {"prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "opteron", "opteron_sse3",
-        "barcelona", "bobcat", "katmai", "coppermine", "northwood", "banias", "athlon"})
-    if (core == c) return 128;
-  return 0;
-}
-
-Blas find_blas() {
-  Blas b;
+BlasInfo find_blas() {
+  BlasInfo b;
   if (void* sgemm = dlsym(RTLD_DEFAULT, "sgemm_")) {
     Dl_info info{};
     if (dladdr(sgemm, &info) && info.dli_fname) b.file = info.dli_fname;
@@ -163,27 +141,6 @@ double fma_peak_gflops(int64_t threads) {
   return sum;
 }
 
-// What a slow BLAS is, and what fixes it: one line, or empty when BLAS runs above a quarter of the
-// multiply-add peak. The variable is only named, never set.
-std::string blas_warning(const Blas& blas, double sgemm, double peak) {
-  if (sgemm >= 0.25 * peak) return "";
-  std::string cause = "the BLAS library is slow on this CPU", fix = "link an optimised BLAS";
-  const int bits = cpu_vector_bits();
-  if (!blas.core.empty() && blas.core_bits > 0 && blas.core_bits < bits && bits >= 256) {
-    cause = fmt::format("OpenBLAS chose core {} ({}-bit kernels) for a CPU with {}-bit FMA",
-                        blas.core, blas.core_bits, bits);
-    fix = fmt::format("run with OPENBLAS_CORETYPE={} (mmdflow never sets it)",
-                      bits == 512 ? "SkylakeX" : "Haswell");
-  } else if (!blas.core.empty()) {
-    cause = fmt::format("OpenBLAS runs core {}, or other processes share the cores", blas.core);
-    fix = "check the load, or try another OPENBLAS_CORETYPE";
-  }
-  return fmt::format(
-      "warning: BLAS runs the float32 product at {:.0f} GFLOP/s, {:.0f}% of the FMA peak: {}; "
-      "{}",
-      sgemm, 100.0 * sgemm / peak, cause, fix);
-}
-
 }  // namespace
 
 namespace {
@@ -206,8 +163,44 @@ double total(Comm& comm, double v) {
 
 }  // namespace
 
+// The vector width of OpenBLAS's kernels for a core (openblas_get_corename), 0 if unknown.
+int openblas_core_bits(std::string core) {
+  for (char& c : core) c = char(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* c : {"skylakex", "cooperlake", "sapphirerapids"})
+    if (core == c) return 512;
+  for (const char* c :
+       {"haswell", "zen", "sandybridge", "bulldozer", "piledriver", "steamroller", "excavator"})
+    if (core == c) return 256;
+  for (const char* c :
+       {"prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "opteron", "opteron_sse3",
+        "barcelona", "bobcat", "katmai", "coppermine", "northwood", "banias", "athlon"})
+    if (core == c) return 128;
+  return 0;
+}
+
+std::string blas_warning(const BlasInfo& blas, int bits, double sgemm, double peak) {
+  if (sgemm >= 0.25 * peak) return "";
+  std::string cause = "the BLAS library is slow on this CPU", fix = "link an optimised BLAS";
+  if (!blas.core.empty() && blas.core_bits > 0 && blas.core_bits < bits && bits >= 256) {
+    cause = fmt::format("OpenBLAS chose core {} ({}-bit kernels) for a CPU with {}-bit FMA",
+                        blas.core, blas.core_bits, bits);
+    fix = fmt::format("run with OPENBLAS_CORETYPE={} (mmdflow never sets it)",
+                      bits == 512 ? "SkylakeX" : "Haswell");
+  } else if (!blas.core.empty()) {
+    cause = fmt::format("OpenBLAS runs core {}, or other processes share the cores", blas.core);
+    fix = "check the load, or try another OPENBLAS_CORETYPE";
+  }
+  return fmt::format(
+      "warning: BLAS runs the float32 product at {:.0f} GFLOP/s, {:.0f}% of the FMA peak: {}; "
+      "{}",
+      sgemm, 100.0 * sgemm / peak, cause, fix);
+}
+
 void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
-  cfg.student.layout = Layout::Block;  // the flops counted are the block layout's
+  // The block layout unless the config asks for the dense one (the original code's network).
+  const bool dense = cfg.student.layout == Layout::Dense;
+  if (dense && comm.world() > 1)
+    throw ConfigError("student.layout: the dense layout cannot be sharded over processes");
   const c10::Device dev = resolve_device(cfg.device);
   const ParticleFamily fam = family_of(cfg);
   const int64_t B = opt.batch > 0 ? opt.batch : cfg.train.batch;
@@ -215,7 +208,13 @@ void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
   if (sizes.empty()) sizes.push_back(cfg.student.particles);
   std::sort(sizes.begin(), sizes.end());  // ascending, so peak RSS after a size is its own
   const double beta = cfg.noise.beta0;
-  const int products = beta > 0 ? 3 : 2;  // A X^T clean and noisy, dP X
+  // Block: A X^T (clean and, with noise, noisy) and dP X, 2 N H d B each. Dense: S1 W2^T clean
+  // and at the gradient's weights, E^T S1 and E W2, 2 B N H N o each.
+  const int products = dense ? 4 : beta > 0 ? 3 : 2;
+  auto product_flops = [&](int64_t N) {
+    return dense ? 2.0 * double(B) * double(N * fam.hidden) * double(N * fam.outputs)
+                 : first_layer_flops(fam, N, B);
+  };
 
   const int64_t threads = at::get_num_threads();
   const int world = comm.world();
@@ -234,7 +233,7 @@ void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
         fam.hidden, fam.outputs, cfg.teacher.particles, B, beta,
         beta > 0 ? "noise injection" : "plain flow");
     fmt::print("{}\n", path_line());
-    const Blas blas = find_blas();
+    const BlasInfo blas = find_blas();
     fmt::print("BLAS: {}{}{}\n", blas.name,
                blas.core.empty()
                    ? ""
@@ -257,13 +256,22 @@ void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
         "of the FMA peak\n",
         peak, world > 1 ? ", summed over the processes running it at once" : "",
         100.0 * peak / fma);
-    if (const std::string w = blas_warning(blas, peak, fma); !w.empty()) fmt::print("{}\n", w);
-    fmt::print(
-        "GFLOP/s count the first-layer products of a step ({}: A X^T {}and dP X, 2 N H d B "
-        "each); of-ref and of-peak divide them by the reference and by the FMA peak; "
-        "shape-GFLOP/s is BLAS alone on one [N H, d] x [d, B] product{}\n",
-        products, beta > 0 ? "clean and noisy " : "",
-        world > 1 ? "; comm is the share of a step in the allreduce of the feature sums" : "");
+    if (const std::string w = blas_warning(blas, cpu_vector_bits(), peak, fma); !w.empty())
+      fmt::print("{}\n", w);
+    if (dense) {
+      fmt::print(
+          "dense layout: GFLOP/s count the products of a step with the second layer (4: S1 W2^T "
+          "clean and at the gradient's weights, E^T S1 and E W2, 2 B N H N o each); of-ref and "
+          "of-peak divide them by the reference and by the FMA peak; shape-GFLOP/s is BLAS alone "
+          "on one [B, N H] x [N H, N o] product\n");
+    } else {
+      fmt::print(
+          "GFLOP/s count the first-layer products of a step ({}: A X^T {}and dP X, 2 N H d B "
+          "each); of-ref and of-peak divide them by the reference and by the FMA peak; "
+          "shape-GFLOP/s is BLAS alone on one [N H, d] x [d, B] product{}\n",
+          products, beta > 0 ? "clean and noisy " : "",
+          world > 1 ? "; comm is the share of a step in the allreduce of the feature sums" : "");
+    }
     fmt::print("{:>9} {:>10} {:>9} {:>8} {:>8} {:>13} {:>12}{}\n", "N", "ms/step", "GFLOP/s",
                "of-ref", "of-peak", "shape-GFLOP/s", "peak-RSS-MiB",
                world > 1 ? fmt::format(" {:>7}", "comm") : "");
@@ -293,9 +301,10 @@ void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
       }
     }
     const double med = median(ms);
-    const double gflops = products * first_layer_flops(fam, N, B) / (med * 1e-3) / 1e9;
-    set_blas_threads(threads);  // BLAS alone on one first-layer product of this size
-    const double shape = matmul_gflops(dev, N * fam.hidden, fam.dim, B, 5);
+    const double gflops = products * product_flops(N) / (med * 1e-3) / 1e9;
+    set_blas_threads(threads);  // BLAS alone on one product of this size
+    const double shape = dense ? matmul_gflops(dev, B, N * fam.hidden, N * fam.outputs, 5)
+                               : matmul_gflops(dev, N * fam.hidden, fam.dim, B, 5);
     set_blas_threads(1);
     double comm_share = 0;
     for (size_t i = 0; i < ms.size(); ++i) comm_share += comm_ms[i] / ms[i] / double(ms.size());
