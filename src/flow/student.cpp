@@ -144,7 +144,13 @@ class DenseStudent : public Student {
     if (w_.b1.defined()) k1 = k1 + 1;
     return gg * k2 + at::mm(C, C.t()) * k1;
   }
-  void perturb_(const Noise& noise) override { w_ = noisy(noise); }
+  void perturb_(const Noise& noise) override {
+    if (on_cpu()) {
+      DenseParams p = params();
+      return cpu_.perturb(p, noise);
+    }
+    w_ = noisy(noise);
+  }
   bool all_finite() const override { return finite(tensors(w_)); }
   NamedTensors named_tensors() const override {
     std::vector<at::Tensor> ts;

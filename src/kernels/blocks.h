@@ -88,7 +88,7 @@ struct DenseKernels {
   // Columns [0, cols) of rows [0, rows) (row stride ld): D = D s'(H), colsum[j] = sum over rows.
   void (*backprop)(Activation s, int64_t rows, int64_t cols, int64_t ld, const T* H, T* D,
                    T* colsum);
-  // dst = src + beta w (w drawn in float32), len elements.
+  // dst = src + beta w (w drawn in float32), len elements; dst may be src.
   void (*add_noise)(const T* src, const float* w, double beta, T* dst, int64_t len);
   // Returns sum_k g_k^2 and, given z, applies z -= step g.
   double (*sq_then_step)(const T* g, T* z, int64_t len, double step);

@@ -114,6 +114,27 @@ void DenseCpu::draw_second(const DenseParams& w, at::Generator& gen, std::atomic
   }
 }
 
+void DenseCpu::perturb(DenseParams& w, const Noise& noise) {
+  at::Generator gen = make_generator(c10::Device(c10::kCPU), noise.seed);
+  draw_first(w, gen);
+  std::atomic<int64_t> drawn{0};
+  draw_second(w, gen, drawn);
+  const auto dtype = w.W1.scalar_type();
+  AT_DISPATCH_FLOATING_TYPES(dtype, "dense_perturb", [&] {
+    using T = scalar_t;
+    const DenseKernels<T>& dk = dense_kernels<T>();
+    for (auto [t, eps] :
+         {std::pair{&w.W1, &eps_.W1}, {&w.b1, &eps_.b1}, {&w.W2, &eps_.W2}, {&w.b2, &eps_.b2}}) {
+      if (!t->defined()) continue;
+      T* p = t->data_ptr<T>();
+      const float* e = eps->data_ptr<float>();
+      parallel_pieces(t->numel(), 1 << 16, [&](int64_t lo, int64_t hi) {
+        dk.add_noise(p + lo, e + lo, noise.beta, p + lo, hi - lo);
+      });
+    }
+  });
+}
+
 void DenseCpu::hidden(const ParticleFamily& fam, const at::Tensor& W1, const at::Tensor& b1,
                       const at::Tensor& X) {
   const int64_t B = X.size(0), NH = W1.size(0), d = W1.size(1);

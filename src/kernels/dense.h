@@ -33,6 +33,9 @@ class DenseCpu {
   double grad(const ParticleFamily& fam, DenseParams& w, const at::Tensor& X, const at::Tensor& W,
               const Noise& noise, double step, bool update);
 
+  // w += beta eps in place, eps drawn as for grad.
+  void perturb(DenseParams& w, const Noise& noise);
+
  private:
   // The noise of W1 and b1 into eps_ (and eps_ sized for W2 and b2), from gen.
   void draw_first(const DenseParams& w, at::Generator& gen);

@@ -378,10 +378,9 @@ void dense_backprop(Activation s, int64_t rows, int64_t cols, int64_t ld, const 
 }
 
 template <typename T>
-void add_noise(const T* __restrict src, const float* __restrict w, double beta, T* __restrict dst,
-               int64_t len) {
+void add_noise(const T* src, const float* __restrict w, double beta, T* dst, int64_t len) {
   const T bt = T(beta);
-#pragma omp simd
+#pragma omp simd  // dst may be src: element i only reads src[i]
   for (int64_t i = 0; i < len; ++i) dst[i] = src[i] + bt * T(w[i]);
 }
 

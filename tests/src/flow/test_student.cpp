@@ -223,6 +223,27 @@ TEST(DenseStudent, CpuStepIsTheOriginalUpdateOnEveryPath) {
   }
 }
 
+// Diffusion's perturbation on CPU: the original code's draws (whole tensors, W1, b1, W2, b2 in
+// order), drawn here a block of W2's rows at a time, on every path.
+TEST(DenseStudent, CpuPerturbationDrawsTheOriginalNoise) {
+  BigDense d(at::kDouble);
+  at::Generator g = make_generator(c10::Device(c10::kCPU), 17);
+  DenseWeights want = d.clone();
+  for (at::Tensor* t : {&want.W1, &want.b1, &want.W2, &want.b2})
+    *t = *t + 0.3 * at::normal(0, 1, t->sizes(), g, at::kFloat).to(at::kDouble);
+  for (Isa isa : supported_isas()) {
+    ScopedIsa path(isa);
+    auto s = make_dense_student(d.f, d.clone());
+    s->perturb_(Noise{0.3, 17});
+    const DenseWeights got = saved(*s);
+    for (auto [x, y] : {std::pair{&got.W1, &want.W1},
+                        {&got.b1, &want.b1},
+                        {&got.W2, &want.W2},
+                        {&got.b2, &want.b2}})
+      EXPECT_LT((*x - *y).abs().max().item<double>(), 1e-15) << name_of(isa);
+  }
+}
+
 // The clean gradient's norm (no update) and the step do not depend on the number of threads.
 TEST(DenseStudent, CpuStepIndependentOfThreadCount) {
   BigDense d(at::kFloat);
