@@ -89,46 +89,47 @@ void feature_sum_block(const BlockArgs<T>& args, const View<T>& z, int64_t n,
   }
 }
 
-// One hidden unit h at one input, inside single_output_pass: adds to g.B's and g.a's sums and
-// overwrites the pre-activation with dL/dP.
-template <typename T, typename SFn>
+// One hidden unit h at one input, inside single_output_pass: adds to g.B's (and, with hidden
+// biases, g.a's) sums and overwrites the pre-activation with dL/dP.
+template <typename T, typename SFn, bool HiddenBias>
 inline void unit_grad(T& p, T a, T Bh, T e, T& sB, T& sa) {
   const T ph = p + a;
   sB += e * SFn::value(ph);
   p = SFn::backprop(ph, Bh * e);  // dL/dP
-  sa += p;
+  if constexpr (HiddenBias) sa += p;
 }
 
 // weighted_grad_block's passes over the inputs for one output (o = 1), fused into one pass per
 // particle: E = W G'(u), then g.b, g.B, dL/dP (over P) and g.a, each input's operations as in the
-// general passes. One scalar per sum (H <= 4), so that the loop vectorises with its reductions.
-template <typename T, int H, typename SFn, typename GFn>
+// general passes. One scalar per sum (H <= 4), so that the loop vectorises with its reductions;
+// the sums of absent biases are not formed.
+template <typename T, int H, typename SFn, typename GFn, bool HiddenBias, bool OutputBias>
 void single_output_pass(const GFn& G, const View<T>& z, const View<T>& g, int64_t n, int64_t Bt,
                         const T* __restrict w, T* P) {
   static_assert(H >= 1 && H <= 4, "H <= 4");
   const T zeros[H] = {};
   for (int64_t i = 0; i < n; ++i) {
     T* __restrict p = P + i * H * Bt;
-    const T* __restrict a = z.a ? z.a + i * H : zeros;
+    const T* __restrict a = HiddenBias ? z.a + i * H : zeros;
     const T* __restrict Bi = z.B + i * H;
-    const T bias = z.b ? z.b[i] : T(0);
+    const T bias = OutputBias ? z.b[i] : T(0);
     T sb = 0, sB0 = 0, sB1 = 0, sB2 = 0, sB3 = 0, sa0 = 0, sa1 = 0, sa2 = 0, sa3 = 0;
 #pragma omp simd reduction(+ : sb, sB0, sB1, sB2, sB3, sa0, sa1, sa2, sa3)
     for (int64_t b = 0; b < Bt; ++b) {
       T dg;
       G.eval(output_pre<T, H, SFn>(Bi, bias, p, a, Bt, b), &dg);
       const T e = w[b] * dg;
-      sb += e;
-      unit_grad<T, SFn>(p[b], a[0], Bi[0], e, sB0, sa0);
-      if constexpr (H > 1) unit_grad<T, SFn>(p[Bt + b], a[1], Bi[1], e, sB1, sa1);
-      if constexpr (H > 2) unit_grad<T, SFn>(p[2 * Bt + b], a[2], Bi[2], e, sB2, sa2);
-      if constexpr (H > 3) unit_grad<T, SFn>(p[3 * Bt + b], a[3], Bi[3], e, sB3, sa3);
+      if constexpr (OutputBias) sb += e;
+      unit_grad<T, SFn, HiddenBias>(p[b], a[0], Bi[0], e, sB0, sa0);
+      if constexpr (H > 1) unit_grad<T, SFn, HiddenBias>(p[Bt + b], a[1], Bi[1], e, sB1, sa1);
+      if constexpr (H > 2) unit_grad<T, SFn, HiddenBias>(p[2 * Bt + b], a[2], Bi[2], e, sB2, sa2);
+      if constexpr (H > 3) unit_grad<T, SFn, HiddenBias>(p[3 * Bt + b], a[3], Bi[3], e, sB3, sa3);
     }
     const T sB[4] = {sB0, sB1, sB2, sB3}, sa[4] = {sa0, sa1, sa2, sa3};
-    if (g.b) g.b[i] = sb;
+    if constexpr (OutputBias) g.b[i] = sb;
     for (int h = 0; h < H; ++h) {
       g.B[i * H + h] = sB[h];
-      if (g.a) g.a[i * H + h] = sa[h];
+      if constexpr (HiddenBias) g.a[i * H + h] = sa[h];
     }
   }
 }
@@ -145,7 +146,11 @@ void weighted_grad_block(const BlockArgs<T>& args, const View<T>& z, const View<
   const T zeros[H] = {};
   product(args, z.A, args.Xt, P, n * H, Bt, s.d);
   if (o == 1) {
-    single_output_pass<T, H, SFn>(G, z, g, n, Bt, W, P);
+    auto pass = z.a ? (z.b ? &single_output_pass<T, H, SFn, GFn, true, true>
+                           : &single_output_pass<T, H, SFn, GFn, true, false>)
+                    : (z.b ? &single_output_pass<T, H, SFn, GFn, false, true>
+                           : &single_output_pass<T, H, SFn, GFn, false, false>);
+    pass(G, z, g, n, Bt, W, P);
     product(args, P, args.X, g.A, n * H, s.d, Bt);
     return;
   }
