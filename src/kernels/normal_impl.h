@@ -75,7 +75,7 @@ inline void vsincos2pi(float u, float* c, float* s) {
 // Philox4x32-10 (Salmon et al., SC 2011) of counters g0 .. g0 + m - 1 under (key0, key1): the four
 // words of counter g0 + i into w[0..3][i], for m up to kPhiloxChunk. The 32 x 32 -> 64-bit
 // products are vector multiplies of even and odd lanes on avx2 and avx512.
-constexpr int64_t kPhiloxChunk = 256;
+constexpr int64_t kPhiloxChunk = 256;  // a multiple of twice the widest lanes
 constexpr uint32_t kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;
 constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
 
@@ -94,7 +94,7 @@ struct PhiloxVec {
     return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   }
   static R add(R a, R b) { return _mm512_add_epi32(a, b); }
-  static R xor3(R a, R b, R c) { return _mm512_xor_si512(_mm512_xor_si512(a, b), c); }
+  static R xor3(R a, R b, R c) { return _mm512_ternarylogic_epi32(a, b, c, 0x96); }
   static R carry(R sum, R base) {  // 1 where sum < base (unsigned): the low word wrapped
     return _mm512_maskz_set1_epi32(_mm512_cmplt_epu32_mask(sum, base), 1);
   }
@@ -131,29 +131,44 @@ struct PhiloxVec {
 inline void philox_words(uint64_t g0, int64_t m, uint32_t key0, uint32_t key1,
                          uint32_t (*w)[kPhiloxChunk]) {
   using V = PhiloxVec;
-  const typename V::R m0 = V::set1(kPhiloxM0), m1 = V::set1(kPhiloxM1), zero = V::set1(0);
-  for (int64_t i = 0; i < m; i += V::kLanes) {
-    const uint64_t first = g0 + uint64_t(i);
-    const typename V::R base = V::set1(uint32_t(first));
-    typename V::R c0 = V::add(base, V::iota());
-    typename V::R c1 = V::add(V::set1(uint32_t(first >> 32)), V::carry(c0, base));
-    typename V::R c2 = zero, c3 = zero, k0 = V::set1(key0), k1 = V::set1(key1);
+  using R = typename V::R;
+  const R m0 = V::set1(kPhiloxM0), m1 = V::set1(kPhiloxM1), zero = V::set1(0);
+  R k0[10], k1[10];  // the key schedule, the same for every counter
+  for (int r = 0; r < 10; ++r) {
+    k0[r] = V::set1(key0 + uint32_t(r) * kPhiloxW0);
+    k1[r] = V::set1(key1 + uint32_t(r) * kPhiloxW1);
+  }
+  // Two vectors of counters at a time: their rounds interleave, hiding the multiplies' latency.
+  // kPhiloxChunk is a multiple of 2 kLanes, so w has room for the last pair.
+  for (int64_t i = 0; i < m; i += 2 * V::kLanes) {
+    R c0[2], c1[2], c2[2], c3[2];
+    for (int v = 0; v < 2; ++v) {
+      const uint64_t first = g0 + uint64_t(i + v * V::kLanes);
+      const R base = V::set1(uint32_t(first));
+      c0[v] = V::add(base, V::iota());
+      c1[v] = V::add(V::set1(uint32_t(first >> 32)), V::carry(c0[v], base));
+      c2[v] = c3[v] = zero;
+    }
 #pragma GCC unroll 10
     for (int r = 0; r < 10; ++r) {
-      typename V::R hi0, lo0, hi1, lo1;
-      V::mulhilo(m0, c0, &hi0, &lo0);
-      V::mulhilo(m1, c2, &hi1, &lo1);
-      c0 = V::xor3(hi1, c1, k0);
-      c1 = lo1;
-      c2 = V::xor3(hi0, c3, k1);
-      c3 = lo0;
-      k0 = V::add(k0, V::set1(kPhiloxW0));
-      k1 = V::add(k1, V::set1(kPhiloxW1));
+#pragma GCC unroll 2
+      for (int v = 0; v < 2; ++v) {
+        R hi0, lo0, hi1, lo1;
+        V::mulhilo(m0, c0[v], &hi0, &lo0);
+        V::mulhilo(m1, c2[v], &hi1, &lo1);
+        c0[v] = V::xor3(hi1, c1[v], k0[r]);
+        c1[v] = lo1;
+        c2[v] = V::xor3(hi0, c3[v], k1[r]);
+        c3[v] = lo0;
+      }
     }
-    V::store(w[0] + i, c0);
-    V::store(w[1] + i, c1);
-    V::store(w[2] + i, c2);
-    V::store(w[3] + i, c3);
+    for (int v = 0; v < 2; ++v) {
+      const int64_t at = i + v * V::kLanes;
+      V::store(w[0] + at, c0[v]);
+      V::store(w[1] + at, c1[v]);
+      V::store(w[2] + at, c2[v]);
+      V::store(w[3] + at, c3[v]);
+    }
   }
 }
 #if defined(__GNUC__) && !defined(__clang__)
