@@ -17,9 +17,6 @@ struct BenchOptions {
   int64_t warmup = 3;
 };
 
-// Prints a table to stdout (rank 0). Sharded (comm of world > 1), every rank steps its shard of
-// each size, and the share of a step spent in the feature sum's allreduce (waiting for slower
-// ranks included) is reported beside the step time.
 // The BLAS library behind ATen's products: OpenBLAS reports its version and the core it chose.
 struct BlasInfo {
   std::string name = "unknown BLAS";
@@ -36,7 +33,10 @@ int openblas_core_bits(std::string core);
 // multiply-add vectors have `cpu_bits`. OPENBLAS_CORETYPE is only named, never set.
 std::string blas_warning(const BlasInfo& blas, int cpu_bits, double sgemm, double peak);
 
-// The config's layout: dense (one process) times the original code's network.
+// Prints a table to stdout (rank 0), after the kernels' path, the BLAS library and the FMA peak.
+// Sharded (comm of world > 1), every rank steps its shard of each size, and the share of a step
+// spent in the feature sum's allreduce (waiting for slower ranks included) is reported beside the
+// step time. With student.layout dense, the original code's network is timed (one process).
 void run_bench(Config cfg, const BenchOptions& opt, Comm& comm);
 
 }  // namespace mmdflow

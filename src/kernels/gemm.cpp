@@ -30,4 +30,11 @@ void gemm(Isa isa, int64_t m, int64_t n, int64_t k, const double* A, int64_t lda
   path_kernels(isa).gemm_f64(m, n, k, A, lda, B, ldb, C, ldc);
 }
 
+bool gemm_f32_supported() { return gemm_supported(active_isa()); }
+
+void gemm_f32(int64_t m, int64_t n, int64_t k, const float* A, int64_t lda, const float* B,
+              int64_t ldb, float* C, int64_t ldc) {
+  gemm(active_isa(), m, n, k, A, lda, B, ldb, C, ldc);
+}
+
 }  // namespace mmdflow

@@ -12,6 +12,10 @@ namespace mmdflow {
 
 // True when `isa` has product tiles (avx2, avx512).
 bool gemm_supported(Isa isa);
+// The same for the active path (active_isa()), and its float32 product.
+bool gemm_f32_supported();
+void gemm_f32(int64_t m, int64_t n, int64_t k, const float* A, int64_t lda, const float* B,
+              int64_t ldb, float* C, int64_t ldc);
 
 // C[m, n] = A[m, k] B[k, n] with the tiles of `isa`; lda, ldb, ldc are row strides in elements.
 void gemm(Isa isa, int64_t m, int64_t n, int64_t k, const float* A, int64_t lda, const float* B,

@@ -1,38 +1,10 @@
-// The bench's report: the kernels' path, the BLAS library, the FMA peak, and both layouts.
+// The bench's BLAS report: the width of OpenBLAS's cores and the warning for a slow BLAS.
 #include <gtest/gtest.h>
 
-#include <regex>
-
 #include "src/cli/bench.h"
-#include "tests/cli.h"
 
 namespace mmdflow {
 namespace {
-
-TEST(Bench, ReportsPathBlasAndPeakThenOneRowPerSize) {
-  const test::Result r = test::run("bench --particles 100,300 --repeats 2 --set train.batch=10");
-  ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_TRUE(std::regex_search(r.output, std::regex("\nkernels: (generic|avx2|avx512) \\(")))
-      << r.output;
-  EXPECT_NE(r.output.find("\nBLAS: "), std::string::npos) << r.output;
-  EXPECT_TRUE(std::regex_search(r.output, std::regex("\nFMA peak: [0-9]+ cores x [0-9]+ float32 "
-                                                     "lanes.* = [0-9]+ GFLOP/s")))
-      << r.output;
-  EXPECT_TRUE(std::regex_search(r.output, std::regex("GFLOP/s \\(the machine's reference\\), "
-                                                     "[0-9]+% of the FMA peak")))
-      << r.output;
-  EXPECT_TRUE(std::regex_search(r.output, std::regex("\n +100 +[0-9.]+ .*%.*%")) &&
-              std::regex_search(r.output, std::regex("\n +300 +[0-9.]+ .*%.*%")))
-      << r.output;
-}
-
-TEST(Bench, TimesTheDenseLayoutWhenTheConfigAsksForIt) {
-  const test::Result r =
-      test::run("bench --particles 40 --repeats 2 --set student.layout=dense --set train.batch=10");
-  ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("dense layout: GFLOP/s count"), std::string::npos) << r.output;
-  EXPECT_TRUE(std::regex_search(r.output, std::regex("\n +40 +[0-9.]+ ")));
-}
 
 TEST(Bench, OpenBlasCoreWidths) {
   EXPECT_EQ(openblas_core_bits("Prescott"), 128);

@@ -53,6 +53,19 @@ TEST(Gemm, TwoByTwo) {
   }
 }
 
+// gemm_f32 runs the active path's tiles: the generic path has none.
+TEST(Gemm, Float32ProductFollowsTheActivePath) {
+  const float A[] = {1, 2, 3, 4}, B[] = {5, 6, 7, 8};
+  for (Isa isa : supported_isas()) {
+    ScopedIsa path(isa);
+    EXPECT_EQ(gemm_f32_supported(), gemm_supported(isa)) << name_of(isa);
+    if (!gemm_f32_supported()) continue;
+    float C[4] = {};
+    gemm_f32(2, 2, 2, A, 2, B, 2, C, 2);
+    EXPECT_EQ(std::vector<float>(C, C + 4), (std::vector<float>{19, 22, 43, 50})) << name_of(isa);
+  }
+}
+
 TEST(Gemm, GenericPathHasNoTilesAndRefuses) {
   EXPECT_FALSE(gemm_supported(Isa::Generic));
   float x = 1;

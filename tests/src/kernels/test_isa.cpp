@@ -5,7 +5,6 @@
 
 #include "src/base/errors.h"
 #include "src/kernels/isa.h"
-#include "tests/cli.h"
 
 namespace mmdflow {
 namespace {
@@ -45,39 +44,6 @@ TEST(Isa, AnUnsupportedPathIsRefused) {
     if (!isa_supported(isa)) {
       EXPECT_THROW(set_isa(isa), UsageError) << std::string(name_of(isa));
     }
-  }
-}
-
-// MMDFLOW_ISA in the environment of a run: the bench prints the path; bad values exit 2.
-class IsaEnvironment : public testing::Test {
- protected:
-  void TearDown() override { unsetenv("MMDFLOW_ISA"); }
-  test::Result bench_with(const char* isa) {
-    setenv("MMDFLOW_ISA", isa, 1);
-    return test::run("bench --particles 200 --repeats 1 --set train.batch=10");
-  }
-};
-
-TEST_F(IsaEnvironment, ForcesEachSupportedPath) {
-  for (Isa isa : supported_isas()) {
-    const test::Result r = bench_with(std::string(name_of(isa)).c_str());
-    EXPECT_EQ(r.code, 0) << r.output;
-    EXPECT_NE(r.output.find("kernels: " + std::string(name_of(isa)) + " (forced by MMDFLOW_ISA"),
-              std::string::npos)
-        << r.output;
-  }
-}
-
-TEST_F(IsaEnvironment, UnknownOrUnsupportedValuesExitTwo) {
-  test::Result r = bench_with("sse9");
-  EXPECT_EQ(r.code, kBadInput) << r.output;
-  EXPECT_NE(r.output.find("MMDFLOW_ISA=sse9"), std::string::npos) << r.output;
-  for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
-    if (isa_supported(isa)) continue;
-    r = bench_with(std::string(name_of(isa)).c_str());
-    EXPECT_EQ(r.code, kBadInput) << r.output;
-    EXPECT_NE(r.output.find("MMDFLOW_ISA=" + std::string(name_of(isa))), std::string::npos)
-        << r.output;
   }
 }
 
