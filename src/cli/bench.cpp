@@ -2,16 +2,22 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <fmt/format.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 
 #include "src/base/device.h"
+#include "src/base/errors.h"
 #include "src/base/random.h"
 #include "src/flow/exact.h"
 #include "src/flow/flow.h"
+#include "src/kernels/blocks.h"
+#include "src/kernels/isa.h"
 #include "src/train/trainer.h"
 
 namespace mmdflow {
@@ -52,6 +58,88 @@ double peak_rss_mib() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   return double(ru.ru_maxrss) / 1024.0;
+}
+
+// ---- the kernels' path, the BLAS library, and the CPU's multiply-add peak ---------------------
+
+std::string path_line() {
+  std::string runs;
+  for (Isa isa : supported_isas()) runs += (runs.empty() ? "" : ", ") + std::string(name_of(isa));
+  return fmt::format("kernels: {} ({}; this CPU runs {})", name_of(active_isa()),
+                     isa_forced() ? "forced by MMDFLOW_ISA" : "the widest path", runs);
+}
+
+BlasInfo find_blas() {
+  BlasInfo b;
+  if (void* sgemm = dlsym(RTLD_DEFAULT, "sgemm_")) {
+    Dl_info info{};
+    if (dladdr(sgemm, &info) && info.dli_fname) b.file = info.dli_fname;
+  }
+  using StrFn = char* (*)();
+  auto config = reinterpret_cast<StrFn>(dlsym(RTLD_DEFAULT, "openblas_get_config"));
+  auto corename = reinterpret_cast<StrFn>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  if (config) {  // "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ...": the first two words
+    const std::string c = config();
+    const size_t sp = c.find(' ', c.find(' ') + 1);
+    b.name = c.substr(0, sp);
+  }
+  if (corename) {
+    b.core = corename();
+    b.core_bits = openblas_core_bits(b.core);
+    if (!config) b.name = "OpenBLAS";
+  }
+  return b;
+}
+
+// The widest float32 vector this CPU multiplies and adds, in bits.
+int cpu_vector_bits() { return 32 * path_kernels(widest_isa()).lanes_f32; }
+
+// Seconds of CPU time of the calling thread: rates measured on it do not count the time other
+// processes hold its core.
+double thread_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// Core clock in GHz: a chain of dependent integer additions retires one per cycle.
+double clock_ghz() {
+#if defined(__x86_64__)
+  double best = 0;
+  for (int r = 0; r < 5; ++r) {
+    const int64_t n = 20'000'000;
+    uint64_t x = 0;
+    const double t = thread_seconds();
+    for (int64_t i = 0; i < n; i += 8)
+      asm volatile(
+          "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+          "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0"
+          : "+r"(x));
+    best = std::max(best, double(n) / (thread_seconds() - t) / 1e9);
+  }
+  return best;
+#else
+  return 0;  // unknown
+#endif
+}
+
+// The multiply-add peak of `threads` cores on the CPU's widest vectors, measured: every thread
+// runs independent multiply-add chains at once (all cores busy, as in a product), each rate over
+// its own CPU time; best of a few rounds per thread, summed.
+double fma_peak_gflops(int64_t threads) {
+  const PathKernels& k = path_kernels(widest_isa());
+  std::vector<double> best(threads, 0.0);
+  at::parallel_for(0, threads, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t i = b0; i < b1; ++i)
+      for (int r = 0; r < 5; ++r) {
+        const double t = thread_seconds();
+        const double flops = k.fma_loop(2'000'000);
+        best[i] = std::max(best[i], flops / (thread_seconds() - t) / 1e9);
+      }
+  });
+  double sum = 0;
+  for (double b : best) sum += b;
+  return sum;
 }
 
 }  // namespace
@@ -98,9 +186,45 @@ void run_exact_bench(const Config& cfg, const BenchOptions& opt, Comm& comm) {
 
 }  // namespace
 
+// The vector width of OpenBLAS's kernels for a core (openblas_get_corename), 0 if unknown.
+int openblas_core_bits(std::string core) {
+  for (char& c : core) c = char(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* c : {"skylakex", "cooperlake", "sapphirerapids"})
+    if (core == c) return 512;
+  for (const char* c :
+       {"haswell", "zen", "sandybridge", "bulldozer", "piledriver", "steamroller", "excavator"})
+    if (core == c) return 256;
+  for (const char* c :
+       {"prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "opteron", "opteron_sse3",
+        "barcelona", "bobcat", "katmai", "coppermine", "northwood", "banias", "athlon"})
+    if (core == c) return 128;
+  return 0;
+}
+
+std::string blas_warning(const BlasInfo& blas, int bits, double sgemm, double peak) {
+  if (sgemm >= 0.25 * peak) return "";
+  std::string cause = "the BLAS library is slow on this CPU", fix = "link an optimised BLAS";
+  if (!blas.core.empty() && blas.core_bits > 0 && blas.core_bits < bits && bits >= 256) {
+    cause = fmt::format("OpenBLAS chose core {} ({}-bit kernels) for a CPU with {}-bit FMA",
+                        blas.core, blas.core_bits, bits);
+    fix = fmt::format("run with OPENBLAS_CORETYPE={} (mmdflow never sets it)",
+                      bits == 512 ? "SkylakeX" : "Haswell");
+  } else if (!blas.core.empty()) {
+    cause = fmt::format("OpenBLAS runs core {}, or other processes share the cores", blas.core);
+    fix = "check the load, or try another OPENBLAS_CORETYPE";
+  }
+  return fmt::format(
+      "warning: BLAS runs the float32 product at {:.0f} GFLOP/s, {:.0f}% of the FMA peak: {}; "
+      "{}",
+      sgemm, 100.0 * sgemm / peak, cause, fix);
+}
+
 void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
   if (cfg.flow.kernel == KernelKind::Exact) return run_exact_bench(cfg, opt, comm);
-  cfg.student.layout = Layout::Block;  // the flops counted are the block layout's
+  // The block layout unless the config asks for the dense one (the original code's network).
+  const bool dense = cfg.student.layout == Layout::Dense;
+  if (dense && comm.world() > 1)
+    throw ConfigError("student.layout: the dense layout cannot be sharded over processes");
   const c10::Device dev = resolve_device(cfg.device);
   const ParticleFamily fam = family_of(cfg);
   const int64_t B = opt.batch > 0 ? opt.batch : cfg.train.batch;
@@ -108,7 +232,13 @@ void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
   if (sizes.empty()) sizes.push_back(cfg.student.particles);
   std::sort(sizes.begin(), sizes.end());  // ascending, so peak RSS after a size is its own
   const double beta = cfg.noise.beta0;
-  const int products = beta > 0 ? 3 : 2;  // A X^T clean and noisy, dP X
+  // Block: A X^T (clean and, with noise, noisy) and dP X, 2 N H d B each. Dense: S1 W2^T clean
+  // and at the gradient's weights, E^T S1 and E W2, 2 B N H N o each.
+  const int products = dense ? 4 : beta > 0 ? 3 : 2;
+  auto product_flops = [&](int64_t N) {
+    return dense ? 2.0 * double(B) * double(N * fam.hidden) * double(N * fam.outputs)
+                 : first_layer_flops(fam, N, B);
+  };
 
   const int64_t threads = at::get_num_threads();
   const int world = comm.world();
@@ -116,6 +246,9 @@ void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
   set_blas_threads(threads);  // the reference uses every core through BLAS, on every rank at once
   const double peak = total(comm, matmul_gflops(dev, 2048, 2048, 2048, 5));
   set_blas_threads(1);
+  const double fma = total(comm, fma_peak_gflops(threads)), ghz = clock_ghz();
+  const int lanes = path_kernels(widest_isa()).lanes_f32;
+  const int64_t cores = world * threads;
   if (lead) {
     fmt::print(
         "mmdflow bench: {} {}, {} process{} x {} threads; d={} H={} o={} M={} B={}, beta={} "
@@ -123,16 +256,49 @@ void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
         dev.str(), name_of(cfg.dtype), world, world > 1 ? "es" : "", at::get_num_threads(), fam.dim,
         fam.hidden, fam.outputs, cfg.teacher.particles, B, beta,
         beta > 0 ? "noise injection" : "plain flow");
+    fmt::print("{}\n", path_line());
+    const BlasInfo blas = find_blas();
+    fmt::print("BLAS: {}{}{}\n", blas.name,
+               blas.core.empty()
+                   ? ""
+                   : fmt::format(", core {} ({})", blas.core,
+                                 blas.core_bits ? fmt::format("{}-bit kernels", blas.core_bits)
+                                                : "kernel width unknown"),
+               blas.file.empty() ? "" : ", " + blas.file);
+    if (ghz > 0) {
+      fmt::print(
+          "FMA peak: {} cores x {} float32 lanes x {:.1f} FMA/cycle x {:.2f} GHz x 2 = {:.0f} "
+          "GFLOP/s (measured in this run)\n",
+          cores, lanes, fma / (2.0 * double(cores * lanes) * ghz), ghz, fma);
+    } else {
+      fmt::print("FMA peak: {} cores x {} float32 lanes: {:.0f} GFLOP/s (measured in this run)\n",
+                 cores, lanes, fma);
+    }
     fmt::print(
-        "float32 matrix product 2048x2048x2048: {:.1f} GFLOP/s (the machine's reference{})\n", peak,
-        world > 1 ? ", summed over the processes running it at once" : "");
-    fmt::print(
-        "GFLOP/s count the first-layer products of a step ({}: A X^T {}and dP X, 2 N H d B "
-        "each); shape-GFLOP/s is BLAS alone on one [N H, d] x [d, B] product{}\n",
-        products, beta > 0 ? "clean and noisy " : "",
-        world > 1 ? "; comm is the share of a step in the allreduce of the feature sums" : "");
-    fmt::print("{:>9} {:>10} {:>9} {:>8} {:>13} {:>12}{}\n", "N", "ms/step", "GFLOP/s", "of-ref",
-               "shape-GFLOP/s", "peak-RSS-MiB", world > 1 ? fmt::format(" {:>7}", "comm") : "");
+        "float32 matrix product 2048x2048x2048: {:.1f} GFLOP/s (the machine's reference{}), "
+        "{:.0f}% "
+        "of the FMA peak\n",
+        peak, world > 1 ? ", summed over the processes running it at once" : "",
+        100.0 * peak / fma);
+    if (const std::string w = blas_warning(blas, cpu_vector_bits(), peak, fma); !w.empty())
+      fmt::print("{}\n", w);
+    if (dense) {
+      fmt::print(
+          "dense layout: GFLOP/s count the products of a step with the second layer (4: S1 W2^T "
+          "clean and at the gradient's weights, E^T S1 and E W2, 2 B N H N o each); of-ref and "
+          "of-peak divide them by the reference and by the FMA peak; shape-GFLOP/s is BLAS alone "
+          "on one [B, N H] x [N H, N o] product\n");
+    } else {
+      fmt::print(
+          "GFLOP/s count the first-layer products of a step ({}: A X^T {}and dP X, 2 N H d B "
+          "each); of-ref and of-peak divide them by the reference and by the FMA peak; "
+          "shape-GFLOP/s is BLAS alone on one [N H, d] x [d, B] product{}\n",
+          products, beta > 0 ? "clean and noisy " : "",
+          world > 1 ? "; comm is the share of a step in the allreduce of the feature sums" : "");
+    }
+    fmt::print("{:>9} {:>10} {:>9} {:>8} {:>8} {:>13} {:>12}{}\n", "N", "ms/step", "GFLOP/s",
+               "of-ref", "of-peak", "shape-GFLOP/s", "peak-RSS-MiB",
+               world > 1 ? fmt::format(" {:>7}", "comm") : "");
   }
 
   at::Generator gen = make_generator(c10::Device(c10::kCPU), cfg.seed);
@@ -159,15 +325,16 @@ void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
       }
     }
     const double med = median(ms);
-    const double gflops = products * first_layer_flops(fam, N, B) / (med * 1e-3) / 1e9;
-    set_blas_threads(threads);  // BLAS alone on one first-layer product of this size
-    const double shape = matmul_gflops(dev, N * fam.hidden, fam.dim, B, 5);
+    const double gflops = products * product_flops(N) / (med * 1e-3) / 1e9;
+    set_blas_threads(threads);  // BLAS alone on one product of this size
+    const double shape = dense ? matmul_gflops(dev, B, N * fam.hidden, N * fam.outputs, 5)
+                               : matmul_gflops(dev, N * fam.hidden, fam.dim, B, 5);
     set_blas_threads(1);
     double comm_share = 0;
     for (size_t i = 0; i < ms.size(); ++i) comm_share += comm_ms[i] / ms[i] / double(ms.size());
     if (lead) {
-      fmt::print("{:>9} {:>10.3f} {:>9.1f} {:>7.0f}% {:>13.1f} {:>12.0f}{}\n", N, med, gflops,
-                 100.0 * gflops / peak, shape, peak_rss_mib(),
+      fmt::print("{:>9} {:>10.3f} {:>9.1f} {:>7.0f}% {:>7.0f}% {:>13.1f} {:>12.0f}{}\n", N, med,
+                 gflops, 100.0 * gflops / peak, 100.0 * gflops / fma, shape, peak_rss_mib(),
                  world > 1 ? fmt::format(" {:>6.1f}%", 100.0 * comm_share) : "");
       std::fflush(stdout);
     }

@@ -17,10 +17,27 @@ struct BenchOptions {
   int64_t warmup = 3;
 };
 
-// Prints a table to stdout (rank 0). Sharded (comm of world > 1), every rank steps its shard of
-// each size, and the share of a step spent in the feature sum's allreduce (waiting for slower
-// ranks included) is reported beside the step time. With flow.kernel exact, exact_step is timed
-// instead (one process).
-void run_bench(Config cfg, const BenchOptions& opt, Comm& comm);  // block layout
+// The BLAS library behind ATen's products: OpenBLAS reports its version and the core it chose.
+struct BlasInfo {
+  std::string name = "unknown BLAS";
+  std::string file;   // the shared library that holds sgemm_
+  std::string core;   // OpenBLAS's core, else empty
+  int core_bits = 0;  // vector width of that core's kernels, 0 if unknown
+};
+
+// The vector width of OpenBLAS's kernels for a core (openblas_get_corename), 0 if unknown.
+int openblas_core_bits(std::string core);
+
+// What a slow BLAS is, and what fixes it: one line, or empty when the float32 product (sgemm
+// GFLOP/s) runs at a quarter or more of the FMA peak (peak GFLOP/s) of a CPU whose widest
+// multiply-add vectors have `cpu_bits`. OPENBLAS_CORETYPE is only named, never set.
+std::string blas_warning(const BlasInfo& blas, int cpu_bits, double sgemm, double peak);
+
+// Prints a table to stdout (rank 0), after the kernels' path, the BLAS library and the FMA peak.
+// Sharded (comm of world > 1), every rank steps its shard of each size, and the share of a step
+// spent in the feature sum's allreduce (waiting for slower ranks included) is reported beside the
+// step time. With student.layout dense, the original code's network is timed, and with
+// flow.kernel exact the population flow's exact_step (each in one process).
+void run_bench(Config cfg, const BenchOptions& opt, Comm& comm);
 
 }  // namespace mmdflow

@@ -6,6 +6,7 @@
 
 #include "models/weights.h"
 #include "src/base/random.h"
+#include "src/kernels/dense.h"
 
 namespace mmdflow {
 
@@ -98,6 +99,7 @@ class BlockStudent : public Student {
 class DenseStudent : public Student {
  public:
   DenseStudent(const ParticleFamily& fam, DenseWeights w) : fam_(fam), w_(std::move(w)) {
+    for (at::Tensor* t : tensors(w_)) *t = t->contiguous();
     N_ = w_.W2.size(0) / fam_.outputs;
     TORCH_CHECK(w_.W1.dim() == 2 && w_.W1.size(0) == N_ * fam_.hidden && w_.W1.size(1) == fam_.dim,
                 "W1 must be [", N_ * fam_.hidden, ", ", fam_.dim, "], got ", w_.W1.sizes());
@@ -109,10 +111,15 @@ class DenseStudent : public Student {
   Shard shard() const override { return {0, N_, N_}; }
 
   at::Tensor feature_sum(const at::Tensor& X) const override {
+    if (on_cpu()) return cpu_.feature_sum(fam_, params(), X);
     return output(fam_.out, forward(w_, X).U).view({X.size(0), fam_.outputs, N_}).sum(2);
   }
   at::Tensor descend(const at::Tensor& X, const at::Tensor& W, double step,
                      const Noise& noise) override {
+    if (on_cpu()) {
+      DenseParams p = params();
+      return mean_of(cpu_.grad(fam_, p, X, W, noise, step, /*update=*/true));
+    }
     DenseWeights g = grad(noise.beta != 0.0 ? noisy(noise) : w_, X, W);
     auto wt = tensors(w_);
     auto gt = tensors(g);
@@ -120,6 +127,10 @@ class DenseStudent : public Student {
     return sq_norm(g);
   }
   at::Tensor grad_sq(const at::Tensor& X, const at::Tensor& W) const override {
+    if (on_cpu()) {
+      DenseParams p = params();
+      return mean_of(cpu_.grad(fam_, p, X, W, Noise{}, 0.0, /*update=*/false));
+    }
     return sq_norm(grad(w_, X, W));
   }
   at::Tensor jacobian_gram(const at::Tensor& X) const override {
@@ -134,7 +145,13 @@ class DenseStudent : public Student {
     if (w_.b1.defined()) k1 = k1 + 1;
     return gg * k2 + at::mm(C, C.t()) * k1;
   }
-  void perturb_(const Noise& noise) override { w_ = noisy(noise); }
+  void perturb_(const Noise& noise) override {
+    if (on_cpu()) {
+      DenseParams p = params();
+      return cpu_.perturb(p, noise);
+    }
+    w_ = noisy(noise);
+  }
   bool all_finite() const override { return finite(tensors(w_)); }
   NamedTensors named_tensors() const override {
     std::vector<at::Tensor> ts;
@@ -202,9 +219,17 @@ class DenseStudent : public Student {
     return total / double(N_);
   }
 
+  // CPU: src/kernels/dense.h's blocked step on the active instruction-set path; elsewhere ATen.
+  bool on_cpu() const { return w_.W1.device().is_cpu(); }
+  DenseParams params() const { return {w_.W1, w_.b1, w_.W2, w_.b2}; }  // views: updates reach w_
+  at::Tensor mean_of(double sq) const {
+    return at::scalar_tensor(sq / double(N_), w_.W1.options());
+  }
+
   ParticleFamily fam_;
   DenseWeights w_;
   int64_t N_;
+  mutable DenseCpu cpu_;  // buffers reused from step to step
 };
 
 }  // namespace

@@ -7,14 +7,10 @@
 #include <vector>
 
 #include "src/base/random.h"
-#include "src/kernels/gemm.h"
-#include "src/kernels/normal.h"
+#include "src/kernels/blocks.h"
 
 namespace mmdflow {
 namespace {
-
-// Particles per block of the fused path: P for one block ([kBlock H, Bt]) stays in cache.
-constexpr int64_t kBlock = kNoiseBlock;
 
 // Chunks hold whole blocks, so noise blocks line up whatever the chunk size.
 int64_t resolve_chunk(int64_t chunk, int64_t N) {
@@ -24,8 +20,6 @@ int64_t resolve_chunk(int64_t chunk, int64_t N) {
 
 // The fused kernel's loops over inputs vectorise for a compile-time H: it takes H <= kFusedHidden
 // and leaves wider particles to the generic path.
-constexpr int64_t kFusedHidden = 4;
-
 bool use_fused(Impl impl, const ParticleFamily& fam, const at::Tensor& t) {
   const bool fits = fam.hidden <= kFusedHidden;
   if (impl == Impl::Auto) return t.device().is_cpu() && fits;
@@ -33,20 +27,6 @@ bool use_fused(Impl impl, const ParticleFamily& fam, const at::Tensor& t) {
   TORCH_CHECK(impl != Impl::Fused || fits, "the fused kernel takes H <= ", kFusedHidden,
               ", got H = ", fam.hidden);
   return impl == Impl::Fused;
-}
-
-// f(integral_constant<int, H>, SFn, GFn) for the family's H and non-linearities.
-template <typename T, typename F>
-void dispatch_fused(const ParticleFamily& fam, F&& f) {
-  dispatch_nonlinearities<T>(fam.activation, fam.out, [&](auto sfn, auto gfn) {
-    switch (fam.hidden) {
-      case 1: return f(std::integral_constant<int, 1>{}, sfn, gfn);
-      case 2: return f(std::integral_constant<int, 2>{}, sfn, gfn);
-      case 3: return f(std::integral_constant<int, 3>{}, sfn, gfn);
-      case 4: return f(std::integral_constant<int, 4>{}, sfn, gfn);
-      default: TORCH_CHECK(false, "the fused kernel takes H <= ", kFusedHidden);
-    }
-  });
 }
 
 void check_inputs(const ParticleFamily& fam, const Particles& z, const at::Tensor& X) {
@@ -97,48 +77,22 @@ void weighted_grad_generic(const ParticleFamily& fam, const Particles& z, const 
 }
 
 // ---- fused CPU path --------------------------------------------------------------------------
-// Particles are cut into blocks of kBlock; each thread takes whole blocks. Per block: P = A X^T
-// ([n H, Bt], cache-resident) by one single-threaded product, then one pass over P per output.
-// For the gradient, one pass per hidden unit then overwrites P with dL/dP and gA = dP X is a
-// second product. Products run on gemm_f32 (float32 with AVX2; then nothing inside a block goes
-// through ATen's dispatcher) or else on single-threaded BLAS. Partial feature sums are added in
-// block order, so results do not depend on the number of threads.
-
-struct Dims {
-  int64_t H, d, o;
-};
+// Particles are cut into blocks of kBlock; each thread takes whole blocks and runs them on the
+// active instruction-set path's block kernels (blocks.h, kernels_impl.h): per block, P = A X^T
+// ([n H, Bt], cache-resident) by one single-threaded product, then one pass over P per output;
+// for the gradient, one pass per hidden unit then overwrites P with dL/dP and gA = dP X is a
+// second product. Products run on the path's own tiles (avx2, avx512), else on single-threaded
+// BLAS through `product` below. Partial feature sums are added in block order, so results do not
+// depend on the number of threads.
+static_assert(kBlock == kNoiseBlock, "noise blocks are the fused kernel's blocks");
 
 Dims dims_of(const Particles& z) { return {z.A.size(1), z.A.size(2), z.B.size(1)}; }
-
-// Raw pointers to contiguous particles; a and b are null without biases.
-template <typename T>
-struct View {
-  T *A, *a, *B, *b;  // [n, H, d], [n, H], [n, o, H], [n, o]
-
-  View shift(const Dims& s, int64_t i) const {  // from particle i on
-    auto at = [](T* p, int64_t k) { return p ? p + k : nullptr; };
-    return {A + i * s.H * s.d, at(a, i * s.H), B + i * s.o * s.H, at(b, i * s.o)};
-  }
-};
 
 template <typename T>
 View<T> view_of(const Particles& z) {
   auto p = [](const at::Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; };
   return {p(z.A), p(z.a), p(z.B), p(z.b)};
 }
-
-// Storage for kBlock particles shaped like `like` (same biases), and its view.
-template <typename T>
-struct BlockBuffer {
-  std::vector<T> data;
-  View<T> v{};
-  BlockBuffer(const Dims& s, const View<T>& like) {
-    const int64_t nA = kBlock * s.H * s.d, na = like.a ? kBlock * s.H : 0, nB = kBlock * s.o * s.H;
-    data.resize(nA + na + nB + (like.b ? kBlock * s.o : 0));
-    T* p = data.data();
-    v = {p, like.a ? p + nA : nullptr, p + nA + na, like.b ? p + nA + na + nB : nullptr};
-  }
-};
 
 bool all_contiguous(const Particles& z) {
   for (const at::Tensor* t : z.tensors())
@@ -155,58 +109,58 @@ Particles contiguous(const Particles& z) {
   return c;
 }
 
-// C[m, n] = A[m, k] B[k, n], all contiguous, on the calling thread.
+// C[m, n] = A[m, k] B[k, n], contiguous, on the calling thread, by BLAS.
 template <typename T>
-void product(const T* A, const T* B, T* C, int64_t m, int64_t n, int64_t k) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (gemm_f32_supported()) return gemm_f32(m, n, k, A, k, B, n, C, n);
-  }
+void blas_product(const T* A, const T* B, T* C, int64_t m, int64_t n, int64_t k) {
   const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
   at::Tensor c = at::from_blob(C, {m, n}, opts);
   at::mm_out(c, at::from_blob(const_cast<T*>(A), {m, k}, opts),
              at::from_blob(const_cast<T*>(B), {k, n}, opts));
 }
 
-// dst = src + beta w for the n particles of global block `block` (dst may be src): tensor j of the
-// block draws its w with key sub_seed(sub_seed(seed, block), j). w is scratch.
+// The active path's kernels for the family (H <= kFusedHidden).
 template <typename T>
-void noisy_block(const View<T>& src, const View<T>& dst, const Dims& s, int64_t n,
-                 const Noise& noise, int64_t block, std::vector<float>& w) {
-  const uint64_t key = sub_seed(noise.seed, uint64_t(block));
-  const T beta = T(noise.beta);
-  uint64_t j = 0;
-  auto add = [&](const T* from, T* to, int64_t len) {
-    if (!from) return;
-    w.resize(len);
-    fill_normal(w.data(), len, sub_seed(key, j++));
-    for (int64_t i = 0; i < len; ++i) to[i] = from[i] + beta * T(w[i]);
-  };
-  add(src.A, dst.A, n * s.H * s.d);
-  add(src.a, dst.a, n * s.H);
-  add(src.B, dst.B, n * s.o * s.H);
-  add(src.b, dst.b, n * s.o);
+BlockKernels<T> block_kernels(const ParticleFamily& fam) {
+  const PathKernels& k = path_kernels(active_isa());
+  if constexpr (std::is_same_v<T, float>) {
+    return k.blocks_f32(int(fam.hidden), fam.activation, fam.out.kind);
+  } else {
+    return k.blocks_f64(int(fam.hidden), fam.activation, fam.out.kind);
+  }
 }
+
+template <typename T>
+Perturb<T> perturb_of(const PathKernels& k) {
+  if constexpr (std::is_same_v<T, float>) {
+    return k.perturb_f32;
+  } else {
+    return k.perturb_f64;
+  }
+}
+
+// The noise keys of global block `block`: tensor j (of A, a, B, b present) draws from
+// sub_seed(sub_seed(seed, block), j).
+struct BlockKeys {
+  uint64_t k[4];
+  BlockKeys(uint64_t seed, int64_t block) {
+    const uint64_t key = sub_seed(seed, uint64_t(block));
+    for (uint64_t j = 0; j < 4; ++j) k[j] = sub_seed(key, j);
+  }
+};
 
 Particles perturb_blocks(const Particles& z, const Noise& noise) {
   Particles out = contiguous(z.clone());
   const Dims s = dims_of(z);
+  const PathKernels& k = path_kernels(active_isa());
   AT_DISPATCH_FLOATING_TYPES(z.A.scalar_type(), "perturb", [&] {
     const View<scalar_t> v = view_of<scalar_t>(out);
+    const Perturb<scalar_t> perturb = perturb_of<scalar_t>(k);
     std::vector<float> w;
-    for (int64_t lo = 0, k = 0; lo < z.size(); lo += kBlock, ++k)
-      noisy_block(v.shift(s, lo), v.shift(s, lo), s, std::min(kBlock, z.size() - lo), noise,
-                  noise.block0 + k, w);
+    for (int64_t lo = 0, blk = 0; lo < z.size(); lo += kBlock, ++blk)
+      perturb(v.shift(s, lo), v.shift(s, lo), s, std::min(kBlock, z.size() - lo), noise.beta,
+              BlockKeys(noise.seed, noise.block0 + blk).k, w);
   });
   return out;
-}
-
-// u = b_k + sum_h B_kh s(P_h[b] + a_h): output k of one particle at input b, P [H, Bt].
-template <typename T, int H, typename SFn>
-inline T output_pre(const T* Bk, T bias, const T* P, const T* a, int64_t Bt, int64_t b) {
-  T u = bias;
-#pragma GCC unroll 4  // H is a constant: unrolled before vectorising over b
-  for (int h = 0; h < H; ++h) u += Bk[h] * SFn::value(P[h * Bt + b] + a[h]);
-  return u;
 }
 
 // fn(b0, b1) over blocks [0, nblocks) in parallel. Blocks are independent: chunks of C particles
@@ -216,109 +170,6 @@ void parallel_blocks(int64_t nblocks, int64_t C, const F& fn) {
   const int64_t per_chunk = (C + kBlock - 1) / kBlock;
   for (int64_t c0 = 0; c0 < nblocks; c0 += per_chunk)
     at::parallel_for(c0, std::min(nblocks, c0 + per_chunk), 1, fn);
-}
-
-// Partial feature sums of one block of n particles: out[k, b] += sum_i G(u_ik(x_b)). H is a
-// compile-time constant, so the loops over b vectorise. P [n H, Bt] is scratch.
-template <typename T, int H, typename SFn, typename GFn>
-void feature_sum_block(const View<T>& z, int64_t n, const Dims& s, const T* Xt /* [d, Bt] */,
-                       int64_t Bt, GFn G, T* P, double* __restrict out) {
-  const int64_t o = s.o;
-  const T zeros[H] = {};
-  product(z.A, Xt, P, n * H, Bt, s.d);
-  for (int64_t i = 0; i < n; ++i) {
-    const T* __restrict p = P + i * H * Bt;
-    const T* __restrict a = z.a ? z.a + i * H : zeros;
-    for (int64_t k = 0; k < o; ++k) {
-      const T* __restrict Bk = z.B + (i * o + k) * H;
-      const T bias = z.b ? z.b[i * o + k] : T(0);
-      double* __restrict ok = out + k * Bt;
-#pragma omp simd
-      for (int64_t b = 0; b < Bt; ++b) {
-        T dg;
-        ok[b] += G.eval(output_pre<T, H, SFn>(Bk, bias, p, a, Bt, b), &dg);
-      }
-    }
-  }
-}
-
-// Gradients g of sum_b W_b^T phi_z(x_b) for one block of n particles z. P [n H, Bt], E [o, Bt]
-// (dL/dU) and D [Bt] (dL/dS) are scratch.
-template <typename T, int H, typename SFn, typename GFn>
-void weighted_grad_block(const View<T>& z, const View<T>& g, int64_t n, const Dims& s,
-                         const T* X /* [Bt, d] */, const T* Xt /* [d, Bt] */,
-                         const T* W /* [o, Bt] */, int64_t Bt, GFn G, T* P, T* E, T* D) {
-  const int64_t o = s.o;
-  const T zeros[H] = {};
-  product(z.A, Xt, P, n * H, Bt, s.d);
-  for (int64_t i = 0; i < n; ++i) {
-    T* __restrict p = P + i * H * Bt;
-    const T* __restrict a = z.a ? z.a + i * H : zeros;
-    const T* __restrict Bi = z.B + i * o * H;
-    for (int64_t k = 0; k < o; ++k) {
-      T* __restrict Ek = E + k * Bt;
-      const T* __restrict wk = W + k * Bt;
-      const T* __restrict Bk = Bi + k * H;
-      const T bias = z.b ? z.b[i * o + k] : T(0);
-      T sb = 0;
-#pragma omp simd reduction(+ : sb)
-      for (int64_t b = 0; b < Bt; ++b) {
-        T dg;
-        G.eval(output_pre<T, H, SFn>(Bk, bias, p, a, Bt, b), &dg);
-        Ek[b] = wk[b] * dg;
-        sb += Ek[b];
-      }
-      if (g.b) g.b[i * o + k] = sb;
-      for (int h = 0; h < H; ++h) {
-        const T* __restrict ph = p + h * Bt;
-        const T ah = a[h];
-        T sB = 0;
-#pragma omp simd reduction(+ : sB)
-        for (int64_t b = 0; b < Bt; ++b) sB += Ek[b] * SFn::value(ph[b] + ah);
-        g.B[(i * o + k) * H + h] = sB;
-      }
-    }
-    for (int h = 0; h < H; ++h) {
-      // dL/dS_h = sum_k B_kh E_k: E_0 scaled for o = 1, else summed into D first.
-      const T* __restrict dS = E;
-      T scale = Bi[h];
-      if (o > 1) {
-#pragma omp simd
-        for (int64_t b = 0; b < Bt; ++b) D[b] = Bi[h] * E[b];
-        for (int64_t k = 1; k < o; ++k) {
-          const T bkh = Bi[k * H + h];
-          const T* __restrict Ek = E + k * Bt;
-#pragma omp simd
-          for (int64_t b = 0; b < Bt; ++b) D[b] += bkh * Ek[b];
-        }
-        dS = D;
-        scale = T(1);
-      }
-      T* __restrict ph = p + h * Bt;
-      const T ah = a[h];
-      T sa = 0;
-#pragma omp simd reduction(+ : sa)
-      for (int64_t b = 0; b < Bt; ++b) {
-        ph[b] = SFn::backprop(ph[b] + ah, scale * dS[b]);  // dL/dP
-        sa += ph[b];
-      }
-      if (g.a) g.a[i * H + h] = sa;
-    }
-  }
-  product(P, X, g.A, n * H, s.d, Bt);
-}
-
-// Returns sum_k g_k^2 and, given z, applies z += st g.
-template <typename T>
-double sq_then_step(const T* __restrict gp, T* __restrict zp, int64_t len, T st) {
-  double acc = 0;
-#pragma omp simd reduction(+ : acc)
-  for (int64_t k = 0; k < len; ++k) acc += double(gp[k]) * double(gp[k]);
-  if (zp) {
-#pragma omp simd
-    for (int64_t k = 0; k < len; ++k) zp[k] += st * gp[k];
-  }
-  return acc;
 }
 
 }  // namespace
@@ -339,19 +190,17 @@ at::Tensor feature_sum(const ParticleFamily& fam, const Particles& z, const at::
   const int64_t o = s.o, Bt = X.size(0), nblocks = (N + kBlock - 1) / kBlock;
   std::vector<double> part(nblocks * o * Bt, 0.0);
   AT_DISPATCH_FLOATING_TYPES(X.scalar_type(), "feature_sum", [&] {
-    dispatch_fused<scalar_t>(fam, [&](auto hc, auto sfn, auto gfn) {
-      constexpr int kH = decltype(hc)::value;
-      using SFn = decltype(sfn);
-      const View<scalar_t> v = view_of<scalar_t>(zc);
-      const scalar_t* xt = Xt.data_ptr<scalar_t>();
-      parallel_blocks(nblocks, C, [&](int64_t b0, int64_t b1) {
-        std::vector<scalar_t> P(kBlock * s.H * Bt);
-        for (int64_t blk = b0; blk < b1; ++blk) {
-          const int64_t lo = blk * kBlock, n = std::min(N - lo, kBlock);
-          feature_sum_block<scalar_t, kH, SFn>(v.shift(s, lo), n, s, xt, Bt, gfn, P.data(),
-                                               part.data() + blk * o * Bt);
-        }
-      });
+    using T = scalar_t;
+    const BlockKernels<T> kernels = block_kernels<T>(fam);
+    BlockArgs<T> args{s,   Bt,  nullptr,         Xt.data_ptr<T>(), nullptr, fam.out.param,
+                      0.0, 0.0, &blas_product<T>};
+    const View<T> v = view_of<T>(zc);
+    parallel_blocks(nblocks, C, [&](int64_t b0, int64_t b1) {
+      BlockScratch<T> scratch;
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t lo = blk * kBlock, n = std::min(N - lo, kBlock);
+        kernels.feature_sum(args, v.shift(s, lo), n, scratch, part.data() + blk * o * Bt);
+      }
     });
   });
   at::Tensor acc = at::zeros({o, Bt}, at::TensorOptions().dtype(at::kDouble));
@@ -386,32 +235,19 @@ void fused_grad(const ParticleFamily& fam, Particles& z, const at::Tensor& X, co
   const at::Tensor Xc = X.contiguous(), Xt = X.t().contiguous(), Wt = W.t().contiguous();
   AT_DISPATCH_FLOATING_TYPES(X.scalar_type(), "weighted_grad", [&] {
     using T = scalar_t;
-    dispatch_fused<T>(fam, [&](auto hc, auto sfn, auto gfn) {
-      constexpr int kH = decltype(hc)::value;
-      using SFn = decltype(sfn);
-      const View<T> zv = view_of<T>(z);
-      const View<T> gv = g ? view_of<T>(*g) : View<T>{};
-      parallel_blocks(nblocks, C, [&](int64_t b0, int64_t b1) {
-        std::vector<T> P(kBlock * s.H * Bt), E(s.o * Bt), D(Bt);
-        std::vector<float> w;
-        BlockBuffer<T> noisy(s, zv), grad(s, zv);
-        for (int64_t blk = b0; blk < b1; ++blk) {
-          const int64_t lo = blk * kBlock, n = std::min(N - lo, kBlock);
-          const View<T> zb = zv.shift(s, lo);
-          const View<T> gb = g ? gv.shift(s, lo) : grad.v;
-          if (noise.beta != 0.0) noisy_block(zb, noisy.v, s, n, noise, noise.block0 + blk, w);
-          weighted_grad_block<T, kH, SFn>(noise.beta != 0.0 ? noisy.v : zb, gb, n, s,
-                                          Xc.data_ptr<T>(), Xt.data_ptr<T>(), Wt.data_ptr<T>(), Bt,
-                                          gfn, P.data(), E.data(), D.data());
-          auto apply = [&](const T* gp, T* zp, int64_t len) {
-            if (gp) sq[blk] += sq_then_step(gp, g ? nullptr : zp, len, T(-step));
-          };
-          apply(gb.A, zb.A, n * s.H * s.d);
-          apply(gb.a, zb.a, n * s.H);
-          apply(gb.B, zb.B, n * s.o * s.H);
-          apply(gb.b, zb.b, n * s.o);
-        }
-      });
+    const BlockKernels<T> kernels = block_kernels<T>(fam);
+    const BlockArgs<T> args{
+        s,          Bt,   Xc.data_ptr<T>(), Xt.data_ptr<T>(), Wt.data_ptr<T>(), fam.out.param,
+        noise.beta, step, &blas_product<T>};
+    const View<T> zv = view_of<T>(z);
+    const View<T> gv = g ? view_of<T>(*g) : View<T>{};
+    parallel_blocks(nblocks, C, [&](int64_t b0, int64_t b1) {
+      BlockScratch<T> scratch;
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t lo = blk * kBlock, n = std::min(N - lo, kBlock);
+        sq[blk] = kernels.grad(args, zv.shift(s, lo), g ? gv.shift(s, lo) : View<T>{}, n,
+                               BlockKeys(noise.seed, noise.block0 + blk).k, scratch);
+      }
     });
   });
 }

@@ -2,6 +2,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include "src/kernels/features.h"
+#include "src/kernels/isa.h"
 #include "tests/helpers.h"
 
 namespace mmdflow {
@@ -43,15 +44,19 @@ TEST_P(WeightedGrad, EqualsAutograd) {
   for (at::Tensor* t : zr.tensors()) leaves.push_back(t->requires_grad_(true));
   at::Tensor obj = (particle_features(f, zr, X) * W.unsqueeze(0)).sum();
   auto grads = torch::autograd::grad({obj}, leaves);
-  for (Impl impl : {Impl::Fused, Impl::Generic}) {
-    Particles g = weighted_grad(f, z, X, W, 0, impl);
-    auto gt = g.tensors();
-    ASSERT_EQ(gt.size(), grads.size());
-    for (size_t i = 0; i < gt.size(); ++i)
-      EXPECT_TRUE(at::allclose(*gt[i], grads[i], 1e-10, 1e-12))
-          << "tensor " << i << " impl " << int(impl) << "\n"
-          << *gt[i] << "\n"
-          << grads[i];
+  for (Isa isa : supported_isas()) {
+    ScopedIsa path(isa);
+    for (Impl impl : {Impl::Fused, Impl::Generic}) {
+      Particles g = weighted_grad(f, z, X, W, 0, impl);
+      auto gt = g.tensors();
+      ASSERT_EQ(gt.size(), grads.size());
+      for (size_t i = 0; i < gt.size(); ++i)
+        EXPECT_TRUE(at::allclose(*gt[i], grads[i], 1e-10, 1e-12))
+            << "tensor " << i << " impl " << int(impl) << " path " << std::string(name_of(isa))
+            << "\n"
+            << *gt[i] << "\n"
+            << grads[i];
+    }
   }
 }
 
@@ -84,7 +89,11 @@ TEST_P(WeightedGrad, FeatureSumMatchesReference) {
   Particles z = test::random_net(f, 37, 7).particles();
   at::Tensor X = test::inputs(11, f.dim, 8);
   at::Tensor ref = particle_features(f, z, X).sum(0);
-  EXPECT_TRUE(at::allclose(feature_sum(f, z, X, 0, Impl::Fused), ref, 1e-12, 1e-12));
+  for (Isa isa : supported_isas()) {
+    ScopedIsa path(isa);
+    EXPECT_TRUE(at::allclose(feature_sum(f, z, X, 0, Impl::Fused), ref, 1e-12, 1e-12))
+        << std::string(name_of(isa));
+  }
   EXPECT_TRUE(at::allclose(feature_sum(f, z, X, 0, Impl::Generic), ref, 1e-12, 1e-12));
 }
 
@@ -152,27 +161,30 @@ TEST(WeightedGradInvariance, FloatAgreesWithDouble) {
 // against the generic path for each H and o, biases on, in both precisions. Wider particles run
 // the generic path under Impl::Auto and are refused by Impl::Fused.
 TEST(WeightedGradInvariance, FusedEqualsGenericForEveryHiddenWidth) {
-  for (int64_t H : {1, 2, 3, 4, 5})
-    for (int64_t o : {1, 3})
-      for (auto dtype : {at::kDouble, at::kFloat}) {
-        ParticleFamily f =
-            test::family(9, H, o, Activation::ReLU, OutputKind::Gaussian, 2, true, true);
-        Particles z = test::random_net(f, 150, 31).particles().to(dtype);
-        at::Tensor X = test::inputs(21, f.dim, 32).to(dtype);
-        at::Tensor W = test::inputs(21, o, 33).to(dtype);
-        const double tol = dtype == at::kDouble ? 1e-12 : 1e-4;
-        const std::string at_ = "H=" + std::to_string(H) + " o=" + std::to_string(o);
-        EXPECT_LT(test::max_abs_diff(weighted_grad(f, z, X, W, 0, Impl::Auto),
-                                     weighted_grad(f, z, X, W, 0, Impl::Generic)),
-                  tol)
-            << at_;
-        EXPECT_TRUE(at::allclose(feature_sum(f, z, X, 0, Impl::Auto),
-                                 feature_sum(f, z, X, 0, Impl::Generic), tol, tol))
-            << at_;
-        if (H > 4) {
-          EXPECT_THROW(feature_sum(f, z, X, 0, Impl::Fused), c10::Error) << at_;
+  for (Isa isa : supported_isas())
+    for (int64_t H : {1, 2, 3, 4, 5})
+      for (int64_t o : {1, 3})
+        for (auto dtype : {at::kDouble, at::kFloat}) {
+          ParticleFamily f =
+              test::family(9, H, o, Activation::ReLU, OutputKind::Gaussian, 2, true, true);
+          Particles z = test::random_net(f, 150, 31).particles().to(dtype);
+          at::Tensor X = test::inputs(21, f.dim, 32).to(dtype);
+          at::Tensor W = test::inputs(21, o, 33).to(dtype);
+          const double tol = dtype == at::kDouble ? 1e-12 : 1e-4;
+          const std::string at_ =
+              std::string(name_of(isa)) + " H=" + std::to_string(H) + " o=" + std::to_string(o);
+          ScopedIsa path(isa);
+          EXPECT_LT(test::max_abs_diff(weighted_grad(f, z, X, W, 0, Impl::Auto),
+                                       weighted_grad(f, z, X, W, 0, Impl::Generic)),
+                    tol)
+              << at_;
+          EXPECT_TRUE(at::allclose(feature_sum(f, z, X, 0, Impl::Auto),
+                                   feature_sum(f, z, X, 0, Impl::Generic), tol, tol))
+              << at_;
+          if (H > 4) {
+            EXPECT_THROW(feature_sum(f, z, X, 0, Impl::Fused), c10::Error) << at_;
+          }
         }
-      }
 }
 
 // The fused descent against the generic one with noise, over every pair of non-linearities,
@@ -183,29 +195,69 @@ TEST(WeightedGradInvariance, FusedDescentEqualsGenericEverywhere) {
       {OutputKind::Identity, 1}, {OutputKind::Gaussian, 2}, {OutputKind::Laplace, 0.7},
       {OutputKind::IMQ, 1.5},    {OutputKind::Cosine, 1},   {OutputKind::Power, 1}};
   int k = 0;
-  for (Activation s : {Activation::ReLU, Activation::Tanh})
-    for (const auto& [g, param] : outs)
-      for (int64_t H : {1, 3, 4})
-        for (auto dtype : {at::kDouble, at::kFloat}) {
-          const int64_t o = 1 + k % 2;
-          const bool biases = k++ % 3 == 0;
-          ParticleFamily f = test::family(7, H, o, s, g, param, biases, biases);
-          Particles z = test::random_net(f, 261, 41, dtype, 0.5).particles();
-          at::Tensor X = test::inputs(13, f.dim, 42, dtype);
-          at::Tensor W = test::inputs(13, o, 43, dtype) / 13;
-          const Noise noise{0.3, 44};
-          Particles a = z.clone(), b = z.clone();
-          const double sa = descend(f, a, X, W, 0.5, 0, Impl::Fused, noise).item<double>();
-          const double sb = descend(f, b, X, W, 0.5, 0, Impl::Generic, noise).item<double>();
-          const double tol = dtype == at::kDouble ? 1e-12 : 2e-5;
-          const std::string at_ = std::string(name_of(s)) + "/" + name_of(g) +
-                                  " H=" + std::to_string(H) + " o=" + std::to_string(o) +
-                                  (biases ? " biases" : "") +
-                                  (dtype == at::kDouble ? " float64" : " float32");
-          EXPECT_LT(test::max_abs_diff(a, b), tol) << at_;
-          EXPECT_NEAR(sa, sb, tol * std::max(1.0, sb)) << at_;
-          EXPECT_GT(test::max_abs_diff(a, z), 1e-4) << at_;  // the step moved the particles
-        }
+  for (Isa isa : supported_isas())
+    for (Activation s : {Activation::ReLU, Activation::Tanh})
+      for (const auto& [g, param] : outs)
+        for (int64_t H : {1, 3, 4})
+          for (auto dtype : {at::kDouble, at::kFloat}) {
+            const int64_t o = 1 + k % 2;
+            const bool biases = k++ % 3 == 0;
+            ParticleFamily f = test::family(7, H, o, s, g, param, biases, biases);
+            Particles z = test::random_net(f, 261, 41, dtype, 0.5).particles();
+            at::Tensor X = test::inputs(13, f.dim, 42, dtype);
+            at::Tensor W = test::inputs(13, o, 43, dtype) / 13;
+            const Noise noise{0.3, 44};
+            ScopedIsa path(isa);
+            Particles a = z.clone(), b = z.clone();
+            const double sa = descend(f, a, X, W, 0.5, 0, Impl::Fused, noise).item<double>();
+            const double sb = descend(f, b, X, W, 0.5, 0, Impl::Generic, noise).item<double>();
+            const double tol = dtype == at::kDouble ? 1e-12 : 2e-5;
+            const std::string at_ = std::string(name_of(isa)) + " " + name_of(s) + "/" +
+                                    name_of(g) + " H=" + std::to_string(H) +
+                                    " o=" + std::to_string(o) + (biases ? " biases" : "") +
+                                    (dtype == at::kDouble ? " float64" : " float32");
+            EXPECT_LT(test::max_abs_diff(a, b), tol) << at_;
+            EXPECT_NEAR(sa, sb, tol * std::max(1.0, sb)) << at_;
+            EXPECT_GT(test::max_abs_diff(a, z), 1e-4) << at_;  // the step moved the particles
+          }
+}
+
+// Every instruction-set path takes the same step at the paper's shape (d = 50, H = 3, B = 100,
+// noise injection, N = 300: two full blocks and a partial one). The paths only add in different
+// orders, and avx2 and avx512 draw the same noise bits: they agree to 1e-13 in float64. The
+// generic path's noise rounds differently in float32 (no FMA), so it agrees to float rounding.
+TEST(WeightedGradInvariance, EveryPathTakesTheSameStep) {
+  ParticleFamily f =
+      test::family(50, 3, 1, Activation::ReLU, OutputKind::Gaussian, 2, false, false);
+  for (auto dtype : {at::kDouble, at::kFloat}) {
+    Particles z = test::random_net(f, 300, 51, dtype).particles();
+    at::Tensor X = test::inputs(100, f.dim, 52, dtype), W = test::inputs(100, 1, 53, dtype) / 100;
+    const Noise noise{1.0, 54};
+    const Isa widest = widest_isa();
+    Particles ref = z.clone();
+    double sq_ref;
+    at::Tensor sum_ref;
+    {
+      ScopedIsa path(widest);
+      sq_ref = descend(f, ref, X, W, 1.0, 0, Impl::Fused, noise).item<double>();
+      sum_ref = feature_sum(f, z, X, 0, Impl::Fused);
+    }
+    const double scale = 1 + ref.A.abs().max().item<double>();
+    for (Isa isa : supported_isas()) {
+      ScopedIsa path(isa);
+      Particles a = z.clone();
+      const double sq = descend(f, a, X, W, 1.0, 0, Impl::Fused, noise).item<double>();
+      const double tol = dtype == at::kDouble && isa != Isa::Generic ? 1e-13 : 1e-5;
+      const std::string at_ = std::string(name_of(isa)) + " against " +
+                              std::string(name_of(widest)) +
+                              (dtype == at::kDouble ? " float64" : " float32");
+      EXPECT_LT(test::max_abs_diff(a, ref), tol * scale) << at_;
+      EXPECT_NEAR(sq, sq_ref, tol * sq_ref) << at_;
+      const double sum_tol = dtype == at::kDouble ? 1e-13 : 1e-5;  // no noise in feature sums
+      EXPECT_TRUE(at::allclose(feature_sum(f, z, X, 0, Impl::Fused), sum_ref, sum_tol, sum_tol))
+          << at_;
+    }
+  }
 }
 
 TEST(WeightedGradChecks, RejectsMismatchedShapes) {
