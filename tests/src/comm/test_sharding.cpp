@@ -80,8 +80,7 @@ NamedTensors weights_of(const std::string& dir) {
 }
 
 // The command line, sharded over 3 processes, gives the single process's run: losses, final
-// comparison, weights (in per-rank files and an index); only rank 0 speaks. (Every flow at world
-// sizes 2 and 3, ranks as threads: tests/src/comm/test_comm.cpp.)
+// comparison, weights (in per-rank files and an index); only rank 0 speaks.
 TEST(Sharding, ThreeProcessesGiveTheSingleProcessRun) {
   const std::string sets = " --set train.epochs=5 --set noise.beta0=0.5";
   const std::string one = scratch("w1"), three = scratch("w3");
@@ -118,6 +117,39 @@ TEST(Sharding, ThreeProcessesGiveTheSingleProcessRun) {
   ASSERT_EQ(joined.size(), wb.size());
   for (size_t i = 0; i < wb.size(); ++i)
     EXPECT_LT((joined[i].second - wb[i].second).abs().max().item<double>(), 1e-9) << wb[i].first;
+}
+
+// Every flow, fixed and fresh data, as separate processes: 2 and 3 ranks give one process's
+// losses and weights.
+TEST(Sharding, EveryFlowAtTwoAndThreeProcessesGivesTheSingleProcessRun) {
+  const std::vector<std::pair<std::string, std::string>> flows = {
+      {"mmd", " --set noise.beta0=0"},
+      {"noise injection", " --set noise.beta0=0.5"},
+      {"diffusion", " --set flow.method=diffusion --set noise.beta0=0.1"},
+      {"sobolev", " --set flow.method=sobolev --set noise.beta0=0 --set flow.step_size=0.1"},
+      {"drmmd", " --set flow.method=drmmd --set noise.beta0=0.3"},
+      {"fresh noise injection", " --set data.fresh=true --set noise.beta0=0.5"},
+  };
+  int k = 0;
+  for (const auto& [name, sets] : flows) {
+    const std::string args = kBase + sets + " --set train.epochs=3 --set compare.samples=50";
+    const std::string one = scratch("flow" + std::to_string(k) + "w1");
+    ASSERT_EQ(train(args + " --out " + one, 1, one + ".log"), std::vector<int>{0})
+        << name << logs(one + ".log", 1);
+    const NamedTensors w1 = weights_of(one);
+    for (int world : {2, 3}) {
+      const std::string dir = scratch("flow" + std::to_string(k) + "w" + std::to_string(world));
+      ASSERT_EQ(train(args + " --out " + dir, world, dir + ".log"), std::vector<int>(world, 0))
+          << name << logs(dir + ".log", world);
+      const std::string at_ = name + " on " + std::to_string(world) + " processes";
+      expect_close(losses_of(dir), losses_of(one), at_);
+      const NamedTensors w = weights_of(dir);
+      for (size_t i = 0; i < w1.size(); ++i)
+        EXPECT_LT((w[i].second - w1[i].second).abs().max().item<double>(), 1e-10)
+            << at_ << " " << w1[i].first;
+    }
+    ++k;
+  }
 }
 
 // The losses of a single process run straight to `epochs` (a reference).
