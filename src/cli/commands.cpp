@@ -161,7 +161,8 @@ int cmd_sweep(int argc, char** argv) {
                      "Run every setting (sweep.variants of the config x --grid values) and seed "
                      "as `mmdflow train` processes, J at a time, one folder per run; runs already "
                      "complete are kept. Writes sweep.csv (a row per run) and curves.csv (mean, "
-                     "sample std, min, max of the losses over seeds, per setting and epoch). "
+                     "sample std, min, max, geometric mean and std of the losses over seeds, per "
+                     "setting and epoch). "
                      "--plan prints the runs' command lines instead (for a scheduler); --collect "
                      "only writes the tables from the run folders there.");
   o.add_options()("c,config", "the study's YAML config (a train config with a sweep section)",
