@@ -8,19 +8,19 @@
 namespace mmdflow {
 
 std::vector<WeightSpec> block_weights(const ParticleFamily& f, int64_t rows) {
-  std::vector<WeightSpec> out{{"A", {rows, f.hidden, f.dim}, true}};
-  if (f.hidden_bias) out.push_back({"a", {rows, f.hidden}, true});
-  out.push_back({"B", {rows, f.outputs, f.hidden}, true});
-  if (f.output_bias) out.push_back({"b", {rows, f.outputs}, true});
+  std::vector<WeightSpec> out{{"A", {rows, f.hidden, f.dim}}};
+  if (f.hidden_bias) out.push_back({"a", {rows, f.hidden}});
+  out.push_back({"B", {rows, f.outputs, f.hidden}});
+  if (f.output_bias) out.push_back({"b", {rows, f.outputs}});
   return out;
 }
 
 std::vector<WeightSpec> dense_weights(const ParticleFamily& f, int64_t N) {
   const int64_t NH = N * f.hidden, No = N * f.outputs;
-  std::vector<WeightSpec> out{{"W1", {NH, f.dim}, false}};
-  if (f.hidden_bias) out.push_back({"b1", {NH}, false});
-  out.push_back({"W2", {No, NH}, false});
-  if (f.output_bias) out.push_back({"b2", {No}, false});
+  std::vector<WeightSpec> out{{"W1", {NH, f.dim}}};
+  if (f.hidden_bias) out.push_back({"b1", {NH}});
+  out.push_back({"W2", {No, NH}});
+  if (f.output_bias) out.push_back({"b2", {No}});
   return out;
 }
 

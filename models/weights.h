@@ -13,7 +13,6 @@ namespace mmdflow {
 struct WeightSpec {
   std::string name;
   std::vector<int64_t> sizes;  // whole, for `rows` particles (block) or all N (dense)
-  bool per_particle;           // dim 0 counts particles: a shard holds rows of it
 };
 
 // Block layout (z_n = (A_n, a_n, B_n, b_n)), rows particles: A [rows, H, d], a [rows, H],

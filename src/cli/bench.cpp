@@ -63,10 +63,9 @@ double peak_rss_mib() {
 // ---- the kernels' path, the BLAS library, and the CPU's multiply-add peak ---------------------
 
 std::string path_line() {
-  std::string runs;
-  for (Isa isa : supported_isas()) runs += (runs.empty() ? "" : ", ") + std::string(name_of(isa));
   return fmt::format("kernels: {} ({}; this CPU runs {})", name_of(active_isa()),
-                     isa_forced() ? "forced by MMDFLOW_ISA" : "the widest path", runs);
+                     isa_forced() ? "forced by MMDFLOW_ISA" : "the widest path",
+                     supported_isa_list());
 }
 
 BlasInfo find_blas() {

@@ -48,13 +48,13 @@ std::vector<Isa> supported_isas() {
 
 Isa widest_isa() { return supported_isas().back(); }
 
-namespace {
-
-std::string supported_list() {
+std::string supported_isa_list() {
   std::string s;
   for (Isa isa : supported_isas()) s += (s.empty() ? "" : ", ") + std::string(name_of(isa));
   return s;
 }
+
+namespace {
 
 struct Choice {
   Isa isa;
@@ -71,7 +71,7 @@ Choice from_environment() {
   const Isa isa = *parsed;
   if (!isa_supported(isa))
     throw UsageError(std::string("MMDFLOW_ISA=") + env + ": this CPU cannot run it (it runs " +
-                     supported_list() + ")");
+                     supported_isa_list() + ")");
   return {isa, true};
 }
 
@@ -101,7 +101,7 @@ bool isa_forced() {
 void set_isa(Isa isa) {
   if (!isa_supported(isa))
     throw UsageError("instruction-set path " + std::string(name_of(isa)) +
-                     ": this CPU cannot run it (it runs " + supported_list() + ")");
+                     ": this CPU cannot run it (it runs " + supported_isa_list() + ")");
   g_active.store(int(isa), std::memory_order_release);
 }
 

@@ -5,6 +5,7 @@
 //   generic  the baseline instruction set; products on BLAS
 // MMDFLOW_ISA=generic|avx2|avx512 forces a path. Torch-free.
 #pragma once
+#include <string>
 #include <vector>
 
 #include "src/base/names.h"
@@ -21,6 +22,7 @@ struct Names<Isa> {
 
 bool isa_supported(Isa isa);        // this CPU and its OS run it
 std::vector<Isa> supported_isas();  // narrowest first
+std::string supported_isa_list();   // their names, e.g. "generic, avx2, avx512"
 Isa widest_isa();                   // the default path
 
 // The path the kernels take: MMDFLOW_ISA when set, else widest_isa(). The first call reads the
