@@ -1,6 +1,7 @@
 // Exit codes and the error types behind them: the CLI prints one line, "mmdflow: error: <what>",
 // and exits with the code of the error's type (src/cli/commands.cpp).
 #pragma once
+#include <exception>
 #include <stdexcept>
 
 namespace mmdflow {
@@ -47,5 +48,9 @@ struct Failed : std::runtime_error {
 struct IoError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// The exit code of an error: by its type above (Failed: its code;
+// std::filesystem::filesystem_error: kIo; anything else: kError). Null: kOk.
+int exit_code_of(const std::exception_ptr& e);
 
 }  // namespace mmdflow

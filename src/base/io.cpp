@@ -134,6 +134,11 @@ class BoundedReader final : public caffe2::serialize::ReadAdapterInterface {
 
 }  // namespace
 
+void Fd::reset(int fd) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
 AtomicFile::AtomicFile(const std::string& path) : path_(path) {
   static std::atomic<uint64_t> count{0};
   tmp_ = fmt::format("{}.tmp.{}.{}", path, ::getpid(), count++);

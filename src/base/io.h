@@ -12,6 +12,23 @@ namespace mmdflow {
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
+// An open file descriptor, closed when dropped (also when a constructor throws after opening it).
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    reset(std::exchange(o.fd_, -1));
+    return *this;
+  }
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  void reset(int fd = -1);  // closes the one held
+
+ private:
+  int fd_;
+};
+
 // A file written whole or not at all: into a fresh temporary beside it (path.tmp.<pid>.<k>,
 // created exclusively, never through a symbolic link), fsynced, then renamed over path by
 // commit(): readers, and a crash at any moment, see the old file or the new one. Without

@@ -43,16 +43,6 @@ commands:
 (torchrun, srun, mpirun), train, compare and bench shard the particles over its processes.
 )";
 
-// The comm of this process's launch (a single process when WORLD_SIZE is unset or 1).
-std::unique_ptr<Comm> comm_of(const Config& cfg) {
-  const Launch launch = launch_from_environment();
-  if (launch.world == 1) return single_process();
-  set_error_prefix(fmt::format("rank {}: ", launch.rank));
-  auto comm = connect(launch, cfg.dist.timeout, cfg.dist.backend, cfg.device);
-  end_when_a_peer_is_lost(*comm);
-  return comm;
-}
-
 int cmd_compare(int argc, char** argv) {
   cxxopts::Options o("mmdflow compare",
                      "Compare a finished run's student with its teacher: 1/2 MMD^2 on fresh "
@@ -63,6 +53,7 @@ int cmd_compare(int argc, char** argv) {
                                      cxxopts::value<std::string>())("h,help", "show this help");
   auto r = parse(o, argc, argv);
   if (!r) return kOk;
+  const Launch launch = launch_of_process();
   if (!r->count("run")) throw UsageError("--run DIR is required");
   const std::string dir = (*r)["run"].as<std::string>();
   if (!fs::is_regular_file(fs::symlink_status(dir + "/config.yaml")))
@@ -72,13 +63,8 @@ int cmd_compare(int argc, char** argv) {
   if (r->count("nearest")) sets.push_back("compare.nearest=" + (*r)["nearest"].as<std::string>());
   const Config cfg = load_config(dir + "/config.yaml", sets);
   set_threads(cfg.threads);
-  std::unique_ptr<Comm> comm = comm_of(cfg);
-  if (comm->world() > 1 && cfg.student.layout == Layout::Dense)
-    throw ConfigError("student.layout: a dense student cannot be compared in shards");
-  if (comm->world() > 1 && cfg.flow.kernel == KernelKind::Exact)
-    throw ConfigError(
-        "flow.kernel: an exact run is compared in one process (its exact sum pairs "
-        "every particle)");
+  std::unique_ptr<Comm> comm = comm_of(launch, cfg);
+  check_shardable(cfg, comm->world());
   check_memory(cfg, Work::Compare, comm->world());
   const Shard shard = shard_of(cfg, comm->rank(), comm->world());
   const ParticleFamily fam = family_of(cfg);
@@ -138,13 +124,14 @@ int cmd_bench(int argc, char** argv) {
                                      cxxopts::value<std::string>()->default_value("20"));
   auto r = parse(o, argc, argv);
   if (!r) return kOk;
+  const Launch launch = launch_of_process();
   Config cfg = config_from(*r);
   cfg.threads = set_threads(cfg.threads);
   BenchOptions bo;
   if (r->count("particles")) bo.particles = parse_sizes((*r)["particles"].as<std::string>());
   if (r->count("batch")) bo.batch = int_option(*r, "batch", 1, 1 << 24);
   bo.repeats = int_option(*r, "repeats", 1, 1000000);
-  std::unique_ptr<Comm> comm = comm_of(cfg);
+  std::unique_ptr<Comm> comm = comm_of(launch, cfg);
   Config largest = cfg;  // as run_bench runs its largest size: the MMD flow, block layout
   largest.flow.method = Method::MMD;
   if (!bo.particles.empty())
@@ -201,12 +188,25 @@ int cmd_sweep(int argc, char** argv) {
   return run_sweep(so, fs::read_symlink("/proc/self/exe").string());
 }
 
+// An error's message: LibTorch's without its backtrace.
+std::string message_of(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const c10::Error& c) {
+    return c.what_without_backtrace();
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "an unknown error";
+  }
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv) {
   ignore_file_size_signal();
   const std::string cmd = argc > 1 ? argv[1] : "";
-  auto fail = [](const char* what, int code) {  // the one line bad input or failure gets
+  auto fail = [](const std::string& what, int code) {  // the one line bad input or failure gets
     fmt::print(stderr, "mmdflow: {}error: {}\n", error_prefix(), what);
     return code;
   };
@@ -225,26 +225,14 @@ int run_cli(int argc, char** argv) {
     }
     throw UsageError(
         fmt::format("unknown command '{}' (valid: train, compare, sweep, bench)", shorten(cmd)));
-  } catch (const ConfigError& e) {
-    return fail(e.what(), kBadInput);
-  } catch (const UsageError& e) {
-    return fail(e.what(), kBadInput);
-  } catch (const CheckpointError& e) {
-    return fail(e.what(), kBadInput);
-  } catch (const IoError& e) {
-    return fail(e.what(), kIo);
-  } catch (const PeerLost& e) {
-    const int code = fail(e.what(), kLostPeer);
-    std::fflush(nullptr);
-    std::_Exit(code);  // a process group with a lost peer may not close cleanly
-  } catch (const Failed& e) {
-    return fail(e.what(), e.code);
-  } catch (const fs::filesystem_error& e) {
-    return fail(e.what(), kIo);
-  } catch (const c10::Error& e) {
-    return fail(e.what_without_backtrace(), kError);
-  } catch (const std::exception& e) {
-    return fail(e.what(), kError);
+  } catch (...) {
+    const std::exception_ptr e = std::current_exception();
+    const int code = fail(message_of(e), exit_code_of(e));
+    if (code == kLostPeer) {  // a process group with a lost peer may not close cleanly
+      std::fflush(nullptr);
+      std::_Exit(code);
+    }
+    return code;
   }
 }
 

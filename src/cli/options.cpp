@@ -66,12 +66,21 @@ std::string& prefix() {
 
 void set_error_prefix(const std::string& p) { prefix() = p; }
 
-void end_when_a_peer_is_lost(Comm& comm) {
-  comm.on_peer_lost([](const std::string& verdict) {
+Launch launch_of_process() {
+  const Launch launch = launch_from_environment();
+  if (launch.world > 1) set_error_prefix(fmt::format("rank {}: ", launch.rank));
+  return launch;
+}
+
+std::unique_ptr<Comm> comm_of(const Launch& launch, const Config& cfg) {
+  if (launch.world == 1) return single_process();
+  auto comm = connect(launch, cfg.dist.timeout, cfg.dist.backend, cfg.device);
+  comm->on_peer_lost([](const std::string& verdict) {
     fmt::print(stderr, "mmdflow: {}error: {}\n", error_prefix(), verdict);
     std::fflush(nullptr);
     std::_Exit(kLostPeer);
   });
+  return comm;
 }
 const std::string& error_prefix() { return prefix(); }
 

@@ -20,9 +20,13 @@ Config config_from(const cxxopts::ParseResult& r, const std::string& fallback = 
 // An integer option within [lo, hi], or UsageError naming it.
 int64_t int_option(const cxxopts::ParseResult& r, const std::string& name, int64_t lo, int64_t hi);
 
-// Ends this process with exit 5 and the one-line error of a lost peer when another rank of comm
-// finds one lost (it may be blocked in a collective with a rank that stopped).
-void end_when_a_peer_is_lost(Comm& comm);
+// This process's place in its launcher's job (src/comm/launch.h); from here on, the messages of a
+// sharded run's process R start with "rank R: ".
+Launch launch_of_process();
+// The processes of `launch` connected for cfg's dist section and device (a single process when
+// its world is 1). When another rank finds a peer lost (this one may be blocked in a collective
+// with a rank that stopped), this process ends with exit 5 and the lost peer's one-line error.
+std::unique_ptr<Comm> comm_of(const Launch& launch, const Config& cfg);
 
 // "rank R: " for the messages of a sharded run's process R ("" for one process).
 void set_error_prefix(const std::string& prefix);

@@ -44,37 +44,20 @@ const char* signal_name(int sig) {
 }
 
 // Runs `step` on every rank; when it fails on any, every rank throws: the failing ones their own
-// error, the others Failed with the largest code. Nothing else collective may run inside.
+// error, the others Failed with the first failing rank's code. Nothing collective may run inside.
 template <typename F>
 void on_every_rank(Comm& comm, F&& step) {
-  int code = kOk;
-  std::exception_ptr error;
-  try {
-    step();
-  } catch (const ConfigError&) {
-    code = kBadInput, error = std::current_exception();
-  } catch (const UsageError&) {
-    code = kBadInput, error = std::current_exception();
-  } catch (const CheckpointError&) {
-    code = kBadInput, error = std::current_exception();
-  } catch (const IoError&) {
-    code = kIo, error = std::current_exception();
-  } catch (const fs::filesystem_error&) {
-    code = kIo, error = std::current_exception();
-  } catch (const std::exception&) {
-    code = kError, error = std::current_exception();
-  }
-  if (comm.world() == 1) {
-    if (error) std::rethrow_exception(error);
-    return;
-  }
-  const auto all = comm.gather({double(code)});
-  if (error) std::rethrow_exception(error);
-  for (int r = 0; r < comm.world(); ++r)
-    if (all[r][0] != kOk)
-      throw Failed(fmt::format("stopping: rank {} failed to start (exit {}), see its message", r,
-                               int(all[r][0])),
-                   int(all[r][0]));
+  gather_after(
+      comm, 0,
+      [&]() -> std::vector<double> {
+        step();
+        return {};
+      },
+      [](int r, int code) {
+        throw Failed(
+            fmt::format("stopping: rank {} failed to start (exit {}), see its message", r, code),
+            code);
+      });
 }
 
 // Every rank runs rank 0's configuration in rank 0's folder (a default --out is rank 0's); the
@@ -126,8 +109,7 @@ int cmd_train(int argc, char** argv) {
   if (!r) return kOk;
   // From here until training ends, a signal stops the run at its first step boundary.
   std::optional<StopSignals> signals(std::in_place);
-  const Launch launch = launch_from_environment();
-  if (launch.world > 1) set_error_prefix(fmt::format("rank {}: ", launch.rank));
+  const Launch launch = launch_of_process();
   const bool resume = r->count("resume") > 0;
   if (resume && r->count("out")) throw UsageError("--out and --resume exclude each other");
   std::string out;
@@ -143,10 +125,7 @@ int cmd_train(int argc, char** argv) {
   }
   cfg.threads = set_threads(cfg.threads);
   if (cfg.log.print_every == 0) cfg.log.print_every = std::max<int64_t>(1, cfg.train.epochs / 20);
-  std::unique_ptr<Comm> comm = launch.world > 1
-                                   ? connect(launch, cfg.dist.timeout, cfg.dist.backend, cfg.device)
-                                   : single_process();
-  end_when_a_peer_is_lost(*comm);
+  std::unique_ptr<Comm> comm = comm_of(launch, cfg);
   if (launch.world > 1) agree_on_setup(*comm, cfg, out, resume || r->count("out"));
   const bool lead = comm->rank() == 0;
 
@@ -154,16 +133,7 @@ int cmd_train(int argc, char** argv) {
   const auto mode = resume ? RunFolder::Mode::Resume : RunFolder::Mode::Fresh;
   on_every_rank(*comm, [&] {
     device_of(cfg, *comm);
-    if (comm->world() > 1 && cfg.student.layout == Layout::Dense)
-      throw ConfigError(fmt::format(
-          "student.layout: dense cannot be sharded over the {} processes of WORLD_SIZE: its "
-          "second layer couples every particle (use the block layout, or one process)",
-          comm->world()));
-    if (comm->world() > 1 && cfg.flow.kernel == KernelKind::Exact)
-      throw ConfigError(fmt::format(
-          "flow.kernel: exact cannot be sharded over the {} processes of WORLD_SIZE: its witness "
-          "couples every particle (use one process)",
-          comm->world()));
+    check_shardable(cfg, comm->world());
     RunFolder::check(out, mode);
     check_memory(cfg, Work::Train, comm->world());
   });

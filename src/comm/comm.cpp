@@ -39,6 +39,29 @@ std::vector<std::vector<double>> Comm::gather(const std::vector<double>& values)
   return out;
 }
 
+std::vector<std::vector<double>> gather_after(Comm& comm, size_t n,
+                                              const std::function<std::vector<double>()>& act,
+                                              const std::function<void(int, int)>& failed) {
+  std::exception_ptr error;
+  std::vector<double> mine;
+  try {
+    mine = act();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  mine.resize(n);
+  mine.push_back(double(exit_code_of(error)));
+  auto all = comm.gather(mine);
+  if (error) std::rethrow_exception(error);
+  for (int r = 0; r < comm.world(); ++r)
+    if (const int code = int(all[r][n]); code != kOk) {
+      failed(r, code);
+      throw Failed(fmt::format("rank {} failed (exit {})", r, code), code);
+    }
+  for (auto& v : all) v.pop_back();
+  return all;
+}
+
 namespace {
 
 using clock_type = std::chrono::steady_clock;

@@ -44,6 +44,13 @@ class Comm {
   int rank_, world_, local_rank_;
 };
 
+// Runs `act` (n numbers back) on every rank and gathers its numbers by rank: one sum. When it
+// threw on any rank, every rank throws: those where it did their own exception, the others what
+// failed(r, code) throws for the first such rank r (code: its exit code, src/base/errors.h).
+std::vector<std::vector<double>> gather_after(Comm& comm, size_t n,
+                                              const std::function<std::vector<double>()>& act,
+                                              const std::function<void(int, int)>& failed);
+
 // One process: sums are the identity.
 std::unique_ptr<Comm> single_process();
 

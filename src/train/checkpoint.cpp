@@ -47,6 +47,12 @@ const char* dtype_name(c10::ScalarType t) {
   return c10::toString(t);
 }
 
+uint8_t dtype_code(c10::ScalarType t) {
+  for (const Dtype& d : kDtypes)
+    if (d.type == t) return d.code;
+  TORCH_CHECK(false, "checkpoint: cannot store dtype ", t);
+}
+
 template <typename T>
 void put_raw(std::string& out, T v) {
   out.append(reinterpret_cast<const char*>(&v), sizeof v);
@@ -64,10 +70,8 @@ class Writer {
   }
   void put(const std::string& name, const at::Tensor& t) {
     const at::Tensor c = t.to(at::kCPU).contiguous();
-    uint8_t code = 0;
-    for (const Dtype& d : kDtypes)
-      if (d.type == c.scalar_type()) code = d.code;
-    TORCH_CHECK(code != 0 && c.dim() <= kMaxDims, "checkpoint: cannot store ", name);
+    const uint8_t code = dtype_code(c.scalar_type());
+    TORCH_CHECK(c.dim() <= kMaxDims, "checkpoint: cannot store ", name, ": ", c.dim(), " dims");
     head(name, kTensor);
     put_raw(body_, code);
     put_raw(body_, uint8_t(c.dim()));
@@ -238,12 +242,6 @@ at::Generator get_generator(Records& r) {
 constexpr char kShardTag[8] = {'M', 'M', 'D', 'F', 'S', 'H', 'R', 'D'};
 constexpr uint32_t kShardVersion = 1;
 
-uint8_t dtype_code(c10::ScalarType t) {
-  for (const Dtype& d : kDtypes)
-    if (d.type == t) return d.code;
-  TORCH_CHECK(false, "checkpoint: cannot store dtype ", t);
-}
-
 bool by_rows(const Config& cfg) { return cfg.student.layout == Layout::Block; }
 
 // Whether the run draws a minibatch order each epoch (then a checkpoint mid-epoch holds it).
@@ -263,16 +261,13 @@ class ShardReader {
  public:
   ShardReader(const std::string& path, const std::string& name, const ShardFile& entry)
       : name_(name), entry_(entry) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd_ < 0) fail(fmt::format("cannot read it ({})", std::strerror(errno)));
+    fd_.reset(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (fd_.get() < 0) fail(fmt::format("cannot read it ({})", std::strerror(errno)));
     struct stat st {};
-    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) fail("not a regular file");
+    if (::fstat(fd_.get(), &st) != 0 || !S_ISREG(st.st_mode)) fail("not a regular file");
     if (uint64_t(st.st_size) != entry.bytes)
       fail(fmt::format("{} bytes, the manifest says {}", st.st_size, entry.bytes));
     left_ = entry.bytes;
-  }
-  ~ShardReader() {
-    if (fd_ >= 0) ::close(fd_);
   }
 
   template <typename T>
@@ -306,7 +301,7 @@ class ShardReader {
     buf_.resize(std::min<uint64_t>(left_, kPiece));
     size_t got = 0;
     while (got < buf_.size()) {
-      const ssize_t r = ::read(fd_, buf_.data() + got, buf_.size() - got);
+      const ssize_t r = ::read(fd_.get(), buf_.data() + got, buf_.size() - got);
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) fail("truncated while reading");
       got += size_t(r);
@@ -319,7 +314,7 @@ class ShardReader {
   static constexpr uint64_t kPiece = 1 << 20;
   std::string name_;
   ShardFile entry_;
-  int fd_ = -1;
+  Fd fd_;
   uint64_t left_ = 0;
   std::vector<char> buf_;
   size_t pos_ = 0;
@@ -577,57 +572,54 @@ void save_checkpoint(const std::string& dir, const Config& cfg, const TrainerSta
                      const Shard& shard, int64_t generation, Comm& comm) {
   const std::string folder = dir + "/" + kShardFolder;
   const int world = comm.world();
-  ShardFile mine{shard_name(generation, comm.rank(), world), shard.begin, shard.end};
-  std::string error;
-  try {
-    std::filesystem::create_directories(folder);
-    const std::string bytes = shard_bytes(cfg, shard, s.student);
-    AtomicFile f(folder + "/" + mine.name);
-    f.write(bytes.data(), bytes.size());
-    f.commit();
-    mine.bytes = bytes.size();
-    mine.crc = crc32(bytes);
-  } catch (const IoError& e) {
-    error = e.what();
-  } catch (const std::filesystem::filesystem_error& e) {
-    error = fmt::format("cannot create {}: {}", folder, e.code().message());
-  }
-  // Phase 1 done on every rank: each shard durable, or the checkpoint abandoned everywhere.
-  const auto all = comm.gather({error.empty() ? 1.0 : 0.0, double(mine.bytes), double(mine.crc)});
-  if (!error.empty()) throw IoError(error);
-  for (int r = 0; r < world; ++r)
-    if (all[r][0] == 0)
-      throw IoError(
-          fmt::format("rank {} could not write its checkpoint shard; {} kept", r, kCheckpointFile));
-  if (comm.rank() == 0) {
-    if (const char* at = std::getenv("MMDFLOW_FAILPOINT");
-        at && std::string(at) == "checkpoint-before-manifest")
-      std::raise(SIGKILL);  // a test's crash between the two phases (docs/reliability.md)
-    std::vector<ShardFile> files;
-    for (int r = 0; r < world; ++r) {
-      const Shard sh = world == 1 ? shard : shard_of(cfg, r, world);
-      files.push_back({shard_name(generation, r, world), sh.begin, sh.end, uint64_t(all[r][1]),
-                       uint32_t(all[r][2])});
-    }
-    try {
-      write_file_atomic(dir + "/" + kCheckpointFile, manifest_bytes(cfg, s, generation, files));
-      // Phase 2 done: the shards of no manifest (older generations, temporaries) go.
-      std::error_code ec;
-      for (const auto& e : std::filesystem::directory_iterator(folder, ec)) {
-        const std::string name = e.path().filename().string();
-        const bool named = std::any_of(files.begin(), files.end(),
-                                       [&](const ShardFile& f) { return f.name == name; });
-        if (!named && name.rfind("g", 0) == 0) std::filesystem::remove(e.path(), ec);
-      }
-    } catch (const IoError& e) {
-      error = e.what();
-    }
-  }
-  const auto done = comm.gather({error.empty() ? 1.0 : 0.0});
-  if (!error.empty()) throw IoError(error);
-  if (done[0][0] == 0)
-    throw IoError(
-        fmt::format("rank 0 could not write {}; the previous one is kept", kCheckpointFile));
+  // Phase 1 on every rank: each shard durable, or the checkpoint abandoned everywhere.
+  const auto all = gather_after(
+      comm, 2,
+      [&]() -> std::vector<double> {
+        std::error_code ec;
+        std::filesystem::create_directories(folder, ec);
+        if (ec) throw IoError(fmt::format("cannot create {}: {}", folder, ec.message()));
+        const std::string bytes = shard_bytes(cfg, shard, s.student);
+        AtomicFile f(folder + "/" + shard_name(generation, comm.rank(), world));
+        f.write(bytes.data(), bytes.size());
+        f.commit();
+        return {double(bytes.size()), double(crc32(bytes))};
+      },
+      [&](int r, int) {
+        throw IoError(fmt::format("rank {} could not write its checkpoint shard; {} kept", r,
+                                  kCheckpointFile));
+      });
+  // Phase 2 on rank 0: the manifest naming the shards.
+  gather_after(
+      comm, 0,
+      [&]() -> std::vector<double> {
+        if (comm.rank() != 0) return {};
+        if (const char* at = std::getenv("MMDFLOW_FAILPOINT");
+            at && std::string(at) == "checkpoint-before-manifest")
+          std::raise(SIGKILL);  // a test's crash between the two phases (docs/reliability.md)
+        std::vector<ShardFile> files;
+        for (int r = 0; r < world; ++r) {
+          const Shard sh = world == 1 ? shard : shard_of(cfg, r, world);
+          files.push_back({shard_name(generation, r, world), sh.begin, sh.end, uint64_t(all[r][0]),
+                           uint32_t(all[r][1])});
+        }
+        write_file_atomic(dir + "/" + kCheckpointFile, manifest_bytes(cfg, s, generation, files));
+        // The shards of no manifest (older generations, temporaries) go.
+        std::error_code ec;
+        for (auto e = std::filesystem::directory_iterator(folder, ec);
+             !ec && e != std::filesystem::directory_iterator(); e.increment(ec)) {
+          const std::string name = e->path().filename().string();
+          const bool named = std::any_of(files.begin(), files.end(),
+                                         [&](const ShardFile& f) { return f.name == name; });
+          std::error_code kept;  // a shard that cannot be removed stays, unnamed
+          if (!named && name.rfind("g", 0) == 0) std::filesystem::remove(e->path(), kept);
+        }
+        return {};
+      },
+      [&](int, int) {
+        throw IoError(
+            fmt::format("rank 0 could not write {}; the previous one is kept", kCheckpointFile));
+      });
 }
 
 std::optional<Checkpoint> load_checkpoint(const std::string& dir, const Config& cfg,

@@ -70,8 +70,9 @@ NamedTensors read_weights(const std::string& dir, const Checkpoint& c, const Con
                           const Shard& want);
 
 // Collective: every rank of comm calls it with its state and shard. Writes generation
-// `generation` of the checkpoint in dir; throws IoError on every rank when any rank's file could
-// not be written (the previous checkpoint stays valid).
+// `generation` of the checkpoint in dir. When any rank fails (IoError: its file could not be
+// written; or any other error), every rank throws at once: that rank its error, the others
+// IoError naming it. The previous checkpoint stays valid.
 void save_checkpoint(const std::string& dir, const Config& cfg, const TrainerState& s,
                      const Shard& shard, int64_t generation, Comm& comm);
 // The checkpoint in dir (nullopt: none) with this shard's weights in its state.

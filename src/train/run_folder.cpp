@@ -140,14 +140,11 @@ RunFolder::RunFolder(const std::string& dir, Mode mode, bool writer) : dir_(dir)
       throw IoError(fmt::format("cannot create {}: {}", dir, e.code().message()));
     }
   }
-  lock_fd_ = ::open(path(kLock).c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
-  if (lock_fd_ < 0)
+  lock_.reset(::open(path(kLock).c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (lock_.get() < 0)
     throw IoError(fmt::format("cannot create {}: {}", path(kLock), std::strerror(errno)));
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    ::close(lock_fd_);
-    lock_fd_ = -1;
+  if (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0)
     throw UsageError(fmt::format("{} {}: in use by another mmdflow process", opt, dir));
-  }
   // Under the lock: what a run killed at its start left (temporaries) goes; another run that
   // filled the folder meanwhile is refused.
   for (const auto& e : fs::directory_iterator(dir))
@@ -163,12 +160,6 @@ void RunFolder::check_resumable(const std::string& dir) {
         "--resume {}: no config.yaml there (not a run folder, or one killed before it wrote "
         "its config: start that run again with --out {})",
         dir, dir));
-}
-
-RunFolder::~RunFolder() {
-  losses_.reset();
-  theory_.reset();
-  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the lock
 }
 
 void RunFolder::write_config(const Config& c) { write_file_atomic(config_path(), to_yaml(c)); }
@@ -240,49 +231,55 @@ std::string student_shard_name(int rank, int world) {
 
 void RunFolder::save_student(const NamedTensors& weights, const Shard& shard, Comm& comm) {
   const int world = comm.world();
-  std::string error;
-  try {
-    save_tensors(path(world == 1 ? "student.pt" : student_shard_name(comm.rank(), world)), weights);
-  } catch (const IoError& e) {
-    error = e.what();
-  }
-  const auto all = comm.gather({error.empty() ? 1.0 : 0.0, double(shard.begin), double(shard.end)});
-  if (!error.empty()) throw IoError(error);
-  for (int r = 0; r < world; ++r)
-    if (all[r][0] == 0) throw IoError(fmt::format("rank {} could not write its weights", r));
-  if (!writer_) return;
-  // The index names this run's files; the other layout's, and another world size's, go.
-  std::vector<std::string> mine;
-  std::error_code ec;
-  if (world == 1) {
-    mine.push_back("student.pt");
-    fs::remove(path("student.index.json"), ec);
-  } else {
-    nlohmann::json index;
-    index["particles"] = shard.total;
-    index["tensors"] = nlohmann::json::object();
-    for (const auto& [name, t] : weights) {
-      std::vector<int64_t> sizes(t.sizes().begin(), t.sizes().end());
-      sizes[0] = shard.total;
-      index["tensors"][name] = sizes;
-    }
-    for (int r = 0; r < world; ++r) {
-      index["shards"].push_back({{"file", student_shard_name(r, world)},
-                                 {"begin", int64_t(all[r][1])},
-                                 {"end", int64_t(all[r][2])}});
-      mine.push_back(student_shard_name(r, world));
-    }
-    write_file_atomic(path("student.index.json"), index.dump(2) + "\n");
-    mine.push_back("student.index.json");
-  }
-  for (const auto& e : fs::directory_iterator(dir_, ec)) {
-    const std::string name = e.path().filename().string();
-    const bool weights_file = name == "student.pt" || name == "student.index.json" ||
-                              (name.rfind("student-", 0) == 0 && name.size() > 3 &&
-                               name.compare(name.size() - 3, 3, ".pt") == 0);
-    if (weights_file && std::find(mine.begin(), mine.end(), name) == mine.end())
-      fs::remove(e.path(), ec);
-  }
+  const auto all = gather_after(
+      comm, 2,
+      [&]() -> std::vector<double> {
+        save_tensors(path(world == 1 ? "student.pt" : student_shard_name(comm.rank(), world)),
+                     weights);
+        return {double(shard.begin), double(shard.end)};
+      },
+      [](int r, int) { throw IoError(fmt::format("rank {} could not write its weights", r)); });
+  // The writer's index names this run's files; the other layout's, and another world size's, go.
+  gather_after(
+      comm, 0,
+      [&]() -> std::vector<double> {
+        if (!writer_) return {};
+        std::vector<std::string> mine;
+        std::error_code ec;
+        if (world == 1) {
+          mine.push_back("student.pt");
+          fs::remove(path("student.index.json"), ec);
+        } else {
+          nlohmann::json index;
+          index["particles"] = shard.total;
+          index["tensors"] = nlohmann::json::object();
+          for (const auto& [name, t] : weights) {
+            std::vector<int64_t> sizes(t.sizes().begin(), t.sizes().end());
+            sizes[0] = shard.total;
+            index["tensors"][name] = sizes;
+          }
+          for (int r = 0; r < world; ++r) {
+            index["shards"].push_back({{"file", student_shard_name(r, world)},
+                                       {"begin", int64_t(all[r][0])},
+                                       {"end", int64_t(all[r][1])}});
+            mine.push_back(student_shard_name(r, world));
+          }
+          write_file_atomic(path("student.index.json"), index.dump(2) + "\n");
+          mine.push_back("student.index.json");
+        }
+        for (auto e = fs::directory_iterator(dir_, ec); !ec && e != fs::directory_iterator();
+             e.increment(ec)) {
+          const std::string name = e->path().filename().string();
+          const bool weights_file = name == "student.pt" || name == "student.index.json" ||
+                                    (name.rfind("student-", 0) == 0 && name.size() > 3 &&
+                                     name.compare(name.size() - 3, 3, ".pt") == 0);
+          std::error_code kept;  // a file that cannot be removed stays, unnamed by the index
+          if (weights_file && std::find(mine.begin(), mine.end(), name) == mine.end())
+            fs::remove(e->path(), kept);
+        }
+        return {};
+      },
+      [](int, int) { throw IoError("rank 0 could not write student.index.json"); });
 }
 
 void RunFolder::save_teacher(const NamedTensors& weights) {

@@ -58,7 +58,6 @@ class RunFolder {
   // Throws UsageError unless dir holds a run's config.yaml (a regular file).
   static void check_resumable(const std::string& dir);
   RunFolder(RunFolder&&) = default;
-  ~RunFolder();
 
   const std::string& dir() const { return dir_; }
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
@@ -92,7 +91,7 @@ class RunFolder {
  private:
   std::string dir_;
   bool writer_;
-  int lock_fd_ = -1;
+  Fd lock_;  // flock'ed: one process writes the folder; released last
   // The header and the lines of epochs 1..epochs of a per-epoch file.
   std::string lines_upto(const std::string& name, const std::string& header, int64_t epochs) const;
 

@@ -108,19 +108,23 @@ StepOptions step_options_of(const Config& c) {
   return o;
 }
 
-namespace {
-
-const Config& checked(const Config& c, const Comm& comm) {
-  if (comm.world() > 1 && c.student.layout == Layout::Dense)
+void check_shardable(const Config& c, int world) {
+  if (world > 1 && c.student.layout == Layout::Dense)
     throw ConfigError(fmt::format(
         "student.layout: dense cannot be sharded over the {} processes of WORLD_SIZE: its second "
         "layer couples every particle (use the block layout, or one process)",
-        comm.world()));
-  if (comm.world() > 1 && c.flow.kernel == KernelKind::Exact)
+        world));
+  if (world > 1 && c.flow.kernel == KernelKind::Exact)
     throw ConfigError(fmt::format(
         "flow.kernel: exact cannot be sharded over the {} processes of WORLD_SIZE: its witness "
         "couples every particle (use one process)",
-        comm.world()));
+        world));
+}
+
+namespace {
+
+const Config& checked(const Config& c, int world) {
+  check_shardable(c, world);
   return c;
 }
 
@@ -146,7 +150,7 @@ void Trainer::StopReducer::sum(at::Tensor& t) {
 }
 
 Trainer::Trainer(const Config& cfg, Comm* comm)
-    : cfg_(checked(cfg, comm ? *comm : *single_process())),
+    : cfg_(checked(cfg, comm ? comm->world() : 1)),
       own_comm_(comm ? nullptr : single_process()),
       comm_(comm ? comm : own_comm_.get()),
       device_(device_of(cfg, *comm_)),

@@ -76,6 +76,9 @@ StepOptions step_options_of(const Config& c);
 // The particles of rank `rank` of `world`: whole blocks of kNoiseBlock, ranks differing by at
 // most one block (with fewer blocks than ranks, some hold none).
 Shard shard_of(const Config& c, int rank, int world);
+// Throws ConfigError when c cannot be sharded over world > 1 processes (the dense layout, the
+// exact kernel: each couples every particle).
+void check_shardable(const Config& c, int world);
 // The run's device (checked to exist): a sharded run's plain "cuda" is cuda:LOCAL_RANK.
 c10::Device device_of(const Config& c, const Comm& comm);
 // The run's teacher and student (its layout; the shard's particles), drawn from gen.

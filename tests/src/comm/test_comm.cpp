@@ -1,13 +1,17 @@
 // Ranks of a sharded run as threads of this process, each with its own c10d Comm over loopback:
 // the sums, the gathers and whole training runs of every flow agree with one process.
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <filesystem>
 #include <functional>
 #include <thread>
 
 #include "src/base/device.h"
 #include "src/comm/comm.h"
+#include "src/train/checkpoint.h"
 #include "src/train/trainer.h"
 #include "tests/cli.h"
 
@@ -53,6 +57,48 @@ TEST(Comm, SumsGathersAndSharesText) {
   for (int r = 0; r < 3; ++r) {
     EXPECT_EQ(got[r], (std::vector<double>{0, 1, -2})) << r;
     EXPECT_EQ(text[r], "hello");
+  }
+}
+
+// A step that fails on one rank stops every rank at once: that rank with its own error, the others
+// with what failed() throws, naming it with its exit code (never waiting out a timeout).
+TEST(Comm, GatherAfterTellsEveryRankOfAFailure) {
+  std::vector<std::vector<std::vector<double>>> got(3);
+  on_ranks(3, [&](Comm& comm) {
+    got[comm.rank()] = gather_after(
+        comm, 2,
+        [&]() -> std::vector<double> {
+          return {double(comm.rank()), 7};
+        },
+        [](int, int) { FAIL() << "no rank failed"; });
+  });
+  for (int r = 0; r < 3; ++r)
+    EXPECT_EQ(got[r], (std::vector<std::vector<double>>{{0, 7}, {1, 7}, {2, 7}})) << r;
+
+  for (const auto& [failing, code] : {std::pair{std::string("runtime_error"), int(kError)},
+                                      {std::string("CheckpointError"), int(kBadInput)}}) {
+    std::vector<std::string> seen(3);
+    on_ranks(3, [&](Comm& comm) {
+      try {
+        gather_after(
+            comm, 1,
+            [&]() -> std::vector<double> {
+              if (comm.rank() != 1) return {1};
+              if (failing == "runtime_error") throw std::runtime_error("boom");
+              throw CheckpointError("bad file");
+            },
+            [](int r, int c) { throw IoError(fmt::format("rank {} exit {}", r, c)); });
+        seen[comm.rank()] = "returned";
+      } catch (const IoError& e) {
+        seen[comm.rank()] = e.what();
+      } catch (const std::exception& e) {
+        seen[comm.rank()] = std::string("own: ") + e.what();
+      }
+    });
+    const std::string other = fmt::format("rank 1 exit {}", code);
+    EXPECT_EQ(seen, (std::vector<std::string>{
+                        other, failing == "runtime_error" ? "own: boom" : "own: bad file", other}))
+        << failing;
   }
 }
 
@@ -127,6 +173,34 @@ TEST(Comm, TrainingOnRanksEqualsOneProcessForEveryFlow) {
       }
     }
   }
+}
+
+// A shard that cannot be built on one rank (here a weight of the wrong size)
+// ends the save on every rank at once: the others learn it from the first phase's gather instead
+// of waiting for that rank until dist.timeout.
+TEST(Comm, CheckpointThatFailsOnOneRankEndsOnEveryRankAtOnce) {
+  set_threads(1);
+  const Config cfg = small();
+  const std::string dir = test::scratch("ckpt_fail");
+  std::vector<std::string> seen(2);
+  const auto start = std::chrono::steady_clock::now();
+  on_ranks(2, [&](Comm& comm) {
+    Trainer t(cfg, &comm);
+    TrainerState s = t.state();
+    if (comm.rank() == 1) s.student[0].second = s.student[0].second.narrow(0, 0, 1);
+    try {
+      save_checkpoint(dir, cfg, s, t.student().shard(), 1, comm);
+      seen[comm.rank()] = "saved";
+    } catch (const IoError& e) {
+      seen[comm.rank()] = e.what();
+    } catch (const std::exception&) {
+      seen[comm.rank()] = "own error";
+    }
+  });
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+  EXPECT_EQ(seen[0], "rank 1 could not write its checkpoint shard; checkpoint.bin kept");
+  EXPECT_EQ(seen[1], "own error");
+  EXPECT_FALSE(std::filesystem::exists(dir + "/checkpoint.bin"));
 }
 
 }  // namespace

@@ -293,10 +293,16 @@ TEST(Checkpoint, ChecksEveryShardAgainstTheManifestAndTheConfig) {
   bad[bad.size() / 2] ^= 0x10;
   std::string e = weights_error(cfg, s, bad, manifest_for(cfg, s, shard));
   EXPECT_NE(e.find("corrupt: the checksum does not match the manifest's"), std::string::npos) << e;
+  const auto open_fds = [] {
+    return std::distance(std::filesystem::directory_iterator("/proc/self/fd"),
+                         std::filesystem::directory_iterator());
+  };
+  const auto fds = open_fds();
   e = weights_error(cfg, s, shard.substr(0, shard.size() - 4), manifest_for(cfg, s, shard));
   EXPECT_NE(e.find(std::to_string(shard.size() - 4) + " bytes, the manifest says"),
             std::string::npos)
       << e;
+  EXPECT_EQ(open_fds(), fds);  // the shard's descriptor is closed though its reader threw
   // Right checksums around wrong contents: caught by the header and value checks.
   NamedTensors w = mapped(s.student, [](const at::Tensor& t) { return t.clone(); });
   weight(w, "B")[3][0][1] = std::nan("");
