@@ -7,11 +7,8 @@
 //
 // Seeds (tests/fuzz/corpus/pt): see tests/fuzz/weights_config.h; FuzzSeeds.WeightFilesReadBack
 // checks they still read back.
-#include <unistd.h>
 
 #include <cstdint>
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -25,17 +22,8 @@ using namespace mmdflow;
 const Config kBlock = fuzz::weights_config(Layout::Block);
 const Config kDense = fuzz::weights_config(Layout::Dense);
 
-// A scratch folder for the input's files, removed at exit (kept alive until then).
-const std::string& folder() {
-  static const std::string* dir = [] {
-    std::string t = (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp");
-    t += "/fuzz_pt.XXXXXX";
-    if (!::mkdtemp(t.data())) std::abort();
-    std::atexit([] { std::filesystem::remove_all(folder()); });
-    return new std::string(t);
-  }();
-  return *dir;
-}
+// A scratch folder for the input's files, removed at exit.
+const std::string& folder() { return fuzz::scratch_folder("fuzz_pt"); }
 
 void read(const std::string& bytes) {
   for (const char* name : {"/student.pt", "/teacher.pt"})

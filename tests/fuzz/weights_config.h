@@ -11,7 +11,10 @@
 // shard/: block.bin, dense.bin (RUN/checkpoint.shards/g000001-00000-of-00001.bin).
 #pragma once
 #include <caffe2/serialize/inline_container.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include "src/train/config.h"
@@ -48,6 +51,20 @@ inline std::string pt_archive(const std::string& pickle) {
     w.writeRecord("data/" + std::to_string(k), storage.data(), storage.size());
   w.writeEndOfFile();
   return zip;
+}
+
+// A fuzzer's scratch folder, made at the first call (with the folder `sub` inside unless empty),
+// removed at exit.
+inline const std::string& scratch_folder(const std::string& name, const std::string& sub = "") {
+  static const std::string* dir = [&] {
+    std::string t = std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp";
+    t += "/" + name + ".XXXXXX";
+    if (!::mkdtemp(t.data())) std::abort();
+    if (!sub.empty()) std::filesystem::create_directory(t + "/" + sub);
+    std::atexit([] { std::filesystem::remove_all(*dir); });
+    return new std::string(t);
+  }();
+  return *dir;
 }
 
 }  // namespace mmdflow::fuzz
