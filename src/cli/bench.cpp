@@ -12,7 +12,6 @@
 #include <chrono>
 
 #include "src/base/device.h"
-#include "src/base/errors.h"
 #include "src/base/random.h"
 #include "src/flow/exact.h"
 #include "src/flow/flow.h"
@@ -141,10 +140,6 @@ double fma_peak_gflops(int64_t threads) {
   return sum;
 }
 
-}  // namespace
-
-namespace {
-
 // The sum over ranks of one number.
 double total(Comm& comm, double v) {
   double sum = 0;
@@ -156,11 +151,7 @@ double total(Comm& comm, double v) {
 // M teacher particles, d and dtype (o = 1), and the kernel pairs it evaluates per second: M (N + M)
 // at the teacher, N (N + M) at the particles, as many again at the noisy ones with noise
 // injection.
-void run_exact_bench(const Config& cfg, const BenchOptions& opt, Comm& comm) {
-  if (comm.world() > 1)
-    throw ConfigError(
-        "flow.kernel: exact steps are timed in one process (its witness couples "
-        "every particle), not over WORLD_SIZE processes");
+void run_exact_bench(const Config& cfg, const BenchOptions& opt) {
   StepOptions so = step_options_of(cfg);
   so.beta = cfg.noise.beta0;
   const bool inject = so.method != Method::Diffusion && so.beta > 0;
@@ -219,11 +210,10 @@ std::string blas_warning(const BlasInfo& blas, int bits, double sgemm, double pe
 }
 
 void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
-  if (cfg.flow.kernel == KernelKind::Exact) return run_exact_bench(cfg, opt, comm);
+  check_shardable(cfg, comm.world());
+  if (cfg.flow.kernel == KernelKind::Exact) return run_exact_bench(cfg, opt);
   // The block layout unless the config asks for the dense one (the original code's network).
   const bool dense = cfg.student.layout == Layout::Dense;
-  if (dense && comm.world() > 1)
-    throw ConfigError("student.layout: the dense layout cannot be sharded over processes");
   const c10::Device dev = resolve_device(cfg.device);
   const ParticleFamily fam = family_of(cfg);
   const int64_t B = opt.batch > 0 ? opt.batch : cfg.train.batch;

@@ -48,6 +48,30 @@ Config tiny() {
 
 // The initial losses are those of the untrained student, on each set; each epoch logs its
 // schedule's beta and step size.
+// The dense layout and the exact kernel couple every particle: refused over several processes
+// (by train, compare, bench and the trainer), accepted in one.
+TEST(Trainer, RunsThatCoupleEveryParticleAreNotSharded) {
+  Config dense = tiny(), exact = tiny();
+  dense.student.layout = Layout::Dense;
+  exact.flow.kernel = KernelKind::Exact;
+  for (const Config& c : {dense, exact, tiny()}) EXPECT_NO_THROW(check_shardable(c, 1));
+  EXPECT_NO_THROW(check_shardable(tiny(), 3));
+  const auto message = [](const Config& c) {
+    try {
+      check_shardable(c, 2);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_EQ(message(dense).rfind("student.layout: dense cannot be sharded over the 2 processes", 0),
+            0u)
+      << message(dense);
+  EXPECT_EQ(message(exact).rfind("flow.kernel: exact cannot be sharded over the 2 processes", 0),
+            0u)
+      << message(exact);
+}
+
 TEST(Trainer, LogsWhatItsScheduleAndStudentSay) {
   set_threads(1);
   const Config c = tiny();
