@@ -206,10 +206,6 @@ std::string message_of(const std::exception_ptr& e) {
 int run_cli(int argc, char** argv) {
   ignore_file_size_signal();
   const std::string cmd = argc > 1 ? argv[1] : "";
-  auto fail = [](const std::string& what, int code) {  // the one line bad input or failure gets
-    fmt::print(stderr, "mmdflow: {}error: {}\n", error_prefix(), what);
-    return code;
-  };
   try {
     if (cmd == "train") return cmd_train(argc - 1, argv + 1);
     if (cmd == "compare") return cmd_compare(argc - 1, argv + 1);
@@ -227,7 +223,8 @@ int run_cli(int argc, char** argv) {
         fmt::format("unknown command '{}' (valid: train, compare, sweep, bench)", shorten(cmd)));
   } catch (...) {
     const std::exception_ptr e = std::current_exception();
-    const int code = fail(message_of(e), exit_code_of(e));
+    print_error(message_of(e));
+    const int code = exit_code_of(e);
     if (code == kLostPeer) {  // a process group with a lost peer may not close cleanly
       std::fflush(nullptr);
       std::_Exit(code);

@@ -58,17 +58,19 @@ int64_t int_option(const cxxopts::ParseResult& r, const std::string& name, int64
 }
 
 namespace {
-std::string& prefix() {
+std::string& prefix() {  // "rank R: " in a sharded run's process R
   static std::string p;
   return p;
 }
 }  // namespace
 
-void set_error_prefix(const std::string& p) { prefix() = p; }
+void print_error(const std::string& what) {
+  fmt::print(stderr, "mmdflow: {}error: {}\n", prefix(), what);
+}
 
 Launch launch_of_process() {
   const Launch launch = launch_from_environment();
-  if (launch.world > 1) set_error_prefix(fmt::format("rank {}: ", launch.rank));
+  if (launch.world > 1) prefix() = fmt::format("rank {}: ", launch.rank);
   return launch;
 }
 
@@ -76,12 +78,11 @@ std::unique_ptr<Comm> comm_of(const Launch& launch, const Config& cfg) {
   if (launch.world == 1) return single_process();
   auto comm = connect(launch, cfg.dist.timeout, cfg.dist.backend, cfg.device);
   comm->on_peer_lost([](const std::string& verdict) {
-    fmt::print(stderr, "mmdflow: {}error: {}\n", error_prefix(), verdict);
+    print_error(verdict);
     std::fflush(nullptr);
     std::_Exit(kLostPeer);
   });
   return comm;
 }
-const std::string& error_prefix() { return prefix(); }
 
 }  // namespace mmdflow

@@ -28,8 +28,7 @@ Launch launch_of_process();
 // with a rank that stopped), this process ends with exit 5 and the lost peer's one-line error.
 std::unique_ptr<Comm> comm_of(const Launch& launch, const Config& cfg);
 
-// "rank R: " for the messages of a sharded run's process R ("" for one process).
-void set_error_prefix(const std::string& prefix);
-const std::string& error_prefix();
+// The one line a failure gets on stderr: "mmdflow: [rank R: ]error: <what>".
+void print_error(const std::string& what);
 
 }  // namespace mmdflow
