@@ -89,12 +89,13 @@ inline bool wait_for_epochs(const std::string& dir, pid_t pid, int64_t epochs) {
   return false;
 }
 
-// Starts the binary with args (split at spaces), stdout and stderr into log, SIGINT and SIGTERM
-// at their default, after prepare() in the child (only async-signal-safe calls there: limits,
-// signals, descriptors, another user).
+// Starts the binary (or a copy of it) with args (split at spaces), stdout and stderr into log,
+// SIGINT and SIGTERM at their default, after prepare() in the child (only async-signal-safe calls
+// there: limits, signals, descriptors, another user).
 template <typename Prepare>
-pid_t spawn_with(const std::string& args, const std::string& log, Prepare prepare) {
-  std::vector<std::string> words{MMDFLOW_BIN};
+pid_t spawn_with(const std::string& args, const std::string& log, Prepare prepare,
+                 const std::string& binary = MMDFLOW_BIN) {
+  std::vector<std::string> words{binary};
   std::stringstream ss(args);
   for (std::string w; ss >> w;) words.push_back(w);
   std::vector<char*> argv;
