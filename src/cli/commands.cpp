@@ -16,6 +16,7 @@
 #include "src/cli/signals.h"
 #include "src/cli/sweep.h"
 #include "src/comm/launch.h"
+#include "src/train/build.h"
 #include "src/train/compare.h"
 #include "src/train/memory.h"
 #include "src/train/run_folder.h"
@@ -67,20 +68,7 @@ int cmd_compare(int argc, char** argv) {
   check_shardable(cfg, comm->world());
   check_memory(cfg, Work::Compare, comm->world());
   const Shard shard = shard_of(cfg, comm->rank(), comm->world());
-  const ParticleFamily fam = family_of(cfg);
-  const NamedTensors w = read_student(dir, cfg, shard);
-  std::unique_ptr<Student> student;
-  if (cfg.student.layout == Layout::Block) {
-    student =
-        make_block_student(ParticleNet(fam, particles_of(w)), cfg.flow.chunk, Impl::Auto, shard);
-  } else {
-    auto weight = [&](const char* name) {
-      for (const auto& [n, t] : w)
-        if (n == name) return t;
-      return at::Tensor();
-    };
-    student = make_dense_student(fam, {weight("W1"), weight("b1"), weight("W2"), weight("b2")});
-  }
+  const std::unique_ptr<Student> student = student_of(cfg, read_student(dir, cfg, shard), shard);
   const ParticleNet teacher(teacher_family_of(cfg), particles_of(read_teacher(dir, cfg)));
   at::Generator gen = stream_generator(cfg.seed, kCompareStream);
   const Comparison c =

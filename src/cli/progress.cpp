@@ -27,23 +27,6 @@ std::string fmt_duration(double s) {
   return fmt::format("{}s", t);
 }
 
-std::string setup_line(const Config& c, const std::string& out, int world) {
-  std::string s = fmt::format(
-      "mmdflow train: teacher M={} student N={} | d={} H={} o={} {}/{} | {} flow, step {} | "
-      "beta {} {} | {} epochs, batch {} of {} | {} {}, {} threads{}\n  -> {}\n",
-      c.teacher.particles, c.student.particles, c.data.dim, c.model.hidden, c.model.outputs,
-      name_of(c.model.activation), name_of(c.model.output), name_of(c.flow.method),
-      c.flow.step_size, name_of(c.noise.schedule), c.noise.beta0, c.train.epochs, c.train.batch,
-      c.data.train_size, c.device.str(), name_of(c.dtype), c.threads,
-      world > 1 ? fmt::format(" x {} processes", world) : "", out);
-  if (c.misspecified())
-    s +=
-        fmt::format("  misspecified: the teacher's particles have H={} {}, the student's H={} {}\n",
-                    c.teacher_hidden(), name_of(c.teacher_activation()), c.model.hidden,
-                    name_of(c.model.activation));
-  return s;
-}
-
 Progress::Progress(int64_t epochs, int64_t every)
     : epochs_(epochs), every_(std::max<int64_t>(1, every)), tty_(isatty(1)) {}
 

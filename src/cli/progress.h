@@ -6,8 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "src/train/config.h"
-#include "src/train/trainer.h"
+#include "src/train/records.h"
 
 namespace mmdflow {
 
@@ -15,9 +14,6 @@ namespace mmdflow {
 bool say(const std::string& text);
 
 std::string fmt_duration(double seconds);  // "1h02m", "3m05s", "12s"
-
-// The run's set-up in one line, the folder, and a line when the teacher is misspecified.
-std::string setup_line(const Config& c, const std::string& out, int world);
 
 class Progress {
  public:

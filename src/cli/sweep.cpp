@@ -10,13 +10,14 @@
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <functional>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
 #include "src/base/io.h"
 #include "src/train/run_folder.h"
+#include "src/train/summary.h"
 
 namespace fs = std::filesystem;
 
@@ -97,9 +98,8 @@ std::vector<Setting> settings_of(const Config& cfg, const std::vector<std::strin
 // The run in dir finished (done, or stopped as non-finite) all `epochs` of its config.
 bool complete(const std::string& dir, int64_t epochs) {
   try {
-    const auto s = nlohmann::json::parse(read_file(dir + "/summary.json"));
-    const std::string status = s.at("status");
-    return status == "non_finite" || (status == "done" && s.at("epochs") == epochs);
+    const Summary s = read_summary(dir + "/summary.json");
+    return s.status == "non_finite" || (s.status == "done" && s.epochs == epochs);
   } catch (const std::exception&) {
     return false;
   }
@@ -186,13 +186,11 @@ void write_tables(const std::string& out, const std::vector<Setting>& settings,
     std::string status = "missing", cells = ",,,,,";
     try {
       if (fs::exists(r.dir + "/summary.json")) {
-        auto s = nlohmann::json::parse(read_file(r.dir + "/summary.json"));
-        status = s.value("status", "failed");
-        const double mmd = s.contains("compare") ? double(s["compare"]["half_mmd2"]) : NAN;
-        const double train = s["final_train_loss"].is_null() ? NAN : double(s["final_train_loss"]);
-        cells = fmt::format("{:.9g},{:.9g},{:.9g},{},{:.9g},{:.3f}", train,
-                            double(s["final_valid_loss"]), double(s["best_valid_loss"]),
-                            int64_t(s["best_epoch"]), mmd, double(s["seconds"]));
+        const Summary s = read_summary(r.dir + "/summary.json");
+        status = s.status;
+        cells = fmt::format("{:.9g},{:.9g},{:.9g},{},{:.9g},{:.3f}",
+                            s.final_train_loss.value_or(NAN), s.final_valid_loss, s.best_valid_loss,
+                            s.best_epoch, s.compare ? s.compare->half_mmd2 : NAN, s.seconds);
       } else if (fs::exists(r.dir + "/config.yaml")) {
         status = "partial";
       }
@@ -235,96 +233,65 @@ void write_tables(const std::string& out, const std::vector<Setting>& settings,
   write_file_atomic(out + "/curves.csv", table);
 }
 
-}  // namespace
-
-int run_sweep(const SweepOptions& opt, const std::string& self_exe) {
-  Config cfg = load_config(opt.config_path, opt.sets);
-  const int64_t seeds = opt.seeds > 0 ? opt.seeds : cfg.sweep.seeds;
-  const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
-  const int64_t jobs = opt.jobs > 0 ? opt.jobs : cores;
-  const int64_t threads = std::max<int64_t>(1, cores / jobs);
-  const std::vector<Setting> settings = settings_of(cfg, opt.grid);
-  Config base = cfg;
-  base.sweep = Config::Sweep{};
-  base.threads = threads;
-  for (const Setting& s : settings) {  // every run's configuration is checked before any starts
+// Every run's configuration is checked before any starts.
+void check_settings(const Config& base, const std::vector<Setting>& settings,
+                    const std::string& source) {
+  for (const Setting& s : settings) {
     std::vector<std::string> sets = s.sets;
     sets.push_back("seed=0");
     try {
-      parse_config(to_yaml(base), sets, opt.config_path);
+      parse_config(to_yaml(base), sets, source);
     } catch (const ConfigError& e) {
       throw ConfigError(fmt::format("setting {}: {}", s.name, e.what()));
     }
   }
-  // A rerun into the same folder runs the same base configuration; --extend lets it change the
-  // keys a resumed run may change (e.g. more epochs), which its runs then resume with.
-  const std::string base_path = opt.out + "/base.yaml";
+}
+
+// A rerun into the same folder runs the same base configuration; --extend lets it change the
+// keys a resumed run may change (e.g. more epochs), which its runs then resume with: those
+// changes as key=value.
+std::vector<std::string> changes_of(const SweepOptions& opt, const Config& base,
+                                    const std::string& base_path) {
   std::vector<std::string> changes;
-  if (fs::exists(base_path)) {
-    Config before;
-    try {
-      before = load_config(base_path);
-    } catch (const ConfigError& e) {
-      throw ConfigError(fmt::format("{}: not this sweep's base ({})", base_path, e.what()));
-    }
-    for (const KeyDiff& d : differing_keys(before, base)) {
-      if (d.path == "threads") continue;
-      if (!d.resumable || !opt.extend)
-        throw ConfigError(fmt::format("{}: the sweep there ran with {} = {}, this one asks {}: {}",
-                                      opt.out, d.path, shorten(d.a), shorten(d.b),
-                                      d.resumable
-                                          ? "rerun with --extend to continue its runs with it"
-                                          : "use another --out (its runs cannot change it)"));
-      changes.push_back(d.path + "=" + d.b);
-    }
+  if (!fs::exists(base_path)) return changes;
+  Config before;
+  try {
+    before = load_config(base_path);
+  } catch (const ConfigError& e) {
+    throw ConfigError(fmt::format("{}: not this sweep's base ({})", base_path, e.what()));
   }
-  std::vector<Run> runs;
-  for (const Setting& s : settings)
-    for (int64_t seed = 0; seed < seeds; ++seed)
-      runs.push_back({&s, seed, fmt::format("{}/{}/seed{}", opt.out, s.name, seed),
-                      fmt::format("{}/{}/seed{}.log", opt.out, s.name, seed)});
-  if (opt.mode == SweepMode::Collect) {
-    if (!fs::is_directory(opt.out))
-      throw UsageError(fmt::format("--collect: {} is not a sweep folder", opt.out));
-    write_tables(opt.out, settings, runs);
-    fmt::print("wrote {}/sweep.csv and {}/curves.csv from {} run folders\n", opt.out, opt.out,
-               runs.size());
-    return 0;
+  for (const KeyDiff& d : differing_keys(before, base)) {
+    if (d.path == "threads") continue;
+    if (!d.resumable || !opt.extend)
+      throw ConfigError(fmt::format("{}: the sweep there ran with {} = {}, this one asks {}: {}",
+                                    opt.out, d.path, shorten(d.a), shorten(d.b),
+                                    d.resumable ? "rerun with --extend to continue its runs with it"
+                                                : "use another --out (its runs cannot change it)"));
+    changes.push_back(d.path + "=" + d.b);
   }
-  fs::create_directories(opt.out);
-  write_file_atomic(base_path, to_yaml(base));
+  return changes;
+}
 
-  // A run's command line: a fresh one from base.yaml, or the resumption of a partial one.
-  auto args_of = [&](const Run& r) {
-    std::vector<std::string> args;
-    if (fs::exists(r.dir + "/config.yaml")) {
-      args = {"train", "--resume", r.dir, "--threads", std::to_string(threads)};
-      for (const auto& c : changes) args.insert(args.end(), {"--set", c});
-    } else {
-      args = {"train", "--config", base_path, "--out", r.dir};
-      for (const auto& s : r.setting->sets) args.insert(args.end(), {"--set", s});
-      args.insert(args.end(), {"--set", fmt::format("seed={}", r.seed)});
-    }
-    return args;
-  };
-  std::vector<Run*> todo;
-  for (Run& r : runs)
-    if (!complete(r.dir, base.train.epochs)) todo.push_back(&r);
-  if (opt.mode == SweepMode::Plan) {
-    for (const Run* r : todo) {
-      std::string line = quoted(self_exe);
-      for (const auto& a : args_of(*r)) line += " " + quoted(a);
-      fmt::print("{}\n", line);
-    }
-    return 0;
+// A run's command line: a fresh one from base.yaml, or the resumption of a partial one.
+std::vector<std::string> args_of(const Run& r, const std::string& base_path, int64_t threads,
+                                 const std::vector<std::string>& changes) {
+  std::vector<std::string> args;
+  if (fs::exists(r.dir + "/config.yaml")) {
+    args = {"train", "--resume", r.dir, "--threads", std::to_string(threads)};
+    for (const auto& c : changes) args.insert(args.end(), {"--set", c});
+  } else {
+    args = {"train", "--config", base_path, "--out", r.dir};
+    for (const auto& s : r.setting->sets) args.insert(args.end(), {"--set", s});
+    args.insert(args.end(), {"--set", fmt::format("seed={}", r.seed)});
   }
-  fmt::print(
-      "mmdflow sweep: {} settings x {} seeds = {} runs, {} complete, {} to run; {} jobs of "
-      "{} threads -> {}\n",
-      settings.size(), seeds, runs.size(), runs.size() - todo.size(), todo.size(), jobs, threads,
-      opt.out);
-  std::fflush(stdout);
+  return args;
+}
 
+// Runs `todo`, `jobs` at a time, each its own `train` process; SIGINT and SIGTERM are passed on
+// to the runs, which checkpoint and stop. Returns the failures (exits other than done,
+// non-finite or stopped).
+int run_all(const std::vector<Run*>& todo, int64_t jobs, const std::string& self_exe,
+            const std::function<std::vector<std::string>(const Run&)>& args) {
   g_signal = 0;
   struct sigaction sa = {}, old_int, old_term;
   sa.sa_handler = [](int sig) {
@@ -340,7 +307,7 @@ int run_sweep(const SweepOptions& opt, const std::string& self_exe) {
     while (g_signal == 0 && next < todo.size() && int64_t(running.size()) < jobs) {
       Run* r = todo[next++];
       fs::create_directories(fs::path(r->dir).parent_path());
-      running[launch(self_exe, args_of(*r), r->log)] = r;
+      running[launch(self_exe, args(*r), r->log)] = r;
     }
     if (g_signal != 0 && passed != g_signal) {  // each run checkpoints and stops
       for (const auto& [pid, run] : running) kill(pid, g_signal);
@@ -368,6 +335,58 @@ int run_sweep(const SweepOptions& opt, const std::string& self_exe) {
   }
   sigaction(SIGINT, &old_int, nullptr);
   sigaction(SIGTERM, &old_term, nullptr);
+  return failures;
+}
+
+}  // namespace
+
+int run_sweep(const SweepOptions& opt, const std::string& self_exe) {
+  Config cfg = load_config(opt.config_path, opt.sets);
+  const int64_t seeds = opt.seeds > 0 ? opt.seeds : cfg.sweep.seeds;
+  const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
+  const int64_t jobs = opt.jobs > 0 ? opt.jobs : cores;
+  const int64_t threads = std::max<int64_t>(1, cores / jobs);
+  const std::vector<Setting> settings = settings_of(cfg, opt.grid);
+  Config base = cfg;
+  base.sweep = Config::Sweep{};
+  base.threads = threads;
+  check_settings(base, settings, opt.config_path);
+  const std::string base_path = opt.out + "/base.yaml";
+  const std::vector<std::string> changes = changes_of(opt, base, base_path);
+  std::vector<Run> runs;
+  for (const Setting& s : settings)
+    for (int64_t seed = 0; seed < seeds; ++seed)
+      runs.push_back({&s, seed, fmt::format("{}/{}/seed{}", opt.out, s.name, seed),
+                      fmt::format("{}/{}/seed{}.log", opt.out, s.name, seed)});
+  if (opt.mode == SweepMode::Collect) {
+    if (!fs::is_directory(opt.out))
+      throw UsageError(fmt::format("--collect: {} is not a sweep folder", opt.out));
+    write_tables(opt.out, settings, runs);
+    fmt::print("wrote {}/sweep.csv and {}/curves.csv from {} run folders\n", opt.out, opt.out,
+               runs.size());
+    return 0;
+  }
+  fs::create_directories(opt.out);
+  write_file_atomic(base_path, to_yaml(base));
+  auto args = [&](const Run& r) { return args_of(r, base_path, threads, changes); };
+  std::vector<Run*> todo;
+  for (Run& r : runs)
+    if (!complete(r.dir, base.train.epochs)) todo.push_back(&r);
+  if (opt.mode == SweepMode::Plan) {
+    for (const Run* r : todo) {
+      std::string line = quoted(self_exe);
+      for (const auto& a : args(*r)) line += " " + quoted(a);
+      fmt::print("{}\n", line);
+    }
+    return 0;
+  }
+  fmt::print(
+      "mmdflow sweep: {} settings x {} seeds = {} runs, {} complete, {} to run; {} jobs of "
+      "{} threads -> {}\n",
+      settings.size(), seeds, runs.size(), runs.size() - todo.size(), todo.size(), jobs, threads,
+      opt.out);
+  std::fflush(stdout);
+  const int failures = run_all(todo, jobs, self_exe, args);
   write_tables(opt.out, settings, runs);
   fmt::print("wrote {}/sweep.csv and {}/curves.csv\n", opt.out, opt.out);
   if (g_signal != 0) {

@@ -95,7 +95,7 @@ StepStats flow_step(Student& s, const at::Tensor& X, const at::Tensor& Y, const 
       inject = noise;
       break;
     case Method::Diffusion:
-      if (s.layout() == Layout::Dense && opt.beta != 0.0) {  // the original: noise, then a step
+      if (s.diffuses_first() && opt.beta != 0.0) {
         s.perturb_(noise);
         r = residual(s, X, Y, reduce);
       }
@@ -110,8 +110,8 @@ StepStats flow_step(Student& s, const at::Tensor& X, const at::Tensor& Y, const 
     }
     case Method::DrMMD: {
       TORCH_CHECK(target_features.defined(), "the DrMMD flow needs its target's features");
-      const double c = s.layout() == Layout::Block ? double(target_features.size(0)) : 1.0;
-      W = drmmd_weight(r, target_features, opt.drmmd_lambda, c);
+      W = drmmd_weight(r, target_features, opt.drmmd_lambda,
+                       s.drmmd_ridge(target_features.size(0)));
       inject = noise;
       break;
     }
@@ -119,8 +119,7 @@ StepStats flow_step(Student& s, const at::Tensor& X, const at::Tensor& Y, const 
   if (opt.clean_grad_sq && inject.beta != 0.0) st.grad_sq = s.grad_sq(X, W);
   st.noisy_grad_sq = s.descend(X, W, opt.step_size, inject);
   if (opt.clean_grad_sq && inject.beta == 0.0) st.grad_sq = st.noisy_grad_sq;
-  if (opt.method == Method::Diffusion && s.layout() == Layout::Block && opt.beta != 0.0)
-    s.perturb_(noise);
+  if (opt.method == Method::Diffusion && !s.diffuses_first() && opt.beta != 0.0) s.perturb_(noise);
   return st;
 }
 

@@ -52,8 +52,8 @@ at::Tensor half_mse(const Student& s, const at::Tensor& X, const at::Tensor& Y, 
                     Reducer& reduce = Reducer::local());
 
 // One step on the batch (X [B, d], Y [B, o]); updates the student in place. DrMMD needs the
-// features of its target particles on X: Phi_X [M, B, o] (block: the teacher's particles,
-// with M lambda in K_XX + M lambda I; dense: Y as one particle, lambda, as the original code).
+// features of its target particles on X: Phi_X [M, B, o], from s.drmmd_target, with
+// K_XX + s.drmmd_ridge(M) lambda I.
 StepStats flow_step(Student& s, const at::Tensor& X, const at::Tensor& Y, const StepOptions& opt,
                     const at::Tensor& target_features = {}, Reducer& reduce = Reducer::local());
 

@@ -43,7 +43,6 @@ class BlockStudent : public Student {
                 "a shard holds particles [", shard_.begin, ", ", shard_.end, ") of ", shard_.total,
                 ", from a block boundary; the net holds ", net_.size());
   }
-  Layout layout() const override { return Layout::Block; }
   int64_t size() const override { return shard_.total; }
   Shard shard() const override { return shard_; }
   at::Tensor feature_sum(const at::Tensor& X) const override {
@@ -73,6 +72,12 @@ class BlockStudent : public Student {
   void load(const NamedTensors& weights) override {
     load_into(weights, block_weights(net_.family(), net_.size()), net_.particles().tensors());
   }
+  bool diffuses_first() const override { return false; }
+  at::Tensor drmmd_target(const ParticleNet& teacher, const at::Tensor& X,
+                          const at::Tensor&) const override {
+    return particle_features(teacher.family(), teacher.particles(), X);  // [M, B, o]
+  }
+  double drmmd_ridge(int64_t M) const override { return double(M); }
   const Particles* particles() const override { return &net_.particles(); }
   Particles* mutable_particles() override { return &net_.particles(); }
 
@@ -106,7 +111,6 @@ class DenseStudent : public Student {
     TORCH_CHECK(w_.W2.dim() == 2 && w_.W2.size(1) == N_ * fam_.hidden, "W2 must be [",
                 N_ * fam_.outputs, ", ", N_ * fam_.hidden, "], got ", w_.W2.sizes());
   }
-  Layout layout() const override { return Layout::Dense; }
   int64_t size() const override { return N_; }
   Shard shard() const override { return {0, N_, N_}; }
 
@@ -161,6 +165,13 @@ class DenseStudent : public Student {
   void load(const NamedTensors& weights) override {
     load_into(weights, dense_weights(fam_, N_), tensors(w_));
   }
+  // The original code: noise, then a step; DrMMD toward Y as one particle, c = 1.
+  bool diffuses_first() const override { return true; }
+  at::Tensor drmmd_target(const ParticleNet&, const at::Tensor&,
+                          const at::Tensor& Y) const override {
+    return Y.unsqueeze(0);  // [1, B, o]
+  }
+  double drmmd_ridge(int64_t) const override { return 1.0; }
 
  private:
   struct Fwd {
@@ -233,6 +244,14 @@ class DenseStudent : public Student {
 };
 
 }  // namespace
+
+std::vector<WeightSpec> WeightSchema::specs(int64_t rows) const {
+  return by_rows ? block_weights(family, rows) : dense_weights(family, particles);
+}
+
+WeightSchema weight_schema(Layout layout, const ParticleFamily& fam, int64_t N) {
+  return {fam, N, layout == Layout::Block};
+}
 
 std::unique_ptr<Student> make_block_student(ParticleNet net, int64_t chunk, Impl impl,
                                             Shard shard) {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "models/particle_net.h"
+#include "models/weights.h"
 #include "src/base/io.h"
 #include "src/flow/choices.h"
 #include "src/kernels/features.h"
@@ -27,7 +28,6 @@ struct Shard {
 class Student {
  public:
   virtual ~Student() = default;
-  virtual Layout layout() const = 0;
   virtual int64_t size() const = 0;  // N of the whole measure
   virtual Shard shard() const = 0;   // the particles held here
   // sum over the shard's n of phi_n(x_b): [B, o].
@@ -48,9 +48,28 @@ class Student {
   virtual NamedTensors named_tensors() const = 0;  // the shard's, CPU tensors for saving
   // Takes the weights of named_tensors() back (names and shapes checked), onto its device.
   virtual void load(const NamedTensors& weights) = 0;
+  // What differs between layouts in the flows (src/flow/flow.h). Diffusion: the noise after the
+  // step (theta - gamma grad h(theta) + beta w), or first, the step then taken at the noisy
+  // weights (the original code's network).
+  virtual bool diffuses_first() const = 0;
+  // DrMMD: the features of its target particles on X [B, d] (Y [B, o] its labels), [M, B, o],
+  // and the c of K_XX + c lambda I for M of them.
+  virtual at::Tensor drmmd_target(const ParticleNet& teacher, const at::Tensor& X,
+                                  const at::Tensor& Y) const = 0;
+  virtual double drmmd_ridge(int64_t M) const = 0;
   virtual const Particles* particles() const { return nullptr; }  // block layout: the shard's
   virtual Particles* mutable_particles() { return nullptr; }      // the same, for exact steps
 };
+
+// How a layout's weights are stored (checkpoint shards, .pt files): the tensors of a shard of
+// `rows` particles, and whether files split them by rows (block) or hold them whole (dense).
+struct WeightSchema {
+  ParticleFamily family;
+  int64_t particles = 0;  // N of the whole measure
+  bool by_rows = true;
+  std::vector<WeightSpec> specs(int64_t rows) const;
+};
+WeightSchema weight_schema(Layout layout, const ParticleFamily& fam, int64_t N);
 
 // Block layout over a ParticleNet; `chunk` bounds the particles processed at once. `shard`: the
 // net holds particles [begin, end) of `total` (begin a multiple of kNoiseBlock); default: all.

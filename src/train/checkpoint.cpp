@@ -20,6 +20,7 @@
 #include "models/weights.h"
 #include "src/base/io.h"
 #include "src/base/random.h"
+#include "src/train/build.h"
 
 namespace mmdflow {
 namespace {
@@ -242,17 +243,9 @@ at::Generator get_generator(Records& r) {
 constexpr char kShardTag[8] = {'M', 'M', 'D', 'F', 'S', 'H', 'R', 'D'};
 constexpr uint32_t kShardVersion = 1;
 
-bool by_rows(const Config& cfg) { return cfg.student.layout == Layout::Block; }
-
-// Whether the run draws a minibatch order each epoch (then a checkpoint mid-epoch holds it).
-bool ordered(const Config& cfg) {
-  return !cfg.data.fresh && cfg.flow.kernel == KernelKind::Sampled;
-}
-
 // The student's weights in a shard of `rows` particles (models/weights.h).
 std::vector<WeightSpec> specs_of(const Config& cfg, int64_t rows) {
-  return by_rows(cfg) ? block_weights(family_of(cfg), rows)
-                      : dense_weights(family_of(cfg), cfg.student.particles);
+  return weight_schema_of(cfg).specs(rows);
 }
 
 // A shard file read in pieces: every byte passes through the checksum; nothing is held but the
@@ -368,47 +361,84 @@ std::string shard_bytes(const Config& cfg, const Shard& shard, const NamedTensor
   return out;
 }
 
-std::string manifest_bytes(const Config& cfg, const TrainerState& s, int64_t generation,
-                           const std::vector<ShardFile>& shards) {
-  Writer w;
-  w.put("config", to_yaml(cfg));
-  w.put("epoch", s.epoch);
-  w.put("batch", s.batch);
-  if (s.batch > 0) {
-    if (ordered(cfg)) w.put("perm", s.perm);
-    w.put("loss_sum", s.loss_sum);
+namespace {
+
+// The trainer state's records (visit_state) put in order.
+struct StatePut {
+  Writer& w;
+  void integer(const std::string& name, int64_t v, int64_t, int64_t) { w.put(name, v); }
+  void real(const std::string& name, double v, double) { w.put(name, v); }
+  void number(const std::string& name, double v) { w.put(name, v); }
+  void order(const std::string& name, const at::Tensor& perm, int64_t) { w.put(name, perm); }
+  void generator(const std::string& name, const at::Generator& gen) {
+    w.put(name, gen.get_state());
   }
-  w.put("steps", s.steps);
-  w.put("step_seconds", s.step_seconds);
-  w.put("seconds", s.seconds);
-  w.put("generator", s.gen.get_state());
-  w.put("step_size", s.step.step_size);
-  w.put("plateau.best_train", s.step.best);
-  w.put("plateau.bad_epochs", s.step.bad_epochs);
-  w.put("best_valid", s.best_valid);
-  w.put("best_epoch", s.best_epoch);
-  w.put("beta_sq_sum", s.beta_sq_sum);
-  w.put("last.train_loss", s.last.train_loss);
-  w.put("last.valid_loss", s.last.valid_loss);
-  w.put("last.beta", s.last.beta);
-  w.put("last.step_size", s.last.step_size);
-  w.put("last.grad_sq", s.last.grad_sq);
-  w.put("last.noisy_grad_sq", s.last.noisy_grad_sq);
-  w.put("last.seconds", s.last.seconds);
-  w.put("generation", generation);
-  w.put("shards", int64_t(shards.size()));
-  for (size_t k = 0; k < shards.size(); ++k) {
-    const std::string p = fmt::format("shard.{}.", k);
-    w.put(p + "file", shards[k].name);
-    w.put(p + "begin", shards[k].begin);
-    w.put(p + "end", shards[k].end);
-    w.put(p + "bytes", int64_t(shards[k].bytes));
-    w.put(p + "crc", int64_t(shards[k].crc));
+  template <typename Message>
+  void check(bool, Message&&) {}
+};
+
+// The same records taken back, each checked as visit_state says.
+struct StateGet {
+  Records& r;
+  void integer(const std::string& name, int64_t& v, int64_t lo, int64_t hi) {
+    v = get_int(r, name, lo, hi);
   }
-  return w.bytes();
+  void real(const std::string& name, double& v, double lo) { v = get_real(r, name, lo); }
+  void number(const std::string& name, double& v) { v = r.get<double>(name); }
+  void order(const std::string& name, at::Tensor& perm, int64_t n) {
+    perm = get_tensor(r, name, at::kLong, {n}, "data.train_size");
+    if (!std::get<0>(perm.sort()).equal(at::arange(n, at::kLong)))
+      r.fail(fmt::format("record '{}' is not a permutation", name));
+  }
+  void generator(const std::string&, at::Generator& gen) { gen = get_generator(r); }
+  template <typename Message>
+  void check(bool ok, Message&& message) {
+    if (!ok) r.fail(message());
+  }
+};
+
+// The config the manifest was written with, which may differ from cfg in resumable keys only.
+void check_config(Records& r, const Config& cfg, const std::string& source) {
+  Config saved;
+  try {
+    saved = parse_config(r.get<std::string>("config"), {}, source + " (its config)");
+  } catch (const ConfigError& e) {
+    r.fail(e.what());
+  }
+  for (const KeyDiff& d : differing_keys(saved, cfg))
+    if (!d.resumable)
+      r.fail(
+          fmt::format("written with {}: {}, the config says {} (a resumed run may only change {})",
+                      d.path, shorten(d.a), shorten(d.b), resumable_keys()));
 }
 
-Checkpoint parse_manifest(std::string_view bytes, const Config& cfg, const std::string& source) {
+// The shard files, which tile the particles [0, N) in order.
+std::vector<ShardFile> get_shards(Records& r, const Config& cfg, int64_t generation) {
+  const int64_t N = cfg.student.particles;
+  const int64_t count = get_int(r, "shards", 1, weight_schema_of(cfg).by_rows ? 1 << 20 : 1);
+  std::vector<ShardFile> out;
+  int64_t next = 0;
+  for (int64_t k = 0; k < count; ++k) {
+    const std::string p = fmt::format("shard.{}.", k);
+    ShardFile f;
+    f.name = r.get<std::string>(p + "file");
+    if (f.name != shard_name(generation, int(k), int(count)))
+      r.fail(fmt::format("record '{}file' is '{}', expected '{}'", p, shorten(f.name),
+                         shard_name(generation, int(k), int(count))));
+    f.begin = get_int(r, p + "begin", next, next);
+    f.end = get_int(r, p + "end", f.begin, N);
+    if (k + 1 == count && f.end != N)
+      r.fail(fmt::format("the shards end at particle {}, student.particles is {}", f.end, N));
+    f.bytes = uint64_t(get_int(r, p + "bytes", 1, INT64_MAX));
+    f.crc = uint32_t(get_int(r, p + "crc", 0, UINT32_MAX));
+    next = f.end;
+    out.push_back(f);
+  }
+  return out;
+}
+
+// The payload of a manifest's bytes: tag, version, length and checksum checked.
+std::string_view payload_of(std::string_view bytes, const std::string& source) {
   auto fail = [&](const std::string& why) {
     throw CheckpointError(fmt::format("{}: {}", source, why));
   };
@@ -428,81 +458,39 @@ Checkpoint parse_manifest(std::string_view bytes, const Config& cfg, const std::
     fail(fmt::format("truncated or extended: {} bytes of records, the header says {}",
                      payload.size(), size));
   if (crc32(payload) != crc) fail("corrupt: the checksum does not match");
+  return payload;
+}
 
-  Records r(payload, source);
-  Config saved;
-  try {
-    saved = parse_config(r.get<std::string>("config"), {}, source + " (its config)");
-  } catch (const ConfigError& e) {
-    fail(e.what());
-  }
-  for (const KeyDiff& d : differing_keys(saved, cfg))
-    if (!d.resumable)
-      fail(fmt::format("written with {}: {}, the config says {} (a resumed run may only change {})",
-                       d.path, shorten(d.a), shorten(d.b), resumable_keys()));
+}  // namespace
 
-  Checkpoint c;
-  TrainerState& s = c.state;
-  const int64_t n = cfg.data.train_size, batches = (n + cfg.train.batch - 1) / cfg.train.batch;
-  s.epoch = get_int(r, "epoch", 0, INT64_MAX);
-  if (s.epoch > cfg.train.epochs)
-    r.fail(fmt::format("at epoch {}, past train.epochs = {}", s.epoch, cfg.train.epochs));
-  s.batch = get_int(r, "batch", 0, s.epoch < cfg.train.epochs ? batches - 1 : 0);
-  if (s.batch > 0) {
-    if (ordered(cfg)) {
-      s.perm = get_tensor(r, "perm", at::kLong, {n}, "data.train_size");
-      if (!std::get<0>(s.perm.sort()).equal(at::arange(n, at::kLong)))
-        r.fail("record 'perm' is not a permutation");
-    }
-    s.loss_sum = get_real(r, "loss_sum", 0);
-  }
-  s.steps = r.get<int64_t>("steps");
-  if (s.steps != s.epoch * batches + s.batch)
-    r.fail(fmt::format("record 'steps' is {}, epoch {} and batch {} make {}", s.steps, s.epoch,
-                       s.batch, s.epoch * batches + s.batch));
-  s.step_seconds = get_real(r, "step_seconds", 0);
-  s.seconds = get_real(r, "seconds", 0);
-  s.gen = get_generator(r);
-  s.step.step_size = get_real(r, "step_size", 0);
-  if (s.step.step_size <= 0 || s.step.step_size > cfg.flow.step_size)
-    r.fail(fmt::format("record 'step_size' is {}, expected in (0, flow.step_size = {}]",
-                       s.step.step_size, cfg.flow.step_size));
-  s.step.best = r.get<double>("plateau.best_train");  // +inf before the first epoch
-  if (std::isnan(s.step.best) || s.step.best < 0)
-    r.fail(fmt::format("record 'plateau.best_train' is {}", s.step.best));
-  s.step.bad_epochs = get_int(r, "plateau.bad_epochs", 0, cfg.flow.patience - 1);
-  s.best_valid = get_real(r, "best_valid", 0);
-  s.best_epoch = get_int(r, "best_epoch", 0, s.epoch);
-  s.beta_sq_sum = get_real(r, "beta_sq_sum", 0);
-  s.last.epoch = s.epoch;
-  s.last.train_loss = get_real(r, "last.train_loss", 0);
-  s.last.valid_loss = get_real(r, "last.valid_loss", 0);
-  s.last.beta = get_real(r, "last.beta", 0);
-  s.last.step_size = get_real(r, "last.step_size", 0);
-  s.last.grad_sq = get_real(r, "last.grad_sq", 0);
-  s.last.noisy_grad_sq = get_real(r, "last.noisy_grad_sq", 0);
-  s.last.seconds = get_real(r, "last.seconds", 0);
-
-  c.generation = get_int(r, "generation", 1, INT64_MAX);
-  const int64_t N = cfg.student.particles;
-  const int64_t count = get_int(r, "shards", 1, by_rows(cfg) ? 1 << 20 : 1);
-  int64_t next = 0;  // the shards tile [0, N) in order
-  for (int64_t k = 0; k < count; ++k) {
+std::string manifest_bytes(const Config& cfg, const TrainerState& s, int64_t generation,
+                           const std::vector<ShardFile>& shards) {
+  Writer w;
+  w.put("config", to_yaml(cfg));
+  StatePut put{w};
+  visit_state(s, put, cfg, steps_per_epoch(cfg), draws_order(cfg));
+  w.put("generation", generation);
+  w.put("shards", int64_t(shards.size()));
+  for (size_t k = 0; k < shards.size(); ++k) {
     const std::string p = fmt::format("shard.{}.", k);
-    ShardFile f;
-    f.name = r.get<std::string>(p + "file");
-    if (f.name != shard_name(c.generation, int(k), int(count)))
-      r.fail(fmt::format("record '{}file' is '{}', expected '{}'", p, shorten(f.name),
-                         shard_name(c.generation, int(k), int(count))));
-    f.begin = get_int(r, p + "begin", next, next);
-    f.end = get_int(r, p + "end", f.begin, N);
-    if (k + 1 == count && f.end != N)
-      r.fail(fmt::format("the shards end at particle {}, student.particles is {}", f.end, N));
-    f.bytes = uint64_t(get_int(r, p + "bytes", 1, INT64_MAX));
-    f.crc = uint32_t(get_int(r, p + "crc", 0, UINT32_MAX));
-    next = f.end;
-    c.shards.push_back(f);
+    w.put(p + "file", shards[k].name);
+    w.put(p + "begin", shards[k].begin);
+    w.put(p + "end", shards[k].end);
+    w.put(p + "bytes", int64_t(shards[k].bytes));
+    w.put(p + "crc", int64_t(shards[k].crc));
   }
+  return w.bytes();
+}
+
+Checkpoint parse_manifest(std::string_view bytes, const Config& cfg, const std::string& source) {
+  Records r(payload_of(bytes, source), source);
+  check_config(r, cfg, source);
+  Checkpoint c;
+  StateGet get{r};
+  visit_state(c.state, get, cfg, steps_per_epoch(cfg), draws_order(cfg));
+  c.state.last.epoch = c.state.epoch;
+  c.generation = get_int(r, "generation", 1, INT64_MAX);
+  c.shards = get_shards(r, cfg, c.generation);
   r.finish();
   return c;
 }
@@ -510,6 +498,7 @@ Checkpoint parse_manifest(std::string_view bytes, const Config& cfg, const std::
 NamedTensors read_weights(const std::string& dir, const Checkpoint& c, const Config& cfg,
                           const Shard& want) {
   const int64_t item = int64_t(c10::elementSize(cfg.dtype));
+  const bool by_rows = weight_schema_of(cfg).by_rows;
   NamedTensors out;
   for (const WeightSpec& spec : specs_of(cfg, want.size()))
     out.emplace_back(spec.name, at::empty(spec.sizes, at::TensorOptions().dtype(cfg.dtype)));
@@ -547,13 +536,12 @@ NamedTensors read_weights(const std::string& dir, const Checkpoint& c, const Con
     // Each tensor's rows: those before want, the wanted ones, those after.
     for (size_t i = 0; i < specs.size(); ++i) {
       const at::Tensor& dst = out[i].second;
-      const int64_t row =
-          by_rows(cfg) ? dst.numel() / std::max<int64_t>(want.size(), 1) : dst.numel();
-      const int64_t lo = std::max(f.begin, want.begin), hi = std::min(f.end, want.end);
-      if (!by_rows(cfg)) {
+      if (!by_rows) {
         in.read(dst.data_ptr(), uint64_t(dst.numel() * item));
         continue;
       }
+      const int64_t row = dst.numel() / std::max<int64_t>(want.size(), 1);
+      const int64_t lo = std::max(f.begin, want.begin), hi = std::min(f.end, want.end);
       in.read(nullptr, uint64_t((lo - f.begin) * row * item));
       in.read(static_cast<char*>(dst.data_ptr()) + (lo - want.begin) * row * item,
               uint64_t((hi - lo) * row * item));

@@ -25,8 +25,9 @@
 
 #include "src/base/errors.h"
 #include "src/comm/comm.h"
+#include "src/flow/student.h"
 #include "src/train/config.h"
-#include "src/train/trainer.h"
+#include "src/train/records.h"
 
 namespace mmdflow {
 

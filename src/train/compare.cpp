@@ -6,9 +6,10 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "src/base/json_fields.h"
 #include "src/flow/flow.h"
 #include "src/kernels/arccos.h"
-#include "src/train/trainer.h"
+#include "src/train/reducer.h"
 
 namespace mmdflow {
 Comparison compare(const Student& student, const ParticleNet& teacher, InputDist dist,
@@ -78,16 +79,9 @@ std::string format_table(const Comparison& c) {
   return s;
 }
 
-nlohmann::json to_json(const Comparison& c) {
-  nlohmann::json j;
-  j["samples"] = c.samples;
-  j["half_mmd2"] = c.half_mmd2;
-  if (c.exact_half_mmd2) j["exact_half_mmd2"] = *c.exact_half_mmd2;
-  j["nearest"] = nlohmann::json::array();
-  for (const auto& m : c.matches)
-    j["nearest"].push_back(
-        {{"teacher", m.teacher}, {"student", m.student}, {"distance", m.distance}});
-  return j;
-}
+void to_json(nlohmann::json& j, const Comparison& c) { visit_comparison(c, JsonWriter{j}); }
+void from_json(const nlohmann::json& j, Comparison& c) { visit_comparison(c, JsonReader{j}); }
+void to_json(nlohmann::json& j, const Comparison::Match& m) { visit_match(m, JsonWriter{j}); }
+void from_json(const nlohmann::json& j, Comparison::Match& m) { visit_match(m, JsonReader{j}); }
 
 }  // namespace mmdflow

@@ -29,12 +29,30 @@ struct Comparison {
   std::vector<Match> matches;  // empty when particles are not comparable (dense, misspecified)
 };
 
+// Their JSON fields (summary.json's "compare"), each once.
+template <typename C, typename F>  // C: Comparison or const Comparison
+void visit_comparison(C& c, F&& f) {
+  f("samples", c.samples);
+  f("half_mmd2", c.half_mmd2);
+  f("exact_half_mmd2", c.exact_half_mmd2);
+  f("nearest", c.matches);
+}
+template <typename M, typename F>  // M: Comparison::Match, const or not
+void visit_match(M& m, F&& f) {
+  f("teacher", m.teacher);
+  f("student", m.student);
+  f("distance", m.distance);
+}
+void to_json(nlohmann::json& j, const Comparison& c);
+void from_json(const nlohmann::json& j, Comparison& c);
+void to_json(nlohmann::json& j, const Comparison::Match& m);
+void from_json(const nlohmann::json& j, Comparison::Match& m);
+
 // exact: also exact_half_mmd2 (a block student of the family H = 1, relu, identity output, no
 // biases; O(N (N + M) d)).
 Comparison compare(const Student& student, const ParticleNet& teacher, InputDist dist,
                    int64_t samples, int64_t nearest, at::Generator& gen, Comm& comm,
                    bool exact = false);
 std::string format_table(const Comparison& c);
-nlohmann::json to_json(const Comparison& c);
 
 }  // namespace mmdflow

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "models/weights.h"
+#include "src/train/build.h"
 
 namespace fs = std::filesystem;
 
@@ -21,17 +22,15 @@ namespace mmdflow {
 
 namespace {
 
-template <size_t n>
-std::string header_of(const char* const (&columns)[n]) {
+std::string header_of(const std::vector<std::string>& columns) {
   std::string h;
-  for (const char* c : columns) h += std::string(h.empty() ? "" : ",") + c;
+  for (const std::string& c : columns) h += (h.empty() ? "" : ",") + c;
   return h + "\n";
 }
 
 // A per-epoch CSV file read back: the header, then epoch 1, 2, ... in column 0, numbers in every
 // cell (an empty cell, where `blank` allows it, as NaN).
-template <size_t n>
-Losses read_table(const std::string& path, const char* const (&columns)[n], bool blank) {
+Losses read_table(const std::string& path, const std::vector<std::string>& columns, bool blank) {
   const std::string text = read_file(path);
   const std::string kind = std::filesystem::path(path).filename().string();
   Losses out;
@@ -39,7 +38,7 @@ Losses read_table(const std::string& path, const char* const (&columns)[n], bool
   std::string line;
   if (!std::getline(ss, line) || line + "\n" != header_of(columns))
     throw CheckpointError(fmt::format("{}: not an mmdflow {} (unexpected header)", path, kind));
-  for (const char* c : columns) out.names.push_back(c);
+  out.names = columns;
   for (int64_t k = 1; std::getline(ss, line); ++k) {
     std::vector<double> row;
     std::stringstream cells(line + ",");  // each cell ends in a comma: a last empty one too
@@ -56,26 +55,53 @@ Losses read_table(const std::string& path, const char* const (&columns)[n], bool
   return out;
 }
 
-}  // namespace
-
-std::string losses_header() { return header_of(kLossColumns); }
-
-std::string losses_line(const EpochLog& l) {
-  return fmt::format("{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.3f}\n", l.epoch, l.train_loss,
-                     l.valid_loss, l.beta, l.step_size, l.grad_sq, l.noisy_grad_sq, l.seconds);
+// "epoch" and the names a visitor list gives.
+template <typename Visit>
+std::vector<std::string> columns_of(Visit&& visit) {
+  std::vector<std::string> out{"epoch"};
+  visit([&](const char* name, const auto&, Cell) { out.push_back(name); });
+  return out;
 }
 
-std::string theory_header() { return header_of(kTheoryColumns); }
+std::string cell(double v, Cell c) {
+  switch (c) {
+    case Cell::Digits9: return fmt::format("{:.9g}", v);
+    case Cell::Seconds: return fmt::format("{:.3f}", v);
+    case Cell::Exact: break;
+  }
+  return fmt::format("{:.17g}", v);
+}
+std::string cell(const std::optional<double>& v, Cell c) { return v ? cell(*v, c) : ""; }
 
-// Every digit: a run's last half_mmd2 is its weights' 1/2 MMD^2 as computed.
+// The epoch's number, then the cells a visitor list gives.
+template <typename Visit>
+std::string line_of(int64_t epoch, Visit&& visit) {
+  std::string line = std::to_string(epoch);
+  visit([&](const char*, const auto& v, Cell c) { line += "," + cell(v, c); });
+  return line + "\n";
+}
+
+}  // namespace
+
+std::vector<std::string> loss_columns() {
+  const EpochLog none;
+  return columns_of([&](auto&& f) { visit_losses(none, f); });
+}
+
+std::string losses_header() { return header_of(loss_columns()); }
+
+std::string losses_line(const EpochLog& l) {
+  return line_of(l.epoch, [&](auto&& f) { visit_losses(l, f); });
+}
+
+std::vector<std::string> theory_columns() {
+  return columns_of([&](auto&& f) { visit_theory(EpochLog{}, f); });
+}
+
+std::string theory_header() { return header_of(theory_columns()); }
+
 std::string theory_line(const EpochLog& l) {
-  const std::string ratio =
-      l.beta == 0
-          ? ""
-          : fmt::format("{:.17g}", l.theory_noisy_grad_sq / (l.beta * l.beta * l.half_mmd2));
-  return fmt::format("{},{:.17g},{:.17g},{:.17g},{:.17g},{:.17g},{:.17g},{}\n", l.epoch,
-                     l.half_mmd2, l.theory_grad_sq, l.theory_noisy_grad_sq, l.beta, l.step_size,
-                     l.beta_sq_sum, ratio);
+  return line_of(l.epoch, [&](auto&& f) { visit_theory(l, f); });
 }
 
 std::vector<double> Losses::values(const std::string& name) const {
@@ -87,9 +113,9 @@ std::vector<double> Losses::values(const std::string& name) const {
   return out;
 }
 
-Losses read_losses(const std::string& path) { return read_table(path, kLossColumns, false); }
+Losses read_losses(const std::string& path) { return read_table(path, loss_columns(), false); }
 
-Losses read_theory(const std::string& path) { return read_table(path, kTheoryColumns, true); }
+Losses read_theory(const std::string& path) { return read_table(path, theory_columns(), true); }
 
 namespace {
 
@@ -205,8 +231,8 @@ void RunFolder::open_theory(const std::string& kept) {
 
 void RunFolder::append_theory(const EpochLog& l) { theory_->append(theory_line(l)); }
 
-void RunFolder::write_summary(const std::string& json) {
-  write_file_atomic(path("summary.json"), json);
+void RunFolder::write_summary(const Summary& s) {
+  write_file_atomic(path("summary.json"), summary_json(s));
 }
 
 std::optional<Checkpoint> RunFolder::load_checkpoint(const Config& cfg, const Shard& shard) {
@@ -307,13 +333,11 @@ NamedTensors read_weights_file(const std::string& path, const std::vector<Weight
 }  // namespace
 
 NamedTensors read_student(const std::string& dir, const Config& cfg, const Shard& want) {
-  const ParticleFamily fam = family_of(cfg);
-  if (cfg.student.layout == Layout::Dense)
-    return read_weights_file(dir + "/student.pt", dense_weights(fam, want.total), cfg.dtype);
+  const WeightSchema schema = weight_schema_of(cfg);
+  if (!schema.by_rows) return read_weights_file(dir + "/student.pt", schema.specs(0), cfg.dtype);
   const std::string index_path = dir + "/student.index.json";
   if (!regular(index_path)) {  // one process's student.pt: this shard's rows of it
-    NamedTensors w =
-        read_weights_file(dir + "/student.pt", block_weights(fam, want.total), cfg.dtype);
+    NamedTensors w = read_weights_file(dir + "/student.pt", schema.specs(want.total), cfg.dtype);
     for (auto& [name, t] : w) t = t.narrow(0, want.begin, want.size());
     return w;
   }
@@ -325,7 +349,7 @@ NamedTensors read_student(const std::string& dir, const Config& cfg, const Shard
   }
   // The files holding particles [want.begin, want.end), in order, each read whole (its own
   // rows only are kept).
-  std::vector<std::vector<at::Tensor>> parts(block_weights(fam, 0).size());
+  std::vector<std::vector<at::Tensor>> parts(schema.specs(0).size());
   int64_t next = 0;
   try {
     for (const auto& s : index.at("shards")) {
@@ -337,7 +361,7 @@ NamedTensors read_student(const std::string& dir, const Config& cfg, const Shard
       next = end;
       if (end <= want.begin || begin >= want.end) continue;
       const NamedTensors w =
-          read_weights_file(dir + "/" + file, block_weights(fam, end - begin), cfg.dtype);
+          read_weights_file(dir + "/" + file, schema.specs(end - begin), cfg.dtype);
       const int64_t lo = std::max(begin, want.begin), hi = std::min(end, want.end);
       for (size_t i = 0; i < w.size(); ++i)
         parts[i].push_back(w[i].second.narrow(0, lo - begin, hi - lo));
@@ -350,7 +374,7 @@ NamedTensors read_student(const std::string& dir, const Config& cfg, const Shard
                                       next, want.total));
   std::vector<at::Tensor> ts;
   for (auto& p : parts) ts.push_back(at::cat(p));
-  return named(block_weights(fam, want.size()), ts);
+  return named(schema.specs(want.size()), ts);
 }
 
 NamedTensors read_teacher(const std::string& dir, const Config& cfg) {

@@ -3,8 +3,8 @@
 // checkpoint's manifest and teacher.pt; every rank writes its own weight shards.
 //   .lock                     flock'ed by the writer while it runs
 //   config.yaml               the resolved configuration
-//   losses.csv                a line per epoch, columns kLossColumns
-//   theory.csv                a line per epoch, columns kTheoryColumns (log.theory)
+//   losses.csv                a line per epoch, columns loss_columns()
+//   theory.csv                a line per epoch, columns theory_columns() (log.theory)
 //   summary.json              written at the end
 //   checkpoint.bin, checkpoint.shards/   see src/train/checkpoint.h
 //   student.pt, teacher.pt    weights (torch.save's format); a sharded run writes
@@ -20,19 +20,17 @@
 #include "src/flow/student.h"
 #include "src/train/checkpoint.h"
 #include "src/train/config.h"
-#include "src/train/trainer.h"
+#include "src/train/records.h"
+#include "src/train/summary.h"
 
 namespace mmdflow {
 
-// losses.csv's columns, in order.
-constexpr const char* kLossColumns[] = {"epoch",     "train_loss", "valid_loss",    "beta",
-                                        "step_size", "grad_sq",    "noisy_grad_sq", "seconds"};
+// losses.csv and theory.csv (docs/theory.md): their columns, in order, and a line per epoch, as
+// src/train/records.h declares them.
+std::vector<std::string> loss_columns();
 std::string losses_header();
 std::string losses_line(const EpochLog& l);
-// theory.csv's columns (docs/theory.md): the theory's statistics after each epoch, and
-// descent_ratio = noisy_grad_sq / (beta^2 half_mmd2), empty when beta = 0.
-constexpr const char* kTheoryColumns[] = {"epoch", "half_mmd2", "grad_sq",     "noisy_grad_sq",
-                                          "beta",  "step_size", "beta_sq_sum", "descent_ratio"};
+std::vector<std::string> theory_columns();
 std::string theory_header();
 std::string theory_line(const EpochLog& l);
 // A losses.csv read back by column name: columns["valid_loss"][i] is epoch i + 1's. Throws
@@ -76,7 +74,7 @@ class RunFolder {
   std::string theory_upto(int64_t epochs) const;
   void open_theory(const std::string& kept);
   void append_theory(const EpochLog& l);
-  void write_summary(const std::string& json);
+  void write_summary(const Summary& s);
 
   // Every rank. The checkpoint: generation numbers follow the one loaded.
   std::optional<Checkpoint> load_checkpoint(const Config& cfg, const Shard& shard);

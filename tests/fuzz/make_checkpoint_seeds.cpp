@@ -10,6 +10,7 @@
 #include "src/base/device.h"
 #include "src/base/io.h"
 #include "src/train/checkpoint.h"
+#include "src/train/trainer.h"
 #include "tests/fuzz/checkpoint_config.h"
 
 int main(int argc, char** argv) {

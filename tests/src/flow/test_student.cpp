@@ -283,7 +283,7 @@ TEST(DenseStudent, SeededInitAndShapes) {
   EXPECT_EQ(ta[0].second.sizes(), at::IntArrayRef({30, 5}));
   EXPECT_EQ(ta[1].second.sizes(), at::IntArrayRef({10, 30}));
   EXPECT_TRUE(at::equal(ta[1].second, tb[1].second));
-  EXPECT_EQ(a->layout(), Layout::Dense);
+  EXPECT_TRUE(a->diffuses_first());  // the original code: noise, then the step
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "src/base/io.h"
 #include "src/comm/comm.h"
 #include "src/train/checkpoint.h"
+#include "src/train/trainer.h"
 #include "tests/fuzz/checkpoint_config.h"
 #include "tests/helpers.h"
 

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "src/train/build.h"
 #include "src/train/run_folder.h"
 #include "tests/helpers.h"
 
@@ -41,7 +42,7 @@ TEST(RunFolder, LossesAreWrittenAndReadByColumn) {
   f.open_losses(f.losses_upto(0));
   for (int64_t e = 1; e <= 3; ++e) f.append_losses(log_of(e));
   const Losses l = read_losses(dir + "/losses.csv");
-  EXPECT_EQ(l.names.size(), std::size(kLossColumns));
+  EXPECT_EQ(l.names, loss_columns());
   EXPECT_EQ(l.values("epoch"), (std::vector<double>{1, 2, 3}));
   EXPECT_EQ(l.values("valid_loss")[1], 0.125);
   EXPECT_EQ(l.values("seconds")[2], 0.375);

@@ -1,0 +1,166 @@
+#include "src/train/build.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include "src/base/device.h"
+#include "src/base/random.h"
+
+namespace mmdflow {
+
+ParticleFamily family_of(const Config& c) {
+  ParticleFamily f;
+  f.dim = c.data.dim;
+  f.hidden = c.model.hidden;
+  f.outputs = c.model.outputs;
+  f.activation = c.model.activation;
+  f.out.kind = c.model.output;
+  f.out.param = f.out.kind == OutputKind::Gaussian  ? c.model.sigma
+                : f.out.kind == OutputKind::Laplace ? c.model.lambda
+                                                    : c.model.c;
+  f.hidden_bias = c.model.hidden_bias;
+  f.output_bias = c.model.output_bias;
+  return f;
+}
+
+ParticleFamily teacher_family_of(const Config& c) {
+  ParticleFamily f = family_of(c);
+  f.hidden = c.teacher_hidden();
+  f.activation = c.teacher_activation();
+  return f;
+}
+
+BetaSchedule beta_schedule_of(const Config& c) {
+  BetaSchedule s;
+  s.kind = c.noise.schedule;
+  s.beta0 = c.noise.beta0;
+  s.factor = c.noise.factor;
+  s.every = c.noise.every;
+  s.tau = c.noise.tau;
+  return s;
+}
+
+StepSchedule step_schedule_of(const Config& c) {
+  StepSchedule s;
+  s.kind = c.flow.step_schedule;
+  s.step_size = c.flow.step_size;
+  s.patience = c.flow.patience;
+  s.factor = c.flow.step_factor;
+  return s;
+}
+
+StepOptions step_options_of(const Config& c) {
+  StepOptions o;
+  o.method = c.flow.method;
+  o.step_size = c.flow.step_size;
+  o.sobolev_eps = c.flow.sobolev_eps;
+  o.drmmd_lambda = c.flow.drmmd_lambda;
+  return o;
+}
+
+WeightSchema weight_schema_of(const Config& c) {
+  return weight_schema(c.student.layout, family_of(c), c.student.particles);
+}
+
+int64_t steps_per_epoch(const Config& c) {
+  return (c.data.train_size + c.train.batch - 1) / c.train.batch;
+}
+
+bool draws_order(const Config& c) { return !c.data.fresh && c.flow.kernel == KernelKind::Sampled; }
+
+Shard shard_of(const Config& c, int rank, int world) {
+  const int64_t N = c.student.particles, blocks = (N + kNoiseBlock - 1) / kNoiseBlock;
+  const int64_t b0 = blocks * rank / world, b1 = blocks * (rank + 1) / world;
+  return {b0 * kNoiseBlock, std::min(N, b1 * kNoiseBlock), N};
+}
+
+void check_shardable(const Config& c, int world) {
+  if (world > 1 && c.student.layout == Layout::Dense)
+    throw ConfigError(fmt::format(
+        "student.layout: dense cannot be sharded over the {} processes of WORLD_SIZE: its second "
+        "layer couples every particle (use the block layout, or one process)",
+        world));
+  if (world > 1 && c.flow.kernel == KernelKind::Exact)
+    throw ConfigError(fmt::format(
+        "flow.kernel: exact cannot be sharded over the {} processes of WORLD_SIZE: its witness "
+        "couples every particle (use one process)",
+        world));
+}
+
+c10::Device device_of(const Config& c, const Comm& comm) {
+  c10::Device d = c.device;
+  if (d.is_cuda() && !d.has_index() && comm.world() > 1)
+    d = c10::Device(c10::kCUDA, c10::DeviceIndex(comm.local_rank()));
+  return resolve_device(d);
+}
+
+namespace {
+
+// The options of a measure drawn N(init_mean, init_std^2) in the run's dtype, on dev.
+template <typename Measure>  // Config::Teacher or Config::Student
+ParticleNetOptions options_of(const Config& c, const Measure& m, const ParticleFamily& fam,
+                              c10::Device dev) {
+  return ParticleNetOptions(m.particles, fam)
+      .init_mean(m.init_mean)
+      .init_std(m.init_std)
+      .dtype(c.dtype)
+      .device(dev);
+}
+
+}  // namespace
+
+ParticleNet make_teacher(const Config& c, c10::Device dev, at::Generator gen) {
+  return ParticleNet(options_of(c, c.teacher, teacher_family_of(c), dev), gen);
+}
+
+std::unique_ptr<Student> make_student(const Config& c, c10::Device dev, at::Generator gen,
+                                      Shard shard) {
+  const ParticleFamily fam = family_of(c);
+  const int64_t N = c.student.particles;
+  if (shard.total == 0) shard = {0, N, N};
+  if (c.student.layout == Layout::Dense) {
+    TORCH_CHECK(shard.size() == N, "the dense layout cannot be sharded");
+    return make_dense_student(fam, N, c.student.init_mean, c.student.init_std,
+                              at::TensorOptions().dtype(c.dtype).device(dev), gen);
+  }
+  const auto opts = options_of(c, c.student, fam, dev).first(shard.begin).last(shard.end);
+  return make_block_student(ParticleNet(opts, gen), c.flow.chunk, Impl::Auto, shard);
+}
+
+std::unique_ptr<Student> student_of(const Config& c, const NamedTensors& w, Shard shard) {
+  const ParticleFamily fam = family_of(c);
+  if (c.student.layout == Layout::Block)
+    return make_block_student(ParticleNet(fam, particles_of(w)), c.flow.chunk, Impl::Auto, shard);
+  auto weight = [&](const char* name) {
+    for (const auto& [n, t] : w)
+      if (n == name) return t;
+    return at::Tensor();
+  };
+  return make_dense_student(fam, {weight("W1"), weight("b1"), weight("W2"), weight("b2")});
+}
+
+RunParts build_parts(const Config& c, const Comm& comm) {
+  check_shardable(c, comm.world());
+  const c10::Device dev = device_of(c, comm);
+  RunParts p{dev,
+             make_teacher(c, dev, stream_generator(c.seed, kTeacherStream)),
+             {},
+             make_student(c, dev, stream_generator(c.seed, kStudentStream),
+                          shard_of(c, comm.rank(), comm.world())),
+             beta_schedule_of(c),
+             step_schedule_of(c),
+             nullptr};
+  // Drawn with the exact kernel too, which needs no training set: the validation set is then the
+  // sampled run's.
+  at::Generator data_gen = stream_generator(c.seed, kDataStream);
+  Dataset train = make_dataset(c.data.input, c.data.train_size, p.teacher, data_gen);
+  p.valid = make_dataset(c.data.input, c.data.valid_size, p.teacher, data_gen);
+  if (c.flow.kernel == KernelKind::Exact)
+    p.stepper = make_exact_stepper(*p.student, p.teacher, c.data.input);
+  else
+    p.stepper = make_sampled_stepper(*p.student, p.teacher, c.data.input, std::move(train),
+                                     c.train.batch, c.data.fresh, sub_seed(c.seed, kDeviceStream));
+  return p;
+}
+
+}  // namespace mmdflow

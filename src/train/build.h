@@ -1,0 +1,65 @@
+// The composition root: a Config's sections become the domain's options and parts here, and
+// nowhere else. The trainer, checkpoints, the run folder, compare and bench take what it builds;
+// the student's layout and the flow's kernel are chosen here once, behind the Student and Stepper
+// interfaces.
+#pragma once
+#include <ATen/core/Generator.h>
+#include <c10/core/Device.h>
+
+#include <memory>
+
+#include "data/dataset.h"
+#include "models/particle_net.h"
+#include "src/base/io.h"
+#include "src/comm/comm.h"
+#include "src/flow/flow.h"
+#include "src/flow/schedule.h"
+#include "src/flow/student.h"
+#include "src/train/config.h"
+#include "src/train/stepper.h"
+
+namespace mmdflow {
+
+ParticleFamily family_of(const Config& c);          // the student's
+ParticleFamily teacher_family_of(const Config& c);  // differs when misspecified
+BetaSchedule beta_schedule_of(const Config& c);
+StepSchedule step_schedule_of(const Config& c);
+StepOptions step_options_of(const Config& c);
+// The student's weights as files hold them (its layout's schema).
+WeightSchema weight_schema_of(const Config& c);
+// Flow steps in an epoch: ceil(data.train_size / train.batch), whatever the kernel.
+int64_t steps_per_epoch(const Config& c);
+// Whether the run draws a minibatch order each epoch (a checkpoint mid-epoch then holds it).
+bool draws_order(const Config& c);
+
+// The particles of rank `rank` of `world`: whole blocks of kNoiseBlock, ranks differing by at
+// most one block (with fewer blocks than ranks, some hold none).
+Shard shard_of(const Config& c, int rank, int world);
+// Throws ConfigError when c cannot be sharded over world > 1 processes (the dense layout, the
+// exact kernel: each couples every particle).
+void check_shardable(const Config& c, int world);
+// The run's device (checked to exist): a sharded run's plain "cuda" is cuda:LOCAL_RANK.
+c10::Device device_of(const Config& c, const Comm& comm);
+
+// The run's teacher and student (its layout; the shard's particles), drawn from gen.
+ParticleNet make_teacher(const Config& c, c10::Device dev, at::Generator gen);
+std::unique_ptr<Student> make_student(const Config& c, c10::Device dev, at::Generator gen,
+                                      Shard shard = {});
+// A student holding weights read back (those of `shard`, as read_student returns them), on CPU.
+std::unique_ptr<Student> student_of(const Config& c, const NamedTensors& w, Shard shard);
+
+// Everything a run is made of, drawn from the config's seed streams, on its device: every rank
+// holds the same teacher, data and schedules, and its own shard of the student.
+struct RunParts {
+  c10::Device device{c10::kCPU};
+  ParticleNet teacher;
+  Dataset valid;
+  std::unique_ptr<Student> student;
+  BetaSchedule beta;
+  StepSchedule steps;
+  std::unique_ptr<Stepper> stepper;  // steps `student` (sampled: on its own training set)
+};
+// Throws ConfigError for settings the machine or the process count cannot run.
+RunParts build_parts(const Config& c, const Comm& comm);
+
+}  // namespace mmdflow

@@ -1,0 +1,275 @@
+#include "src/train/run.h"
+
+#include <fmt/format.h>
+
+#include <csignal>
+#include <optional>
+
+#include "src/base/random.h"
+#include "src/train/compare.h"
+#include "src/train/memory.h"
+#include "src/train/run_folder.h"
+#include "src/train/summary.h"
+
+namespace mmdflow {
+namespace {
+
+// "after epoch E" or "after epoch E and B steps of epoch E + 1".
+std::string position(const TrainerState& s) {
+  if (s.batch == 0) return fmt::format("after epoch {}", s.epoch);
+  return fmt::format("after epoch {} and {} step{} of epoch {}", s.epoch, s.batch,
+                     s.batch == 1 ? "" : "s", s.epoch + 1);
+}
+
+const char* signal_name(int sig) {
+  return sig == SIGINT ? "SIGINT" : sig == SIGPIPE ? "SIGPIPE (output closed)" : "SIGTERM";
+}
+
+// Runs `step` on every rank; when it fails on any, every rank throws: the failing ones their own
+// error, the others Failed with the first failing rank's code. Nothing collective may run inside.
+template <typename F>
+void on_every_rank(Comm& comm, F&& step) {
+  gather_after(
+      comm, 0,
+      [&]() -> std::vector<double> {
+        step();
+        return {};
+      },
+      [](int r, int code) {
+        throw Failed(
+            fmt::format("stopping: rank {} failed to start (exit {}), see its message", r, code),
+            code);
+      });
+}
+
+// Every rank runs rank 0's configuration in rank 0's folder (a default --out is rank 0's); the
+// threads may differ between machines.
+void agree_on_setup(Comm& comm, const Config& cfg, std::string& out, bool out_given) {
+  Config mine = cfg;
+  mine.threads = 0;
+  const std::string text = to_yaml(mine), theirs = comm.from_rank0("config", text);
+  const std::string out0 = comm.from_rank0("out", out);
+  std::string why;
+  if (theirs != text) {
+    const auto d = differing_keys(parse_config(theirs, {}, "rank 0's config"), mine);
+    why = d.empty() ? "its configuration differs from rank 0's"
+                    : fmt::format(
+                          "its configuration differs from rank 0's: {} is {} here, {} on "
+                          "rank 0",
+                          d[0].path, shorten(d[0].b), shorten(d[0].a));
+  } else if (out_given && out0 != out) {
+    why = fmt::format("its folder {} is not rank 0's {}", shorten(out), shorten(out0));
+  }
+  out = out0;
+  const auto all = comm.gather({why.empty() ? 0.0 : 1.0});
+  if (!why.empty()) throw ConfigError(why + ": every rank must run the same command");
+  std::vector<int> others;
+  for (int r = 0; r < comm.world(); ++r)
+    if (all[r][0] != 0) others.push_back(r);
+  if (!others.empty())
+    throw ConfigError(fmt::format(
+        "rank {} runs another configuration or folder than this one: every rank must run the "
+        "same command",
+        fmt::join(others, ", ")));
+}
+
+class Run {
+ public:
+  Run(RunRequest req, Comm& comm, const RunHooks& hooks)
+      : req_(std::move(req)), cfg_(req_.cfg), comm_(comm), hooks_(hooks), lead_(comm.rank() == 0) {}
+
+  Outcome go() {
+    if (comm_.world() > 1) agree_on_setup(comm_, cfg_, req_.out, req_.out_given);
+    check();
+    open();
+    const Trainer::End end = train();
+    if (hooks_.on_trained) hooks_.on_trained();
+    if (end == Trainer::End::Stopped) return stopped();
+    Summary s = summary();
+    if (end == Trainer::End::NonFinite) return non_finite(s);
+    return done(s);
+  }
+
+ private:
+  RunFolder::Mode mode() const {
+    return req_.resume ? RunFolder::Mode::Resume : RunFolder::Mode::Fresh;
+  }
+  void say(const std::string& text) const {
+    if (lead_ && hooks_.say) hooks_.say(text);
+  }
+
+  // Everything is checked and built before the first write: bad input leaves the folder as is.
+  void check() {
+    on_every_rank(comm_, [&] {
+      device_of(cfg_, comm_);
+      check_shardable(cfg_, comm_.world());
+      RunFolder::check(req_.out, mode());
+      check_memory(cfg_, Work::Train, comm_.world());
+    });
+    trainer_.emplace(cfg_, &comm_);
+  }
+
+  // The folder opened (a resumed run's checkpoint loaded, its logs cut back to it), the trainer
+  // restored, and rank 0's config, logs and set-up lines written.
+  void open() {
+    std::optional<Checkpoint> ckpt;
+    std::string kept_losses, kept_theory;
+    on_every_rank(comm_, [&] {
+      folder_.emplace(req_.out, mode(), lead_);
+      if (req_.resume) ckpt = folder_->load_checkpoint(cfg_, trainer_->student().shard());
+      const int64_t epoch = ckpt ? ckpt->state.epoch : 0;
+      if (lead_) kept_losses = folder_->losses_upto(epoch);
+      if (lead_ && cfg_.theory()) kept_theory = folder_->theory_upto(epoch);
+    });
+    saved_ = ckpt ? position(ckpt->state) : "";
+    if (ckpt) trainer_->restore(std::move(ckpt->state));
+    if (!lead_) return;
+    folder_->write_config(cfg_);
+    folder_->open_losses(kept_losses);
+    if (cfg_.theory()) folder_->open_theory(kept_theory);
+    const int world = comm_.world();
+    say(setup_line(cfg_, req_.out, world));
+    const int64_t blocks = (cfg_.student.particles + kNoiseBlock - 1) / kNoiseBlock;
+    if (blocks < world)
+      say(fmt::format("  {} processes share {} block(s) of {} particles: {} of them hold none\n",
+                      world, blocks, kNoiseBlock, world - blocks));
+    if (req_.resume)
+      say(fmt::format("  resuming {}\n", saved_.empty() ? "at the start (no checkpoint)" : saved_));
+  }
+
+  // The epochs, each logged by rank 0 and checkpointed every train.checkpoint_every and last.
+  Trainer::End train() {
+    const int64_t every = cfg_.train.checkpoint_every;
+    return trainer_->run(
+        [&](const EpochLog& l) {
+          if (lead_) {
+            folder_->append_losses(l);
+            if (cfg_.theory()) folder_->append_theory(l);
+            if (hooks_.on_epoch) hooks_.on_epoch(l);
+          }
+          if (l.finite && ((every > 0 && l.epoch % every == 0) || l.epoch == cfg_.train.epochs))
+            save_checkpoint();
+        },
+        hooks_.stop);
+  }
+
+  void save_checkpoint() {
+    const TrainerState s = trainer_->state();
+    folder_->save_checkpoint(cfg_, s, trainer_->student().shard(), comm_);
+    saved_ = position(s);
+  }
+
+  std::string last_good() const {
+    return saved_.empty() ? "no checkpoint written"
+                          : fmt::format("{} kept ({})", folder_->path(kCheckpointFile), saved_);
+  }
+
+  Outcome stopped() {
+    Outcome o{Trainer::End::Stopped, trainer_->stopped_by(), ""};
+    const TrainerState st = trainer_->state();
+    if (!trainer_->finite()) {
+      o.end = Trainer::End::NonFinite;
+      if (lead_)
+        o.message = fmt::format(
+            "mmdflow: error: training went non-finite during epoch {}, stopped by {}; {}\n",
+            st.epoch + 1, signal_name(o.signal), last_good());
+      return o;
+    }
+    folder_->save_checkpoint(cfg_, st, trainer_->student().shard(), comm_);
+    if (lead_)
+      o.message = fmt::format(
+          "mmdflow: stopped by {} {}; checkpoint written, continue with: mmdflow train --resume "
+          "{}\n",
+          signal_name(o.signal), position(st), req_.out);
+    return o;
+  }
+
+  Summary summary() const {
+    const TrainerState st = trainer_->state();
+    const EpochLog& last = st.last;
+    Summary s;
+    s.initial_train_loss = trainer_->initial_train_loss();
+    s.initial_valid_loss = trainer_->initial_valid_loss();
+    s.epochs = last.epoch;
+    if (last.epoch > 0) s.final_train_loss = last.train_loss;
+    s.final_valid_loss = last.epoch > 0 ? last.valid_loss : trainer_->initial_valid_loss();
+    s.best_valid_loss = st.best_valid;
+    s.best_epoch = st.best_epoch;
+    s.seconds = st.seconds;
+    s.steps = st.steps;
+    s.ms_per_step = 1e3 * st.step_seconds / double(std::max<int64_t>(1, st.steps));
+    s.device = trainer_->device().str();
+    s.threads = cfg_.threads;
+    s.processes = comm_.world();
+    s.version = MMDFLOW_VERSION;
+    return s;
+  }
+
+  Outcome non_finite(Summary& s) {
+    Outcome o{Trainer::End::NonFinite, 0, ""};
+    if (!lead_) return o;
+    const EpochLog& last = trainer_->state().last;
+    s.status = "non_finite";
+    folder_->write_summary(s);
+    o.message = fmt::format(
+        "mmdflow: error: training went non-finite at epoch {} (train loss {}, valid loss {}); "
+        "stopped, logs in {}; {}\n",
+        last.epoch, last.train_loss, last.valid_loss, req_.out, last_good());
+    return o;
+  }
+
+  // The final weights, the comparison with the teacher, the summary.
+  Outcome done(Summary& s) {
+    const Trainer& t = *trainer_;
+    folder_->save_student(t.student().named_tensors(), t.student().shard(), comm_);
+    if (lead_) folder_->save_teacher(t.teacher().named_tensors());
+    at::Generator gen = stream_generator(cfg_.seed, kCompareStream);
+    const Comparison cmp =
+        compare(t.student(), t.teacher(), cfg_.data.input, cfg_.compare.samples,
+                cfg_.compare.nearest, gen, comm_, cfg_.flow.kernel == KernelKind::Exact);
+    if (!lead_) return {};
+    say(format_table(cmp));
+    s.status = "done";
+    s.compare = cmp;
+    folder_->write_summary(s);
+    say(fmt::format("wrote {}/{{losses.csv, {}config.yaml, summary.json, {}, teacher.pt{}}}\n",
+                    req_.out, cfg_.theory() ? "theory.csv, " : "",
+                    comm_.world() == 1 ? "student.pt" : "student-*.pt, student.index.json",
+                    saved_.empty() ? "" : std::string(", ") + kCheckpointFile));
+    return {};
+  }
+
+  RunRequest req_;
+  const Config& cfg_;
+  Comm& comm_;
+  const RunHooks& hooks_;
+  const bool lead_;
+  std::optional<Trainer> trainer_;
+  std::optional<RunFolder> folder_;
+  std::string saved_;  // where the checkpoint on disk stands, for messages
+};
+
+}  // namespace
+
+Outcome run_training(RunRequest req, Comm& comm, const RunHooks& hooks) {
+  return Run(std::move(req), comm, hooks).go();
+}
+
+std::string setup_line(const Config& c, const std::string& out, int world) {
+  std::string s = fmt::format(
+      "mmdflow train: teacher M={} student N={} | d={} H={} o={} {}/{} | {} flow, step {} | "
+      "beta {} {} | {} epochs, batch {} of {} | {} {}, {} threads{}\n  -> {}\n",
+      c.teacher.particles, c.student.particles, c.data.dim, c.model.hidden, c.model.outputs,
+      name_of(c.model.activation), name_of(c.model.output), name_of(c.flow.method),
+      c.flow.step_size, name_of(c.noise.schedule), c.noise.beta0, c.train.epochs, c.train.batch,
+      c.data.train_size, c.device.str(), name_of(c.dtype), c.threads,
+      world > 1 ? fmt::format(" x {} processes", world) : "", out);
+  if (c.misspecified())
+    s +=
+        fmt::format("  misspecified: the teacher's particles have H={} {}, the student's H={} {}\n",
+                    c.teacher_hidden(), name_of(c.teacher_activation()), c.model.hidden,
+                    name_of(c.model.activation));
+  return s;
+}
+
+}  // namespace mmdflow
