@@ -107,10 +107,6 @@ struct PathKernels {
   BlockKernels<double> (*blocks_f64)(int H, Activation s, OutputKind g);
   Perturb<float> perturb_f32;
   Perturb<double> perturb_f64;
-  // float32 lanes of the path's vectors, and its multiply-add rate: runs `iters` rounds of
-  // independent multiply-adds on one thread and returns the floating-point operations done.
-  int lanes_f32;
-  double (*fma_loop)(int64_t iters);
   DenseKernels<float> dense_f32;
   DenseKernels<double> dense_f64;
 };
