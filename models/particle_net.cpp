@@ -7,10 +7,6 @@
 
 namespace mmdflow {
 
-int64_t ParticleFamily::particle_size() const {
-  return hidden * dim + (hidden_bias ? hidden : 0) + outputs * hidden + (output_bias ? outputs : 0);
-}
-
 std::vector<at::Tensor*> Particles::tensors() {
   std::vector<at::Tensor*> out;
   for (at::Tensor* t : {&A, &a, &B, &b})
@@ -53,6 +49,17 @@ at::Tensor Particles::flat() const {
   std::vector<at::Tensor> parts;
   for (const at::Tensor* t : tensors()) parts.push_back(t->flatten(1));
   return at::cat(parts, 1);
+}
+
+Particles particles_of(const NamedTensors& w) {
+  Particles z;
+  for (const auto& [name, t] : w) {
+    at::Tensor* dst = name == "A" ? &z.A : name == "a" ? &z.a : name == "B" ? &z.B : &z.b;
+    TORCH_CHECK(name == "A" || name == "a" || name == "B" || name == "b", "no particle tensor ",
+                name);
+    *dst = t;
+  }
+  return z;
 }
 
 ParticleNet::ParticleNet(const ParticleNetOptions& options, at::Generator& gen)

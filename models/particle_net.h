@@ -9,23 +9,10 @@
 #include <vector>
 
 #include "data/dataset.h"
-#include "models/activation.h"
+#include "models/family.h"
 #include "src/base/io.h"
 
 namespace mmdflow {
-
-// The particle family shared by every particle of a measure.
-struct ParticleFamily {
-  int64_t dim = 50;     // d
-  int64_t hidden = 3;   // H
-  int64_t outputs = 1;  // o
-  Activation activation = Activation::ReLU;
-  OutputFn out{OutputKind::Gaussian, 2.0};
-  bool hidden_bias = false;  // a
-  bool output_bias = false;  // b
-  // Coordinates per particle: H d + H [a] + o H + o [b].
-  int64_t particle_size() const;
-};
 
 // Particle coordinates. Undefined a / b mean "no bias".
 struct Particles {
@@ -42,6 +29,9 @@ struct Particles {
   Particles to(const at::TensorOptions& opts) const;
   at::Tensor flat() const;  // [N, particle_size]
 };
+
+// The block layout's tensors by name (A, a, B, b; biases when present; models/weights.h).
+Particles particles_of(const NamedTensors& w);
 
 struct ParticleNetOptions {
   ParticleNetOptions(int64_t particles, ParticleFamily family)

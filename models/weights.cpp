@@ -55,17 +55,6 @@ void check_weights(const NamedTensors& w, const std::vector<WeightSpec>& specs,
   }
 }
 
-Particles particles_of(const NamedTensors& w) {
-  Particles z;
-  for (const auto& [name, t] : w) {
-    at::Tensor* dst = name == "A" ? &z.A : name == "a" ? &z.a : name == "B" ? &z.B : &z.b;
-    TORCH_CHECK(name == "A" || name == "a" || name == "B" || name == "b", "no particle tensor ",
-                name);
-    *dst = t;
-  }
-  return z;
-}
-
 NamedTensors named(const std::vector<WeightSpec>& specs, const std::vector<at::Tensor>& tensors) {
   TORCH_CHECK(specs.size() == tensors.size(), "weights: ", tensors.size(), " tensors for ",
               specs.size(), " names");

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "models/particle_net.h"
+#include "models/family.h"
 #include "src/base/io.h"
 
 namespace mmdflow {
@@ -26,8 +26,6 @@ std::vector<WeightSpec> dense_weights(const ParticleFamily& f, int64_t N);
 // Throws CheckpointError "<source>: <what is wrong>".
 void check_weights(const NamedTensors& w, const std::vector<WeightSpec>& specs,
                    c10::ScalarType dtype, const std::string& source);
-// The block layout's tensors by name (A, a, B, b; biases when present).
-Particles particles_of(const NamedTensors& w);
 // The tensors of specs, in order, paired with their names.
 NamedTensors named(const std::vector<WeightSpec>& specs, const std::vector<at::Tensor>& tensors);
 

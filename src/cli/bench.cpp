@@ -13,9 +13,9 @@
 
 #include "src/base/device.h"
 #include "src/base/random.h"
-#include "src/flow/exact.h"
+#include "src/cli/bench_exact.h"
+#include "src/cli/bench_fma.h"
 #include "src/flow/flow.h"
-#include "src/kernels/blocks.h"
 #include "src/kernels/isa.h"
 #include "src/train/trainer.h"
 
@@ -90,7 +90,7 @@ BlasInfo find_blas() {
 }
 
 // The widest float32 vector this CPU multiplies and adds, in bits.
-int cpu_vector_bits() { return 32 * path_kernels(widest_isa()).lanes_f32; }
+int cpu_vector_bits() { return 32 * fma_loop(widest_isa()).lanes_f32; }
 
 // Seconds of CPU time of the calling thread: rates measured on it do not count the time other
 // processes hold its core.
@@ -125,19 +125,24 @@ double clock_ghz() {
 // runs independent multiply-add chains at once (all cores busy, as in a product), each rate over
 // its own CPU time; best of a few rounds per thread, summed.
 double fma_peak_gflops(int64_t threads) {
-  const PathKernels& k = path_kernels(widest_isa());
+  const FmaLoop& loop = fma_loop(widest_isa());
   std::vector<double> best(threads, 0.0);
   at::parallel_for(0, threads, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t i = b0; i < b1; ++i)
       for (int r = 0; r < 5; ++r) {
         const double t = thread_seconds();
-        const double flops = k.fma_loop(2'000'000);
+        const double flops = loop.run(2'000'000);
         best[i] = std::max(best[i], flops / (thread_seconds() - t) / 1e9);
       }
   });
   double sum = 0;
   for (double b : best) sum += b;
   return sum;
+}
+
+// Floating-point operations of one first-layer product A X^T over N particles and Bt inputs.
+double first_layer_flops(const ParticleFamily& fam, int64_t N, int64_t Bt) {
+  return 2.0 * double(N) * double(fam.hidden) * double(fam.dim) * double(Bt);
 }
 
 // The sum over ranks of one number.
@@ -166,7 +171,9 @@ void run_exact_bench(const Config& cfg, const BenchOptions& opt) {
       name_of(cfg.data.input));
   fmt::print("{:>9} {:>12} {:>12} {:>12}\n", "N", "ms/step", "Gpairs/s", "peak-RSS-MiB");
   for (int64_t N : sizes) {
-    const double ms = exact_step_ms(N, M, d, cfg.dtype, cfg.data.input, so, opt.repeats, cfg.seed);
+    ExactBenchNets nets = exact_bench_nets(N, M, d, cfg.dtype, cfg.seed);
+    const double ms = exact_step_ms(nets.student.particles(), nets.teacher.particles(),
+                                    cfg.data.input, so, opt.repeats, cfg.seed);
     const double pairs = double(N + M) * double(M + N * (inject ? 2 : 1));
     fmt::print("{:>9} {:>12.3f} {:>12.3f} {:>12.0f}\n", N, ms, pairs / (ms * 1e-3) / 1e9,
                peak_rss_mib());
@@ -236,7 +243,7 @@ void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
   const double peak = total(comm, matmul_gflops(dev, 2048, 2048, 2048, 5));
   set_blas_threads(1);
   const double fma = total(comm, fma_peak_gflops(threads)), ghz = clock_ghz();
-  const int lanes = path_kernels(widest_isa()).lanes_f32;
+  const int lanes = fma_loop(widest_isa()).lanes_f32;
   const int64_t cores = world * threads;
   if (lead) {
     fmt::print(

@@ -31,9 +31,4 @@ StepStats exact_step(Particles& z, const Particles& teacher, InputDist dist, con
 StepStats exact_stats(const Particles& z, const Particles& teacher, InputDist dist,
                       const StepOptions& opt, int64_t chunk = 0);
 
-// Median ms per exact_step over `repeats` steps after one warm-up, on N student and M teacher
-// particles drawn N(0, 1) (o = 1) from `seed`, each step with a new noise seed (bench).
-double exact_step_ms(int64_t N, int64_t M, int64_t d, c10::ScalarType dtype, InputDist dist,
-                     StepOptions opt, int64_t repeats, uint64_t seed = 0);
-
 }  // namespace mmdflow

@@ -1,6 +1,7 @@
-// The fused kernel's work on one block of particles, compiled once per instruction-set path
-// (kernels_<isa>.cpp) and reached through that path's table: the caller (features.cpp) cuts the
-// particles into blocks and runs them in parallel; everything inside a block runs here. Torch-free.
+// The fused kernels, compiled once per instruction-set path (kernels_<isa>.cpp) and reached
+// through that path's table (path_kernels): the work on one block of particles, whose caller
+// (features.cpp) cuts the particles into blocks and runs them in parallel, and the dense layout's
+// pieces (dense.cpp). Torch-free.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -106,10 +107,6 @@ struct PathKernels {
   BlockKernels<double> (*blocks_f64)(int H, Activation s, OutputKind g);
   Perturb<float> perturb_f32;
   Perturb<double> perturb_f64;
-  // float32 lanes of the path's vectors, and its multiply-add rate: runs `iters` rounds of
-  // independent multiply-adds on one thread and returns the floating-point operations done.
-  int lanes_f32;
-  double (*fma_loop)(int64_t iters);
   DenseKernels<float> dense_f32;
   DenseKernels<double> dense_f64;
 };
@@ -117,6 +114,7 @@ struct PathKernels {
 // The fused kernel's loops take H as a compile-time constant, up to this.
 constexpr int kFusedHidden = 4;
 
+// The table of `isa` (blocks.cpp).
 const PathKernels& path_kernels(Isa isa);
 
 }  // namespace mmdflow

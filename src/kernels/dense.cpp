@@ -84,6 +84,120 @@ void check_params(const DenseParams& w, const at::Tensor& X) {
                 ", got ", t->scalar_type(), " ", t->sizes());
 }
 
+// w + beta eps for a tensor of the first layer (the whole of it is needed at once), into buf;
+// t itself when undefined or without noise.
+template <typename T>
+at::Tensor noisy_copy(const DenseKernels<T>& dk, const at::Tensor& t, const at::Tensor& eps,
+                      double beta, at::Tensor& buf) {
+  if (!t.defined() || beta == 0.0) return t;
+  reshape_buffer(buf, t.sizes(), t.scalar_type());
+  const T* src = t.data_ptr<T>();
+  const float* e = eps.data_ptr<float>();
+  T* dst = buf.data_ptr<T>();
+  parallel_pieces(t.numel(), 1 << 16, [&](int64_t lo, int64_t hi) {
+    dk.add_noise(src + lo, e + lo, beta, dst + lo, hi - lo);
+  });
+  return buf;
+}
+
+// The second layer's operands of one DenseCpu::grad: w's and the step's buffers.
+template <typename T>
+struct SecondLayer {
+  int64_t No, NH, B, N;
+  T *W2, *b2;              // w's (b2 null without bias), updated in place
+  T *W2n, *b2n;            // where the gradient is taken: copies (noisy or not), or W2, b2
+  const float *e2, *eb2;   // the noise of W2 and b2, null without noise
+  const T *S1, *S1t, *wt;  // [B, NH], [NH, B], W^T [o, B]
+  T *E, *gb2;              // [No, B], [No]
+  double beta, step;
+  bool update, copy;
+};
+
+// Output units r0 .. r0 + rows - 1: W2's rows at w + beta eps (or copied), E^T = dL/dU^T, then the
+// block's gradient of W2 (and b2) into gW2 [rows, NH], applied to w at once when updating.
+// Returns its squared norm.
+template <typename T>
+double second_layer_block(const DenseKernels<T>& dk, const ParticleFamily& fam,
+                          const SecondLayer<T>& L, int64_t r0, int64_t rows, T* gW2) {
+  const int64_t NH = L.NH, B = L.B;
+  T *w2 = L.W2 + r0 * NH, *w2n = L.W2n + r0 * NH, *Eb = L.E + r0 * B;
+  if (L.e2) {
+    dk.add_noise(w2, L.e2 + r0 * NH, L.beta, w2n, rows * NH);
+    if (L.b2) dk.add_noise(L.b2 + r0, L.eb2 + r0, L.beta, L.b2n + r0, rows);
+  } else if (L.copy) {
+    std::memcpy(w2n, w2, rows * NH * sizeof(T));
+    if (L.b2) std::memcpy(L.b2n + r0, L.b2 + r0, rows * sizeof(T));
+  }
+  block_ut(dk, rows, NH, B, w2n, L.S1t, Eb);
+  dk.outputs(fam.out, rows, B, r0, L.N, Eb, L.b2n ? L.b2n + r0 : nullptr, L.wt, Eb,
+             L.b2 ? L.gb2 + r0 : nullptr, nullptr);
+  product(dk, false, false, rows, NH, B, Eb, B, L.S1, NH, gW2, NH);
+  double sq = dk.sq_then_step(gW2, L.update ? w2 : nullptr, rows * NH, L.step);
+  if (L.b2) sq += dk.sq_then_step(L.gb2 + r0, L.update ? L.b2 + r0 : nullptr, rows, L.step);
+  return sq;
+}
+
+// Every block of output units, in parallel, its squared norm into sq[block]. With noise, one
+// thread first draws W2's noise (serial: one generator), block by block, with draw(drawn), then
+// joins the others, which take each block as soon as its noise is drawn (all of it, b2's too,
+// with an output bias).
+template <typename T, typename Draw>
+void second_layer(const DenseKernels<T>& dk, const ParticleFamily& fam, const SecondLayer<T>& L,
+                  const Draw& draw, std::vector<double>& sq) {
+  const int64_t nblocks = int64_t(sq.size());
+  std::atomic<int64_t> drawn{L.e2 ? 0 : L.No + 1}, next{0};
+  std::atomic<bool> failed{false};
+  const int64_t threads = at::get_num_threads();
+  at::parallel_for(0, threads, 1, [&](int64_t t0, int64_t) {
+    if (t0 == 0 && L.e2) {
+      try {
+        draw(drawn);
+      } catch (...) {
+        failed = true;
+        throw;
+      }
+    }
+    std::vector<T> gW2(kUnits * L.NH);
+    for (int64_t blk; (blk = next.fetch_add(1)) < nblocks;) {
+      const int64_t r0 = blk * kUnits, rows = std::min(kUnits, L.No - r0);
+      const int64_t need = L.b2 ? L.No + 1 : r0 + rows;
+      while (drawn.load(std::memory_order_acquire) < need) {
+        if (failed) return;
+        std::this_thread::yield();
+      }
+      sq[blk] = second_layer_block(dk, fam, L, r0, rows, gW2.data());
+    }
+  });
+}
+
+// The first layer's operands of one DenseCpu::grad.
+template <typename T>
+struct FirstLayer {
+  int64_t d;
+  const T *X, *H1;     // [B, d], [B, NH]
+  T *dS1, *gW1, *gb1;  // [B, NH], [NH, d], [NH]
+  T *W1, *b1;          // w's when updating, else null
+  bool bias;           // w has b1
+};
+
+// dL/dS1 = E W2n [B, NH], then dL/dH1 over it and g(b1) = its column sums, and
+// g(W1) = dL/dH1^T X [NH, d], applied to w when updating. Returns their squared norm.
+template <typename T>
+double first_layer(const DenseKernels<T>& dk, const ParticleFamily& fam, const SecondLayer<T>& L,
+                   const FirstLayer<T>& F) {
+  const int64_t NH = L.NH, B = L.B, d = F.d;
+  parallel_pieces(NH, kCols, [&](int64_t c0, int64_t c1) {
+    product(dk, true, false, B, c1 - c0, L.No, L.E, B, L.W2n + c0, NH, F.dS1 + c0, NH);
+    dk.backprop(fam.activation, B, c1 - c0, NH, F.H1 + c0, F.dS1 + c0, F.gb1 + c0);
+  });
+  parallel_pieces(NH, kCols, [&](int64_t j0, int64_t j1) {
+    product(dk, true, false, j1 - j0, d, B, F.dS1 + j0, NH, F.X, d, F.gW1 + j0 * d, d);
+  });
+  double sq = dk.sq_then_step(F.gW1, F.W1, NH * d, L.step);
+  if (F.bias) sq += dk.sq_then_step(F.gb1, F.b1, NH, L.step);
+  return sq;
+}
+
 }  // namespace
 
 void DenseCpu::draw_first(const DenseParams& w, at::Generator& gen) {
@@ -200,7 +314,7 @@ double DenseCpu::grad(const ParticleFamily& fam, DenseParams& w, const at::Tenso
   const at::Tensor Xc = X.contiguous(), Wt = W.t().contiguous().to(X.scalar_type());
   const auto dtype = Xc.scalar_type();
   const int64_t B = Xc.size(0), d = Xc.size(1), No = w.W2.size(0), NH = w.W2.size(1);
-  const int64_t o = fam.outputs, N = No / o, nblocks = (No + kUnits - 1) / kUnits;
+  const int64_t N = No / fam.outputs, nblocks = (No + kUnits - 1) / kUnits;
   const double beta = noise.beta;
   at::Generator gen;
   if (beta != 0.0) {
@@ -208,7 +322,7 @@ double DenseCpu::grad(const ParticleFamily& fam, DenseParams& w, const at::Tenso
     draw_first(w, gen);
   }
   // The weights the gradient is taken at: noisy copies, or w itself. W2's rows are noised (or
-  // copied, when w is updated before the copy's last use) block by block below.
+  // copied, when w is updated before the copy's last use) block by block (second_layer).
   const bool copy_w2 = beta != 0.0 || update;
   reshape_buffer(E_, {No, B}, dtype);
   reshape_buffer(dS1_, {B, NH}, dtype);
@@ -222,83 +336,24 @@ double DenseCpu::grad(const ParticleFamily& fam, DenseParams& w, const at::Tenso
   AT_DISPATCH_FLOATING_TYPES(dtype, "dense_grad", [&] {
     using T = scalar_t;
     const DenseKernels<T>& dk = dense_kernels<T>();
-    // w + beta eps for a tensor of the first layer (the whole of it is needed at once).
-    auto noisy = [&](const at::Tensor& t, const at::Tensor& eps, at::Tensor& buf) {
-      if (!t.defined() || beta == 0.0) return t;
-      reshape_buffer(buf, t.sizes(), dtype);
-      const T* src = t.data_ptr<T>();
-      const float* e = eps.data_ptr<float>();
-      T* dst = buf.data_ptr<T>();
-      parallel_pieces(t.numel(), 1 << 16, [&](int64_t lo, int64_t hi) {
-        dk.add_noise(src + lo, e + lo, beta, dst + lo, hi - lo);
-      });
-      return buf;
-    };
-    const at::Tensor W1n = noisy(w.W1, eps_.W1, W1n_), b1n = noisy(w.b1, eps_.b1, b1n_);
+    const at::Tensor W1n = noisy_copy(dk, w.W1, eps_.W1, beta, W1n_);
+    const at::Tensor b1n = noisy_copy(dk, w.b1, eps_.b1, beta, b1n_);
     hidden(fam, W1n, b1n, Xc);
-
     T *W2 = w.W2.data_ptr<T>(), *b2 = ptr<T>(w.b2);
     T *W2n = copy_w2 ? W2n_.data_ptr<T>() : W2, *b2n = copy_w2 ? ptr<T>(b2n_) : b2;
     const float *e2 = beta != 0.0 ? eps_.W2.data_ptr<float>() : nullptr,
                 *eb2 = beta != 0.0 ? ptr<float>(eps_.b2) : nullptr;
     const T *S1 = S1_.data_ptr<T>(), *S1t = S1t_.data_ptr<T>(), *wt = Wt.data_ptr<T>();
     T *E = E_.data_ptr<T>(), *gb2 = gb2_.data_ptr<T>();
-    // Output units, block by block: W2's rows at w + beta eps, E^T = dL/dU^T, then the block's
-    // gradient of W2 (and b2), applied to w at once when updating. With noise, one thread draws
-    // W2's noise (serial: one generator), block by block, then joins the others, which take each
-    // block as soon as its noise is drawn (all of it, b2's too, with an output bias).
-    std::atomic<int64_t> drawn{e2 ? 0 : No + 1}, next{0};
-    std::atomic<bool> failed{false};
-    const int64_t threads = at::get_num_threads();
-    at::parallel_for(0, threads, 1, [&](int64_t t0, int64_t) {
-      if (t0 == 0 && e2) {
-        try {
-          draw_second(w, gen, drawn);
-        } catch (...) {
-          failed = true;
-          throw;
-        }
-      }
-      std::vector<T> gW2(kUnits * NH);
-      for (int64_t blk; (blk = next.fetch_add(1)) < nblocks;) {
-        const int64_t r0 = blk * kUnits, rows = std::min(kUnits, No - r0);
-        const int64_t need = b2 ? No + 1 : r0 + rows;
-        while (drawn.load(std::memory_order_acquire) < need) {
-          if (failed) return;
-          std::this_thread::yield();
-        }
-        T *w2 = W2 + r0 * NH, *w2n = W2n + r0 * NH, *Eb = E + r0 * B;
-        if (e2) {
-          dk.add_noise(w2, e2 + r0 * NH, beta, w2n, rows * NH);
-          if (b2) dk.add_noise(b2 + r0, eb2 + r0, beta, b2n + r0, rows);
-        } else if (copy_w2) {
-          std::memcpy(w2n, w2, rows * NH * sizeof(T));
-          if (b2) std::memcpy(b2n + r0, b2 + r0, rows * sizeof(T));
-        }
-        block_ut(dk, rows, NH, B, w2n, S1t, Eb);
-        dk.outputs(fam.out, rows, B, r0, N, Eb, b2n ? b2n + r0 : nullptr, wt, Eb,
-                   b2 ? gb2 + r0 : nullptr, nullptr);
-        product(dk, false, false, rows, NH, B, Eb, B, S1, NH, gW2.data(), NH);
-        sq[blk] = dk.sq_then_step(gW2.data(), update ? w2 : nullptr, rows * NH, step);
-        if (b2) sq[blk] += dk.sq_then_step(gb2 + r0, update ? b2 + r0 : nullptr, rows, step);
-      }
-    });
-    // dL/dS1 = E W2n [B, NH], then dL/dH1 over it and g(b1) = its column sums.
-    T *dS1 = dS1_.data_ptr<T>(), *gb1 = gb1_.data_ptr<T>();
-    const T* H1 = H1_.data_ptr<T>();
-    parallel_pieces(NH, kCols, [&](int64_t c0, int64_t c1) {
-      product(dk, true, false, B, c1 - c0, No, E, B, W2n + c0, NH, dS1 + c0, NH);
-      dk.backprop(fam.activation, B, c1 - c0, NH, H1 + c0, dS1 + c0, gb1 + c0);
-    });
-    // g(W1) = dL/dH1^T X [NH, d].
-    const T* x = Xc.data_ptr<T>();
-    T* gW1 = gW1_.data_ptr<T>();
-    parallel_pieces(NH, kCols, [&](int64_t j0, int64_t j1) {
-      product(dk, true, false, j1 - j0, d, B, dS1 + j0, NH, x, d, gW1 + j0 * d, d);
-    });
-    sq_first = dk.sq_then_step(gW1, update ? w.W1.data_ptr<T>() : nullptr, NH * d, step);
-    if (w.b1.defined())
-      sq_first += dk.sq_then_step(gb1, update ? w.b1.data_ptr<T>() : nullptr, NH, step);
+    const SecondLayer<T> L{No, NH,  B,  N, W2,  b2,   W2n,  b2n,    e2,     eb2,
+                           S1, S1t, wt, E, gb2, beta, step, update, copy_w2};
+    auto draw = [&](std::atomic<int64_t>& drawn) { draw_second(w, gen, drawn); };
+    second_layer(dk, fam, L, draw, sq);
+    const T *x = Xc.data_ptr<T>(), *H1 = H1_.data_ptr<T>();
+    T *dS1 = dS1_.data_ptr<T>(), *gb1 = gb1_.data_ptr<T>(), *gW1 = gW1_.data_ptr<T>();
+    T *W1 = update ? w.W1.data_ptr<T>() : nullptr, *b1 = update ? ptr<T>(w.b1) : nullptr;
+    const FirstLayer<T> F{d, x, H1, dS1, gW1, gb1, W1, b1, w.b1.defined()};
+    sq_first = first_layer(dk, fam, L, F);
   });
   double total = 0;
   for (double v : sq) total += v;  // block order: independent of the threads

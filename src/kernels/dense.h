@@ -1,6 +1,6 @@
-// The dense layout's CPU step (the original code's network, MATH.md): W1 [N H, d] (+ b1 [N H]),
-// W2 [N o, N H] (+ b2 [N o]); output unit k N + n is (output k, particle n). Forward:
-// H1 = X W1^T + b1 [B, N H], S1 = s(H1), U = S1 W2^T + b2 [B, N o], phi = G(U).
+// The dense layout's CPU step (the original code's network, docs/math.md): W1 [N H, d]
+// (+ b1 [N H]), W2 [N o, N H] (+ b2 [N o]); output unit k N + n is (output k, particle n).
+// Forward: H1 = X W1^T + b1 [B, N H], S1 = s(H1), U = S1 W2^T + b2 [B, N o], phi = G(U).
 // The output units are cut into blocks, processed in parallel, each on the active instruction-set
 // path's kernels (blocks.h): per block, its rows of W2 (+ noise), U^T for them, E = dL/dU, the
 // block's gradient of W2, applied at once. No [N o, N H] gradient is ever held; the noisy W2 is

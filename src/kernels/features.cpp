@@ -331,8 +331,4 @@ at::Tensor mean_sq_norm(const Particles& g) {
   return total / g.size();
 }
 
-double first_layer_flops(const ParticleFamily& fam, int64_t N, int64_t Bt) {
-  return 2.0 * double(N) * double(fam.hidden) * double(fam.dim) * double(Bt);
-}
-
 }  // namespace mmdflow

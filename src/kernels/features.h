@@ -55,7 +55,4 @@ at::Tensor jacobian_gram(const ParticleFamily& fam, const Particles& z, const at
 // (1/N) sum_n ||g_n||^2 over every coordinate, as a 0-dim tensor on g's device.
 at::Tensor mean_sq_norm(const Particles& g);
 
-// Floating-point operations of one first-layer product A X^T over N particles and Bt inputs.
-double first_layer_flops(const ParticleFamily& fam, int64_t N, int64_t Bt);
-
 }  // namespace mmdflow

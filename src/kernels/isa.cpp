@@ -6,22 +6,8 @@
 #include <string>
 
 #include "src/base/errors.h"
-#include "src/kernels/blocks.h"
 
 namespace mmdflow {
-
-// Each path's table, from its kernels_<isa>.cpp.
-namespace generic {
-extern const PathKernels kKernels;
-}
-#if defined(__x86_64__) || defined(__i386__)
-namespace avx2 {
-extern const PathKernels kKernels;
-}
-namespace avx512 {
-extern const PathKernels kKernels;
-}
-#endif
 
 bool isa_supported(Isa isa) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -103,14 +89,6 @@ void set_isa(Isa isa) {
     throw UsageError("instruction-set path " + std::string(name_of(isa)) +
                      ": this CPU cannot run it (it runs " + supported_isa_list() + ")");
   g_active.store(int(isa), std::memory_order_release);
-}
-
-const PathKernels& path_kernels(Isa isa) {
-#if defined(__x86_64__) || defined(__i386__)
-  if (isa == Isa::Avx512) return avx512::kKernels;
-  if (isa == Isa::Avx2) return avx2::kKernels;
-#endif
-  return generic::kKernels;
 }
 
 }  // namespace mmdflow

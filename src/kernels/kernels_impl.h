@@ -279,34 +279,6 @@ double grad_block(const BlockArgs<T>& args, const View<T>& z, const View<T>& g, 
   return sq;
 }
 
-#if defined(MMDFLOW_ISA_AVX512)
-constexpr int kLanes = 16;
-#elif defined(MMDFLOW_ISA_AVX2)
-constexpr int kLanes = 8;
-#else
-constexpr int kLanes = 4;  // SSE2: a multiply and an add, no FMA
-#endif
-
-// 12 independent chains of acc = acc x + y on the path's widest float vectors: enough to cover
-// two FMA pipes of latency 4 and more, few enough for 16 registers.
-double fma_loop(int64_t iters) {
-  typedef float F __attribute__((vector_size(4 * kLanes)));
-  constexpr int kChains = 12;
-  F acc[kChains];
-  for (int c = 0; c < kChains; ++c) acc[c] = F{} + float(c) * 1e-3f;
-  F x = F{} + 0.999f, y = F{} + 1e-3f;
-  asm volatile("" : "+x"(x), "+x"(y));  // not constants: no folding across rounds
-  for (int64_t i = 0; i < iters; ++i) {
-#pragma GCC unroll 12
-    for (int c = 0; c < kChains; ++c) acc[c] = acc[c] * x + y;
-  }
-  F sum = F{};
-  for (int c = 0; c < kChains; ++c) sum += acc[c];
-  volatile float sink = sum[0];
-  (void)sink;
-  return 2.0 * double(kChains) * double(kLanes) * double(iters);
-}
-
 // ---- the dense layout's pieces -------------------------------------------------------------
 
 template <typename T, typename GFn>
@@ -447,8 +419,6 @@ const PathKernels kKernels = {
     &blocks<double>,
     &perturb_block<float>,
     &perturb_block<double>,
-    kLanes,
-    &fma_loop,
     {MMDFLOW_TILED(gemm_flags<float>), &dense_outputs<float>, &dense_activate<float>,
      &dense_backprop<float>, &add_noise<float>, &dense_sq_then_step<float>},
     {MMDFLOW_TILED(gemm_flags<double>), &dense_outputs<double>, &dense_activate<double>,

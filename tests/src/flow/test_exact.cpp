@@ -282,12 +282,5 @@ TEST(ExactFlow, RefusesSobolevDescent) {
                c10::Error);
 }
 
-TEST(ExactFlow, BenchMeasuresASteps) {
-  const double ms =
-      exact_step_ms(300, 2, 5, at::kFloat, InputDist::Sphere, options(Method::MMD, 0.1, 0.5, 0), 2);
-  EXPECT_GT(ms, 0.0);
-  EXPECT_TRUE(std::isfinite(ms));
-}
-
 }  // namespace
 }  // namespace mmdflow
