@@ -17,7 +17,8 @@
 #include "src/cli/bench_fma.h"
 #include "src/flow/flow.h"
 #include "src/kernels/isa.h"
-#include "src/train/trainer.h"
+#include "src/train/build.h"
+#include "src/train/reducer.h"
 
 namespace mmdflow {
 namespace {
@@ -216,9 +217,126 @@ std::string blas_warning(const BlasInfo& blas, int bits, double sgemm, double pe
       sgemm, 100.0 * sgemm / peak, cause, fix);
 }
 
+namespace {
+
+// What the bench measures once a run, on every rank at once: the float32 reference product and
+// the FMA peak, summed over the processes.
+struct Machine {
+  double peak = 0, fma = 0, ghz = 0;
+  int lanes = 0;
+  int64_t threads = 1, cores = 1;
+};
+
+Machine measure_machine(c10::Device dev, Comm& comm) {
+  Machine m;
+  m.threads = at::get_num_threads();
+  set_blas_threads(m.threads);  // the reference uses every core through BLAS, on every rank at once
+  m.peak = total(comm, matmul_gflops(dev, 2048, 2048, 2048, 5));
+  set_blas_threads(1);
+  m.fma = total(comm, fma_peak_gflops(m.threads));
+  m.ghz = clock_ghz();
+  m.lanes = fma_loop(widest_isa()).lanes_f32;
+  m.cores = comm.world() * m.threads;
+  return m;
+}
+
+// The lead's lines before the table: the setting, the paths, BLAS, the peak and the reference,
+// what the columns count.
+void print_header(const Config& cfg, const Machine& m, c10::Device dev, int world, int64_t B,
+                  bool dense, int products) {
+  const ParticleFamily fam = family_of(cfg);
+  const double beta = cfg.noise.beta0;
+  fmt::print(
+      "mmdflow bench: {} {}, {} process{} x {} threads; d={} H={} o={} M={} B={}, beta={} "
+      "({})\n",
+      dev.str(), name_of(cfg.dtype), world, world > 1 ? "es" : "", at::get_num_threads(), fam.dim,
+      fam.hidden, fam.outputs, cfg.teacher.particles, B, beta,
+      beta > 0 ? "noise injection" : "plain flow");
+  fmt::print("{}\n", path_line());
+  const BlasInfo blas = find_blas();
+  fmt::print("BLAS: {}{}{}\n", blas.name,
+             blas.core.empty()
+                 ? ""
+                 : fmt::format(", core {} ({})", blas.core,
+                               blas.core_bits ? fmt::format("{}-bit kernels", blas.core_bits)
+                                              : "kernel width unknown"),
+             blas.file.empty() ? "" : ", " + blas.file);
+  if (m.ghz > 0) {
+    fmt::print(
+        "FMA peak: {} cores x {} float32 lanes x {:.1f} FMA/cycle x {:.2f} GHz x 2 = {:.0f} "
+        "GFLOP/s (measured in this run)\n",
+        m.cores, m.lanes, m.fma / (2.0 * double(m.cores * m.lanes) * m.ghz), m.ghz, m.fma);
+  } else {
+    fmt::print("FMA peak: {} cores x {} float32 lanes: {:.0f} GFLOP/s (measured in this run)\n",
+               m.cores, m.lanes, m.fma);
+  }
+  fmt::print(
+      "float32 matrix product 2048x2048x2048: {:.1f} GFLOP/s (the machine's reference{}), "
+      "{:.0f}% "
+      "of the FMA peak\n",
+      m.peak, world > 1 ? ", summed over the processes running it at once" : "",
+      100.0 * m.peak / m.fma);
+  if (const std::string w = blas_warning(blas, cpu_vector_bits(), m.peak, m.fma); !w.empty())
+    fmt::print("{}\n", w);
+  if (dense) {
+    fmt::print(
+        "dense layout: GFLOP/s count the products of a step with the second layer (4: S1 W2^T "
+        "clean and at the gradient's weights, E^T S1 and E W2, 2 B N H N o each); of-ref and "
+        "of-peak divide them by the reference and by the FMA peak; shape-GFLOP/s is BLAS alone "
+        "on one [B, N H] x [N H, N o] product\n");
+  } else {
+    fmt::print(
+        "GFLOP/s count the first-layer products of a step ({}: A X^T {}and dP X, 2 N H d B "
+        "each); of-ref and of-peak divide them by the reference and by the FMA peak; "
+        "shape-GFLOP/s is BLAS alone on one [N H, d] x [d, B] product{}\n",
+        products, beta > 0 ? "clean and noisy " : "",
+        world > 1 ? "; comm is the share of a step in the allreduce of the feature sums" : "");
+  }
+  fmt::print("{:>9} {:>10} {:>9} {:>8} {:>8} {:>13} {:>12}{}\n", "N", "ms/step", "GFLOP/s",
+             "of-ref", "of-peak", "shape-GFLOP/s", "peak-RSS-MiB",
+             world > 1 ? fmt::format(" {:>7}", "comm") : "");
+}
+
+// Steps of the MMD flow (noise injection at beta0) on a student of N particles: the median ms
+// per step after the warm-up, and the mean share of a step in communication.
+struct Timing {
+  double ms = 0, comm_share = 0;
+};
+
+Timing time_steps(const Config& cfg, int64_t N, int64_t B, c10::Device dev, at::Generator& gen,
+                  const BenchOptions& opt, Comm& comm) {
+  Config c = cfg;
+  c.student.particles = N;
+  ParticleNet teacher = make_teacher(c, dev, gen);
+  auto student = make_student(c, dev, gen, shard_of(c, comm.rank(), comm.world()));
+  Dataset batch = make_dataset(cfg.data.input, B, teacher, gen);
+  CommReducer reduce(comm);
+  StepOptions so;  // the MMD flow with noise injection
+  so.step_size = cfg.flow.step_size;
+  so.beta = cfg.noise.beta0;
+  std::vector<double> ms, comm_ms;
+  for (int64_t r = 0; r < opt.warmup + opt.repeats; ++r) {
+    auto t = clock_type::now();
+    const double c0 = comm.seconds();
+    so.noise_seed = sub_seed(cfg.seed, uint64_t(r));
+    StepStats st = flow_step(*student, batch.X, batch.Y, so, at::Tensor(), reduce);
+    sync(dev, st.loss);
+    if (r >= opt.warmup) {
+      ms.push_back(1e3 * seconds_since(t));
+      comm_ms.push_back(1e3 * (comm.seconds() - c0));
+    }
+  }
+  Timing out;
+  out.ms = median(ms);
+  for (size_t i = 0; i < ms.size(); ++i) out.comm_share += comm_ms[i] / ms[i] / double(ms.size());
+  return out;
+}
+
+}  // namespace
+
 void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
   check_shardable(cfg, comm.world());
-  if (cfg.flow.kernel == KernelKind::Exact) return run_exact_bench(cfg, opt);
+  if (cfg.flow.kernel == Witness::Exact) return run_exact_bench(cfg, opt);
   // The block layout unless the config asks for the dense one (the original code's network).
   const bool dense = cfg.student.layout == Layout::Dense;
   const c10::Device dev = resolve_device(cfg.device);
@@ -227,111 +345,29 @@ void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
   std::vector<int64_t> sizes = opt.particles;
   if (sizes.empty()) sizes.push_back(cfg.student.particles);
   std::sort(sizes.begin(), sizes.end());  // ascending, so peak RSS after a size is its own
-  const double beta = cfg.noise.beta0;
   // Block: A X^T (clean and, with noise, noisy) and dP X, 2 N H d B each. Dense: S1 W2^T clean
   // and at the gradient's weights, E^T S1 and E W2, 2 B N H N o each.
-  const int products = dense ? 4 : beta > 0 ? 3 : 2;
+  const int products = dense ? 4 : cfg.noise.beta0 > 0 ? 3 : 2;
   auto product_flops = [&](int64_t N) {
     return dense ? 2.0 * double(B) * double(N * fam.hidden) * double(N * fam.outputs)
                  : first_layer_flops(fam, N, B);
   };
-
-  const int64_t threads = at::get_num_threads();
   const int world = comm.world();
   const bool lead = comm.rank() == 0;
-  set_blas_threads(threads);  // the reference uses every core through BLAS, on every rank at once
-  const double peak = total(comm, matmul_gflops(dev, 2048, 2048, 2048, 5));
-  set_blas_threads(1);
-  const double fma = total(comm, fma_peak_gflops(threads)), ghz = clock_ghz();
-  const int lanes = fma_loop(widest_isa()).lanes_f32;
-  const int64_t cores = world * threads;
-  if (lead) {
-    fmt::print(
-        "mmdflow bench: {} {}, {} process{} x {} threads; d={} H={} o={} M={} B={}, beta={} "
-        "({})\n",
-        dev.str(), name_of(cfg.dtype), world, world > 1 ? "es" : "", at::get_num_threads(), fam.dim,
-        fam.hidden, fam.outputs, cfg.teacher.particles, B, beta,
-        beta > 0 ? "noise injection" : "plain flow");
-    fmt::print("{}\n", path_line());
-    const BlasInfo blas = find_blas();
-    fmt::print("BLAS: {}{}{}\n", blas.name,
-               blas.core.empty()
-                   ? ""
-                   : fmt::format(", core {} ({})", blas.core,
-                                 blas.core_bits ? fmt::format("{}-bit kernels", blas.core_bits)
-                                                : "kernel width unknown"),
-               blas.file.empty() ? "" : ", " + blas.file);
-    if (ghz > 0) {
-      fmt::print(
-          "FMA peak: {} cores x {} float32 lanes x {:.1f} FMA/cycle x {:.2f} GHz x 2 = {:.0f} "
-          "GFLOP/s (measured in this run)\n",
-          cores, lanes, fma / (2.0 * double(cores * lanes) * ghz), ghz, fma);
-    } else {
-      fmt::print("FMA peak: {} cores x {} float32 lanes: {:.0f} GFLOP/s (measured in this run)\n",
-                 cores, lanes, fma);
-    }
-    fmt::print(
-        "float32 matrix product 2048x2048x2048: {:.1f} GFLOP/s (the machine's reference{}), "
-        "{:.0f}% "
-        "of the FMA peak\n",
-        peak, world > 1 ? ", summed over the processes running it at once" : "",
-        100.0 * peak / fma);
-    if (const std::string w = blas_warning(blas, cpu_vector_bits(), peak, fma); !w.empty())
-      fmt::print("{}\n", w);
-    if (dense) {
-      fmt::print(
-          "dense layout: GFLOP/s count the products of a step with the second layer (4: S1 W2^T "
-          "clean and at the gradient's weights, E^T S1 and E W2, 2 B N H N o each); of-ref and "
-          "of-peak divide them by the reference and by the FMA peak; shape-GFLOP/s is BLAS alone "
-          "on one [B, N H] x [N H, N o] product\n");
-    } else {
-      fmt::print(
-          "GFLOP/s count the first-layer products of a step ({}: A X^T {}and dP X, 2 N H d B "
-          "each); of-ref and of-peak divide them by the reference and by the FMA peak; "
-          "shape-GFLOP/s is BLAS alone on one [N H, d] x [d, B] product{}\n",
-          products, beta > 0 ? "clean and noisy " : "",
-          world > 1 ? "; comm is the share of a step in the allreduce of the feature sums" : "");
-    }
-    fmt::print("{:>9} {:>10} {:>9} {:>8} {:>8} {:>13} {:>12}{}\n", "N", "ms/step", "GFLOP/s",
-               "of-ref", "of-peak", "shape-GFLOP/s", "peak-RSS-MiB",
-               world > 1 ? fmt::format(" {:>7}", "comm") : "");
-  }
-
+  const Machine m = measure_machine(dev, comm);
+  if (lead) print_header(cfg, m, dev, world, B, dense, products);
   at::Generator gen = make_generator(c10::Device(c10::kCPU), cfg.seed);
   for (int64_t N : sizes) {
-    Config c = cfg;
-    c.student.particles = N;
-    ParticleNet teacher = make_teacher(c, dev, gen);
-    auto student = make_student(c, dev, gen, shard_of(c, comm.rank(), world));
-    Dataset batch = make_dataset(cfg.data.input, B, teacher, gen);
-    CommReducer reduce(comm);
-    StepOptions so;  // the MMD flow with noise injection
-    so.step_size = cfg.flow.step_size;
-    so.beta = beta;
-    std::vector<double> ms, comm_ms;
-    for (int64_t r = 0; r < opt.warmup + opt.repeats; ++r) {
-      auto t = clock_type::now();
-      const double c0 = comm.seconds();
-      so.noise_seed = sub_seed(cfg.seed, uint64_t(r));
-      StepStats st = flow_step(*student, batch.X, batch.Y, so, at::Tensor(), reduce);
-      sync(dev, st.loss);
-      if (r >= opt.warmup) {
-        ms.push_back(1e3 * seconds_since(t));
-        comm_ms.push_back(1e3 * (comm.seconds() - c0));
-      }
-    }
-    const double med = median(ms);
-    const double gflops = products * product_flops(N) / (med * 1e-3) / 1e9;
-    set_blas_threads(threads);  // BLAS alone on one product of this size
+    const Timing t = time_steps(cfg, N, B, dev, gen, opt, comm);
+    const double gflops = products * product_flops(N) / (t.ms * 1e-3) / 1e9;
+    set_blas_threads(m.threads);  // BLAS alone on one product of this size
     const double shape = dense ? matmul_gflops(dev, B, N * fam.hidden, N * fam.outputs, 5)
                                : matmul_gflops(dev, N * fam.hidden, fam.dim, B, 5);
     set_blas_threads(1);
-    double comm_share = 0;
-    for (size_t i = 0; i < ms.size(); ++i) comm_share += comm_ms[i] / ms[i] / double(ms.size());
     if (lead) {
-      fmt::print("{:>9} {:>10.3f} {:>9.1f} {:>7.0f}% {:>7.0f}% {:>13.1f} {:>12.0f}{}\n", N, med,
-                 gflops, 100.0 * gflops / peak, 100.0 * gflops / fma, shape, peak_rss_mib(),
-                 world > 1 ? fmt::format(" {:>6.1f}%", 100.0 * comm_share) : "");
+      fmt::print("{:>9} {:>10.3f} {:>9.1f} {:>7.0f}% {:>7.0f}% {:>13.1f} {:>12.0f}{}\n", N, t.ms,
+                 gflops, 100.0 * gflops / m.peak, 100.0 * gflops / m.fma, shape, peak_rss_mib(),
+                 world > 1 ? fmt::format(" {:>6.1f}%", 100.0 * t.comm_share) : "");
       std::fflush(stdout);
     }
   }
