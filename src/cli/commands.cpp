@@ -71,9 +71,8 @@ int cmd_compare(int argc, char** argv) {
   const std::unique_ptr<Student> student = student_of(cfg, read_student(dir, cfg, shard), shard);
   const ParticleNet teacher(teacher_family_of(cfg), particles_of(read_teacher(dir, cfg)));
   at::Generator gen = stream_generator(cfg.seed, kCompareStream);
-  const Comparison c =
-      compare(*student, teacher, cfg.data.input, cfg.compare.samples, cfg.compare.nearest, gen,
-              *comm, cfg.flow.kernel == KernelKind::Exact);
+  const Comparison c = compare(*student, teacher, cfg.data.input, cfg.compare.samples,
+                               cfg.compare.nearest, gen, *comm, cfg.flow.kernel == Witness::Exact);
   if (comm->rank() == 0) fmt::print("{}", format_table(c));
   return kOk;
 }

@@ -1,5 +1,5 @@
-// The named choices of a flow: its method, the student's layout and the kernel it follows (leaf:
-// no Torch).
+// The named choices of a flow: its method, the student's layout and how its witness is computed
+// (the key flow.kernel: the MMD's kernel, not a compute kernel of src/kernels; leaf: no Torch).
 #pragma once
 #include "src/base/names.h"
 
@@ -16,9 +16,10 @@ enum class Method {
 // network, whose N o output units all read the N H hidden units.
 enum class Layout { Block, Dense };
 
-// sampled: the witness from minibatches of inputs (random features); exact: from the closed-form
-// kernel of the family H = 1, ReLU, identity output, no biases (the population flow, no data).
-enum class KernelKind { Sampled, Exact };
+// How the witness h is computed (flow.kernel). sampled: from minibatches of inputs (random
+// features); exact: from the closed-form kernel of the family H = 1, ReLU, identity output, no
+// biases (the population flow, no data).
+enum class Witness { Sampled, Exact };
 
 template <>
 struct Names<Method> {
@@ -36,10 +37,10 @@ struct Names<Layout> {
       {{Layout::Block, "block"}, {Layout::Dense, "dense"}}};
 };
 template <>
-struct Names<KernelKind> {
+struct Names<Witness> {
   static constexpr const char* what = "kernel";
-  static constexpr std::array<std::pair<KernelKind, const char*>, 2> table{
-      {{KernelKind::Sampled, "sampled"}, {KernelKind::Exact, "exact"}}};
+  static constexpr std::array<std::pair<Witness, const char*>, 2> table{
+      {{Witness::Sampled, "sampled"}, {Witness::Exact, "exact"}}};
 };
 
 }  // namespace mmdflow

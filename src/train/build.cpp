@@ -66,7 +66,7 @@ int64_t steps_per_epoch(const Config& c) {
   return (c.data.train_size + c.train.batch - 1) / c.train.batch;
 }
 
-bool draws_order(const Config& c) { return !c.data.fresh && c.flow.kernel == KernelKind::Sampled; }
+bool draws_order(const Config& c) { return !c.data.fresh && c.flow.kernel == Witness::Sampled; }
 
 Shard shard_of(const Config& c, int rank, int world) {
   const int64_t N = c.student.particles, blocks = (N + kNoiseBlock - 1) / kNoiseBlock;
@@ -80,7 +80,7 @@ void check_shardable(const Config& c, int world) {
         "student.layout: dense cannot be sharded over the {} processes of WORLD_SIZE: its second "
         "layer couples every particle (use the block layout, or one process)",
         world));
-  if (world > 1 && c.flow.kernel == KernelKind::Exact)
+  if (world > 1 && c.flow.kernel == Witness::Exact)
     throw ConfigError(fmt::format(
         "flow.kernel: exact cannot be sharded over the {} processes of WORLD_SIZE: its witness "
         "couples every particle (use one process)",
@@ -155,7 +155,7 @@ RunParts build_parts(const Config& c, const Comm& comm) {
   at::Generator data_gen = stream_generator(c.seed, kDataStream);
   Dataset train = make_dataset(c.data.input, c.data.train_size, p.teacher, data_gen);
   p.valid = make_dataset(c.data.input, c.data.valid_size, p.teacher, data_gen);
-  if (c.flow.kernel == KernelKind::Exact)
+  if (c.flow.kernel == Witness::Exact)
     p.stepper = make_exact_stepper(*p.student, p.teacher, c.data.input);
   else
     p.stepper = make_sampled_stepper(*p.student, p.teacher, c.data.input, std::move(train),

@@ -342,7 +342,7 @@ void check_exact(const Config& c) {
 }
 
 void validate(const Config& c) {
-  if (c.flow.kernel == KernelKind::Exact) check_exact(c);
+  if (c.flow.kernel == Witness::Exact) check_exact(c);
   if (c.flow.method == Method::Sobolev && c.model.outputs != 1)
     throw ConfigError(fmt::format("flow.method: sobolev descent needs model.outputs = 1, got {}",
                                   c.model.outputs));

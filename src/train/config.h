@@ -80,7 +80,7 @@ struct Config {
     Method method = Method::MMD;
     // exact: the population flow along the closed-form kernel's witness, no training data (the
     // family H = 1, relu, identity output, no biases; one process, CPU)
-    KernelKind kernel = KernelKind::Sampled;
+    Witness kernel = Witness::Sampled;
     double step_size = 1.0;  // gamma
     StepKind step_schedule = StepKind::Constant;
     int64_t patience = 20;      // plateau: epochs without a lower train loss before a cut
@@ -130,7 +130,7 @@ struct Config {
   bool misspecified() const {
     return teacher_hidden() != model.hidden || teacher_activation() != model.activation;
   }
-  bool theory() const { return log.theory.value_or(flow.kernel == KernelKind::Exact); }
+  bool theory() const { return log.theory.value_or(flow.kernel == Witness::Exact); }
 };
 
 // What a key admits beyond its type: a closed range for numbers, and whether a resumed run may

@@ -226,7 +226,7 @@ class Run {
     at::Generator gen = stream_generator(cfg_.seed, kCompareStream);
     const Comparison cmp =
         compare(t.student(), t.teacher(), cfg_.data.input, cfg_.compare.samples,
-                cfg_.compare.nearest, gen, comm_, cfg_.flow.kernel == KernelKind::Exact);
+                cfg_.compare.nearest, gen, comm_, cfg_.flow.kernel == Witness::Exact);
     if (!lead_) return {};
     say(format_table(cmp));
     s.status = "done";

@@ -1,4 +1,5 @@
-// Each flow's step against a direct, slow, autograd computation of its formula in docs/math.md (float64).
+// Each flow's step against a direct, slow, autograd computation of its formula in docs/math.md
+// (float64).
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/autograd.h>
 

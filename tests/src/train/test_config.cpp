@@ -284,7 +284,7 @@ TEST(Config, ExactKernelNeedsItsFamily) {
   const std::vector<std::string> family = {"flow.kernel=exact", "model.hidden=1",
                                            "model.output=identity", "dtype=float64"};
   const Config c = parse_config("", family);
-  EXPECT_EQ(c.flow.kernel, KernelKind::Exact);
+  EXPECT_EQ(c.flow.kernel, Witness::Exact);
   EXPECT_TRUE(c.theory());
   EXPECT_FALSE(Config{}.theory());
   EXPECT_EQ(to_yaml(parse_config(to_yaml(c))), to_yaml(c));

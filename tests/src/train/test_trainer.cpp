@@ -53,7 +53,7 @@ Config tiny() {
 TEST(Trainer, RunsThatCoupleEveryParticleAreNotSharded) {
   Config dense = tiny(), exact = tiny();
   dense.student.layout = Layout::Dense;
-  exact.flow.kernel = KernelKind::Exact;
+  exact.flow.kernel = Witness::Exact;
   for (const Config& c : {dense, exact, tiny()}) EXPECT_NO_THROW(check_shardable(c, 1));
   EXPECT_NO_THROW(check_shardable(tiny(), 3));
   const auto message = [](const Config& c) {
