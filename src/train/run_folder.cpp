@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "models/weights.h"
+#include "src/base/json_fields.h"
 #include "src/train/build.h"
 
 namespace fs = std::filesystem;
@@ -139,6 +140,11 @@ bool regular(const std::string& path) {
 }
 
 }  // namespace
+
+void to_json(nlohmann::json& j, const WeightsIndex::File& f) { visit_index_file(f, JsonWriter{j}); }
+void from_json(const nlohmann::json& j, WeightsIndex::File& f) {
+  visit_index_file(f, JsonReader{j});
+}
 
 void RunFolder::check(const std::string& dir, Mode mode) {
   const bool fresh = mode == Mode::Fresh;
@@ -276,21 +282,21 @@ void RunFolder::save_student(const NamedTensors& weights, const Shard& shard, Co
           mine.push_back("student.pt");
           fs::remove(path("student.index.json"), ec);
         } else {
-          nlohmann::json index;
-          index["particles"] = shard.total;
-          index["tensors"] = nlohmann::json::object();
+          WeightsIndex index;
+          index.particles = shard.total;
           for (const auto& [name, t] : weights) {
             std::vector<int64_t> sizes(t.sizes().begin(), t.sizes().end());
             sizes[0] = shard.total;
-            index["tensors"][name] = sizes;
+            index.tensors[name] = sizes;
           }
           for (int r = 0; r < world; ++r) {
-            index["shards"].push_back({{"file", student_shard_name(r, world)},
-                                       {"begin", int64_t(all[r][0])},
-                                       {"end", int64_t(all[r][1])}});
+            index.shards.push_back(
+                {student_shard_name(r, world), int64_t(all[r][0]), int64_t(all[r][1])});
             mine.push_back(student_shard_name(r, world));
           }
-          write_file_atomic(path("student.index.json"), index.dump(2) + "\n");
+          nlohmann::json j;
+          visit_index(index, JsonWriter{j});
+          write_file_atomic(path("student.index.json"), j.dump(2) + "\n");
           mine.push_back("student.index.json");
         }
         for (auto e = fs::directory_iterator(dir_, ec); !ec && e != fs::directory_iterator();
@@ -341,33 +347,33 @@ NamedTensors read_student(const std::string& dir, const Config& cfg, const Shard
     for (auto& [name, t] : w) t = t.narrow(0, want.begin, want.size());
     return w;
   }
-  nlohmann::json index;
+  nlohmann::json json;
   try {
-    index = nlohmann::json::parse(read_file(index_path));
+    json = nlohmann::json::parse(read_file(index_path));
   } catch (const std::exception& e) {
     throw CheckpointError(fmt::format("{}: not JSON", index_path));
+  }
+  WeightsIndex index;
+  try {
+    visit_index(index, JsonReader{json});
+  } catch (const nlohmann::json::exception&) {
+    throw CheckpointError(fmt::format("{}: not a weights index", index_path));
   }
   // The files holding particles [want.begin, want.end), in order, each read whole (its own
   // rows only are kept).
   std::vector<std::vector<at::Tensor>> parts(schema.specs(0).size());
   int64_t next = 0;
-  try {
-    for (const auto& s : index.at("shards")) {
-      const std::string file = s.at("file").get<std::string>();
-      const int64_t begin = s.at("begin").get<int64_t>(), end = s.at("end").get<int64_t>();
-      if (file.find('/') != std::string::npos || begin != next || end < begin || end > want.total)
-        throw CheckpointError(fmt::format("{}: shard '{}' [{}, {}) does not follow [0, {})",
-                                          index_path, shorten(file), begin, end, next));
-      next = end;
-      if (end <= want.begin || begin >= want.end) continue;
-      const NamedTensors w =
-          read_weights_file(dir + "/" + file, schema.specs(end - begin), cfg.dtype);
-      const int64_t lo = std::max(begin, want.begin), hi = std::min(end, want.end);
-      for (size_t i = 0; i < w.size(); ++i)
-        parts[i].push_back(w[i].second.narrow(0, lo - begin, hi - lo));
-    }
-  } catch (const nlohmann::json::exception&) {
-    throw CheckpointError(fmt::format("{}: not a weights index", index_path));
+  for (const auto& [file, begin, end] : index.shards) {
+    if (file.find('/') != std::string::npos || begin != next || end < begin || end > want.total)
+      throw CheckpointError(fmt::format("{}: shard '{}' [{}, {}) does not follow [0, {})",
+                                        index_path, shorten(file), begin, end, next));
+    next = end;
+    if (end <= want.begin || begin >= want.end) continue;
+    const NamedTensors w =
+        read_weights_file(dir + "/" + file, schema.specs(end - begin), cfg.dtype);
+    const int64_t lo = std::max(begin, want.begin), hi = std::min(end, want.end);
+    for (size_t i = 0; i < w.size(); ++i)
+      parts[i].push_back(w[i].second.narrow(0, lo - begin, hi - lo));
   }
   if (next != want.total)
     throw CheckpointError(fmt::format("{}: its shards hold {} particles, the config {}", index_path,

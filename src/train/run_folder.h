@@ -11,6 +11,8 @@
 //                             student-RRRRR-of-WWWWW.pt and student.index.json instead
 // Files are replaced atomically; temporary files are never followed through a symbolic link.
 #pragma once
+#include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,6 +45,32 @@ struct Losses {
 Losses read_losses(const std::string& path);
 // The same for theory.csv; an empty descent_ratio reads as NaN.
 Losses read_theory(const std::string& path);
+
+// student.index.json, a sharded run's weights files: the whole student's tensors and each file's
+// particles [begin, end), declared once for its writer (save_student) and reader (read_student).
+struct WeightsIndex {
+  struct File {
+    std::string file;  // within the run folder
+    int64_t begin = 0, end = 0;
+  };
+  int64_t particles = 0;
+  std::map<std::string, std::vector<int64_t>> tensors;  // name: sizes of the whole student
+  std::vector<File> shards;
+};
+template <typename I, typename F>  // I: WeightsIndex or const WeightsIndex
+void visit_index(I& i, F&& f) {
+  f("particles", i.particles);
+  f("tensors", i.tensors);
+  f("shards", i.shards);
+}
+template <typename I, typename F>  // I: WeightsIndex::File, const or not
+void visit_index_file(I& i, F&& f) {
+  f("file", i.file);
+  f("begin", i.begin);
+  f("end", i.end);
+}
+void to_json(nlohmann::json& j, const WeightsIndex::File& f);
+void from_json(const nlohmann::json& j, WeightsIndex::File& f);
 
 class RunFolder {
  public:
