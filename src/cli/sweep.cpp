@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -23,6 +24,8 @@ namespace fs = std::filesystem;
 
 namespace mmdflow {
 namespace {
+
+constexpr double kMaxRuns = 1e6;  // runs of one sweep: its tables and folders stay of a usable size
 
 struct Setting {
   std::string name;                                       // folder and label
@@ -54,6 +57,20 @@ void refuse_seed(const std::string& key, const std::string& where) {
                     where));
 }
 
+// A setting's folder, inside --out: a name of letters, digits and _ - . = + , alone (no '/', no
+// spaces or comments that YAML would cut from the value, not "." or "..").
+void check_folder_name(const std::string& name) {
+  const bool plain = name != "." && name != ".." &&
+                     name.find_first_not_of(
+                         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.=+,") ==
+                         std::string::npos;
+  if (!plain)
+    throw ConfigError(fmt::format(
+        "setting '{}': not a folder name (a variant name or --grid value may hold letters, "
+        "digits and _ - . = + , alone)",
+        shorten(name)));
+}
+
 std::vector<Setting> settings_of(const Config& cfg, const std::vector<std::string>& grid) {
   std::vector<std::pair<std::string, std::vector<std::string>>> axes;
   for (const auto& g : grid) {
@@ -62,6 +79,8 @@ std::vector<Setting> settings_of(const Config& cfg, const std::vector<std::strin
       throw ConfigError(fmt::format("--grid {}: expected key.path=v1,v2,...", shorten(g)));
     const std::string key = g.substr(0, eq);
     refuse_seed(key, "--grid " + key);
+    for (const auto& axis : axes)
+      if (axis.first == key) throw ConfigError(fmt::format("--grid {}: given twice", shorten(key)));
     auto values = split(g.substr(eq + 1), ',');
     for (const auto& v : values)
       if (v.find_first_not_of(" \t") == std::string::npos)
@@ -73,6 +92,13 @@ std::vector<Setting> settings_of(const Config& cfg, const std::vector<std::strin
     for (const auto& s : sets) refuse_seed(s.substr(0, s.find('=')), "sweep.variants." + name);
   if (variants.empty()) variants.emplace_back("base", std::vector<std::string>{});
   std::vector<Setting> out;
+  double count = double(variants.size());
+  for (const auto& axis : axes) count *= double(axis.second.size());
+  if (count > kMaxRuns)
+    throw UsageError(
+        fmt::format("the variants and --grid axes make {:g} settings, more than a "
+                    "sweep runs ({:g})",
+                    count, kMaxRuns));
   for (const auto& [vname, vsets] : variants) {
     std::vector<size_t> idx(axes.size(), 0);
     while (true) {
@@ -83,6 +109,7 @@ std::vector<Setting> settings_of(const Config& cfg, const std::vector<std::strin
         s.sets.push_back(axes[a].first + "=" + value);
         s.name += "__" + axes[a].first + "=" + value;
       }
+      check_folder_name(s.name);
       out.push_back(std::move(s));
       size_t a = 0;
       for (; a < axes.size(); ++a) {
@@ -108,7 +135,11 @@ bool complete(const std::string& dir, int64_t epochs) {
 // SIGINT and SIGTERM are recorded, not obeyed, so the sweep can pass them to its runs.
 volatile std::sig_atomic_t g_signal = 0;
 
+// Starts exe with args, its output to `log`, opened here without following a link planted there:
+// -1 when the log cannot be opened.
 pid_t launch(const std::string& exe, const std::vector<std::string>& args, const std::string& log) {
+  const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) return -1;
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) throw std::runtime_error("fork failed");
@@ -118,17 +149,15 @@ pid_t launch(const std::string& exe, const std::vector<std::string>& args, const
     if (getppid() != parent) _exit(143);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
+    dup2(fd, 1);
+    dup2(fd, 2);
     std::vector<char*> argv{const_cast<char*>(exe.c_str())};
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     execv(exe.c_str(), argv.data());
     _exit(127);
   }
+  ::close(fd);
   return pid;
 }
 
@@ -171,6 +200,14 @@ void log_stats(const std::vector<double>& v, double* gmean, double* gsd) {
   *gsd = std::exp(sd);
 }
 
+// A CSV cell: quoted, its quotes doubled, when it holds a comma, a quote or a line break.
+std::string csv_cell(const std::string& v) {
+  if (v.find_first_of(",\"\r\n") == std::string::npos) return v;
+  std::string out = "\"";
+  for (char c : v) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
 void write_tables(const std::string& out, const std::vector<Setting>& settings,
                   const std::vector<Run>& runs) {
   std::vector<std::string> keys;
@@ -197,12 +234,18 @@ void write_tables(const std::string& out, const std::vector<Setting>& settings,
     } catch (const std::exception&) {
       status = "unreadable";
     }
-    sweep += r.setting->name + "," + r.setting->variant;
-    for (const auto& kv : r.setting->grid) sweep += "," + kv.second;
-    sweep += fmt::format(",{},{},{},{}\n", r.seed, status, cells, r.dir);
+    sweep += csv_cell(r.setting->name) + "," + csv_cell(r.setting->variant);
+    for (const auto& kv : r.setting->grid) sweep += "," + csv_cell(kv.second);
+    sweep += fmt::format(",{},{},{},{}\n", r.seed, csv_cell(status), cells, csv_cell(r.dir));
     if (status != "done") continue;
     Curve& c = curves[r.setting->name];
-    const Losses l = read_losses(r.dir + "/losses.csv");
+    const std::string losses = r.dir + "/losses.csv";
+    if (!fs::is_regular_file(fs::symlink_status(losses)))
+      throw CheckpointError(
+          fmt::format("{}: missing or not a regular file, but {}/summary.json "
+                      "says the run is done",
+                      losses, r.dir));
+    const Losses l = read_losses(losses);
     const std::vector<double> epoch = l.values("epoch"), train = l.values("train_loss"),
                               valid = l.values("valid_loss");
     for (size_t i = 0; i < epoch.size(); ++i) {
@@ -307,7 +350,13 @@ int run_all(const std::vector<Run*>& todo, int64_t jobs, const std::string& self
     while (g_signal == 0 && next < todo.size() && int64_t(running.size()) < jobs) {
       Run* r = todo[next++];
       fs::create_directories(fs::path(r->dir).parent_path());
-      running[launch(self_exe, args(*r), r->log)] = r;
+      if (const pid_t pid = launch(self_exe, args(*r), r->log); pid > 0) {
+        running[pid] = r;
+        continue;
+      }
+      ++failures;
+      fmt::print("[{}/{}] {} seed {}: failed (cannot write its log {}: {})\n", ++finished,
+                 todo.size(), r->setting->name, r->seed, r->log, std::strerror(errno));
     }
     if (g_signal != 0 && passed != g_signal) {  // each run checkpoints and stops
       for (const auto& [pid, run] : running) kill(pid, g_signal);
@@ -353,6 +402,10 @@ int run_sweep(const SweepOptions& opt, const std::string& self_exe) {
   check_settings(base, settings, opt.config_path);
   const std::string base_path = opt.out + "/base.yaml";
   const std::vector<std::string> changes = changes_of(opt, base, base_path);
+  if (double(settings.size()) * double(seeds) > kMaxRuns)
+    throw UsageError(
+        fmt::format("{} settings x {} seeds = {:g} runs, more than a sweep runs ({:g})",
+                    settings.size(), seeds, double(settings.size()) * double(seeds), kMaxRuns));
   std::vector<Run> runs;
   for (const Setting& s : settings)
     for (int64_t seed = 0; seed < seeds; ++seed)

@@ -169,6 +169,57 @@ TEST(Sweep, SeedAxisAndEmptyValuesAreRefused) {
       << r.output;
 }
 
+// N9: no setting writes outside --out: a variant named "..", a --grid value whose YAML comment
+// would hide a path, a planted link in place of a run's log.
+TEST(Sweep, NothingIsWrittenOutsideTheSweepFolder) {
+  const std::string dotted = scratch("dotted") + ".yaml";
+  std::ofstream(dotted) << read_file(tiny_study()) << "    ..: {noise.beta0: 0.5}\n";
+  for (const std::string& bad :
+       {"--config " + dotted, "--config " + tiny_study() + " --grid 'flow.step_size=1 #/../../x'",
+        "--config " + tiny_study() + " --grid flow.step_size=1/2"}) {
+    const std::string out = scratch("sweep_escape");
+    test::Result r = run("sweep " + bad + " --out " + out);
+    EXPECT_EQ(r.code, 2) << bad << "\n" << r.output;
+    EXPECT_NE(r.output.find("not a folder name"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(out)) << bad;
+  }
+  const std::string out = scratch("sweep_link"), victim = scratch("victim.txt");
+  std::ofstream(victim) << "keep me\n";
+  fs::create_directories(out + "/plain");
+  fs::create_symlink(victim, out + "/plain/seed0.log");
+  test::Result r = run("sweep --config " + tiny_study() + " --seeds 1 --jobs 1 --out " + out);
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("cannot write its log"), std::string::npos) << r.output;
+  EXPECT_EQ(read_file(victim), "keep me\n");
+}
+
+// N19: the sweep's own bookkeeping: a bounded run count, a repeated axis, cells that hold commas
+// (a folder's), a done run whose losses.csv is gone.
+TEST(Sweep, BookkeepingIsBoundedAndQuoted) {
+  test::Result many = run("sweep --config " + tiny_study() + " --seeds 1000000 --grid " +
+                          "flow.step_size=1,2,3 --out " + scratch("sweep_many"));
+  EXPECT_EQ(many.code, 2) << many.output;
+  EXPECT_NE(many.output.find("more than a sweep runs"), std::string::npos) << many.output;
+  test::Result twice =
+      run("sweep --config " + tiny_study() +
+          " --grid flow.step_size=1 --grid flow.step_size=2 --out " + scratch("sweep_twice"));
+  EXPECT_EQ(twice.code, 2) << twice.output;
+  EXPECT_NE(twice.output.find("--grid flow.step_size: given twice"), std::string::npos)
+      << twice.output;
+  const std::string out = scratch("sweep") + ",commas";  // the run column holds the folder
+  test::Result r =
+      run("sweep --config " + tiny_study() + " --seeds 1 --jobs 2 --out '" + out + "'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const std::string table = read_file(out + "/sweep.csv");
+  EXPECT_NE(table.find(",0,done,"), std::string::npos) << table;
+  EXPECT_NE(table.find(",\"" + out + "/plain/seed0\"\n"), std::string::npos) << table;
+  fs::remove(out + "/sobolev/seed0/losses.csv");
+  test::Result collect =
+      run("sweep --config " + tiny_study() + " --seeds 1 --collect --out '" + out + "'");
+  EXPECT_EQ(collect.code, 2) << collect.output;
+  EXPECT_NE(collect.output.find("losses.csv: missing"), std::string::npos) << collect.output;
+}
+
 // SIGTERM to a sweep reaches its runs, which checkpoint; a rerun continues them. A sweep killed
 // outright takes its runs down with it (each checkpoints), never leaving them running.
 TEST(Sweep, SignalsReachTheRuns) {
