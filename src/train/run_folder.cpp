@@ -378,9 +378,13 @@ NamedTensors read_student(const std::string& dir, const Config& cfg, const Shard
   if (next != want.total)
     throw CheckpointError(fmt::format("{}: its shards hold {} particles, the config {}", index_path,
                                       next, want.total));
+  // A rank holding no particles (more processes than blocks) reads none.
+  const std::vector<WeightSpec> specs = schema.specs(want.size());
   std::vector<at::Tensor> ts;
-  for (auto& p : parts) ts.push_back(at::cat(p));
-  return named(schema.specs(want.size()), ts);
+  for (size_t i = 0; i < parts.size(); ++i)
+    ts.push_back(parts[i].empty() ? at::empty(specs[i].sizes, at::TensorOptions(cfg.dtype))
+                                  : at::cat(parts[i]));
+  return named(specs, ts);
 }
 
 NamedTensors read_teacher(const std::string& dir, const Config& cfg) {

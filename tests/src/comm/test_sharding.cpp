@@ -121,6 +121,23 @@ TEST(Sharding, ThreeProcessesGiveTheSingleProcessRun) {
 
 // Every flow, fixed and fresh data, as separate processes: 2 and 3 ranks give one process's
 // losses and weights.
+// N11: a run of 2 blocks compared under 3 processes, one of which holds no particle, prints the
+// one-process comparison.
+TEST(Sharding, CompareWithMoreProcessesThanBlocks) {
+  const std::string dir = scratch("cmp2"), log = dir + ".log";
+  ASSERT_EQ(train(kBase + " --set student.particles=200 --set train.epochs=2 --out " + dir, 2, log),
+            std::vector<int>(2, 0))
+      << logs(log, 2);
+  const test::Result one = run("compare --run " + dir);
+  ASSERT_EQ(one.code, 0) << one.output;
+  const std::string clog = dir + ".compare.log";
+  EXPECT_EQ(wait_all(spawn_ranks("compare --run " + dir, 3, free_port(), clog),
+                     std::chrono::seconds(120)),
+            std::vector<int>(3, 0))
+      << logs(clog, 3);
+  EXPECT_EQ(read_file(clog + ".0"), one.output);
+}
+
 TEST(Sharding, EveryFlowAtTwoAndThreeProcessesGivesTheSingleProcessRun) {
   const std::vector<std::pair<std::string, std::string>> flows = {
       {"mmd", " --set noise.beta0=0"},
