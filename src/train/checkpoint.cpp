@@ -489,7 +489,7 @@ Checkpoint parse_manifest(std::string_view bytes, const Config& cfg, const std::
   StateGet get{r};
   visit_state(c.state, get, cfg, steps_per_epoch(cfg), draws_order(cfg));
   c.state.last.epoch = c.state.epoch;
-  c.generation = get_int(r, "generation", 1, INT64_MAX);
+  c.generation = get_int(r, "generation", 1, kMaxGeneration);
   c.shards = get_shards(r, cfg, c.generation);
   r.finish();
   return c;

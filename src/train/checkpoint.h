@@ -34,6 +34,9 @@ namespace mmdflow {
 constexpr uint32_t kCheckpointVersion = 2;
 constexpr const char* kCheckpointFile = "checkpoint.bin";
 constexpr const char* kShardFolder = "checkpoint.shards";
+// A checkpoint's generation counts the checkpoints of a run: one a step for 10^12 steps is far
+// past any run, and the next generation never overflows.
+constexpr int64_t kMaxGeneration = 1'000'000'000'000;
 
 struct ShardFile {
   std::string name;    // within kShardFolder

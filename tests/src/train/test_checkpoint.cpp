@@ -275,6 +275,12 @@ TEST(Checkpoint, ChecksEveryRecordAgainstTheConfig) {
   e = with_shards({{shard_name(1, 0, 1), 0, 40, 1, 0}});
   EXPECT_NE(e.find("the shards end at particle 40, student.particles is 50"), std::string::npos)
       << e;
+  // N14: a generation whose successor would overflow.
+  const int64_t huge = INT64_MAX;
+  e = error_of(manifest_bytes(cfg, s, huge, {{shard_name(huge, 0, 1), 0, 50, 1, 0}}), cfg);
+  EXPECT_NE(e.find(fmt::format("record 'generation' is {}, expected 1..{}", huge, kMaxGeneration)),
+            std::string::npos)
+      << e;
   e = with_shards({{"../../etc/passwd", 0, 50, 1, 0}});
   EXPECT_NE(e.find("record 'shard.0.file' is '../../etc/passwd', expected "
                    "'g000001-00000-of-00001.bin'"),
