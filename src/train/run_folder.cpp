@@ -292,9 +292,14 @@ namespace {
 NamedTensors read_weights_file(const std::string& path, const std::vector<WeightSpec>& specs,
                                c10::ScalarType dtype) {
   if (!regular(path)) throw CheckpointError(fmt::format("{}: missing or not a regular file", path));
+  // Storages of twice what the tensors need and 1 MiB are read, no more: a file of another
+  // shape still reaches the shape check, and nothing much larger is inflated.
+  uint64_t bytes = 1 << 20;
+  for (const WeightSpec& s : specs)
+    bytes += 2 * uint64_t(c10::multiply_integers(s.sizes)) * c10::elementSize(dtype);
   NamedTensors w;
   try {
-    w = load_tensors(path);
+    w = load_tensors(path, bytes);
   } catch (const std::exception& e) {
     const std::string why = e.what();
     throw CheckpointError(fmt::format("{}: not a dict of tensors in torch.save's format ({})", path,
@@ -319,7 +324,7 @@ NamedTensors read_student(const std::string& dir, const Config& cfg, const Shard
   }
   nlohmann::json index;
   try {
-    index = nlohmann::json::parse(read_file(index_path));
+    index = nlohmann::json::parse(read_regular_file(index_path, 1 << 20, false));
   } catch (const std::exception& e) {
     throw CheckpointError(fmt::format("{}: not JSON", index_path));
   }
