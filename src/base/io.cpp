@@ -211,17 +211,20 @@ void Fd::reset(int fd) {
   fd_ = fd;
 }
 
-AtomicFile::AtomicFile(const std::string& path) : path_(path) {
+AtomicFile::AtomicFile(const std::string& path) : AtomicFile(AT_FDCWD, path, path) {}
+
+AtomicFile::AtomicFile(int dir, const std::string& name, const std::string& shown)
+    : dir_(dir), name_(name), path_(shown) {
   static std::atomic<uint64_t> count{0};
-  tmp_ = fmt::format("{}.tmp.{}.{}", path, ::getpid(), count++);
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail("write", tmp_, errno);
+  tmp_ = fmt::format("{}.tmp.{}.{}", name, ::getpid(), count++);
+  fd_ = ::openat(dir_, tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("write", shown + tmp_.substr(name.size()), errno);
 }
 
 AtomicFile::~AtomicFile() {
   if (fd_ >= 0) {
     ::close(fd_);
-    ::unlink(tmp_.c_str());
+    ::unlinkat(dir_, tmp_.c_str(), 0);
   }
 }
 
@@ -235,16 +238,20 @@ void AtomicFile::commit() {
   const int closed = ::close(fd_);
   fd_ = -1;
   if (!ok || closed != 0) {
-    ::unlink(tmp_.c_str());
+    ::unlinkat(dir_, tmp_.c_str(), 0);
     fail("write", path_, ok ? errno : err);
   }
-  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+  if (::renameat(dir_, tmp_.c_str(), dir_, name_.c_str()) != 0) {
     const int rename_err = errno;
-    ::unlink(tmp_.c_str());
+    ::unlinkat(dir_, tmp_.c_str(), 0);
     fail("rename onto", path_, rename_err);
   }
   // Makes the rename itself durable; some file systems cannot fsync a folder, which only weakens
   // durability after a power loss, not atomicity.
+  if (dir_ != AT_FDCWD) {
+    ::fsync(dir_);
+    return;
+  }
   std::string dir = std::filesystem::path(path_).parent_path().string();
   const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {

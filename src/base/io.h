@@ -36,6 +36,8 @@ class Fd {
 class AtomicFile {
  public:
   explicit AtomicFile(const std::string& path);
+  // The file `name` in the open folder dir (no path outside it is looked up); messages say shown.
+  AtomicFile(int dir, const std::string& name, const std::string& shown);
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
   ~AtomicFile();
@@ -43,7 +45,8 @@ class AtomicFile {
   void commit();
 
  private:
-  std::string path_, tmp_;
+  int dir_;
+  std::string name_, path_, tmp_;
   int fd_;
 };
 
