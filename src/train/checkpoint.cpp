@@ -14,6 +14,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <regex>
 #include <variant>
@@ -327,8 +328,11 @@ class ShardReader {
 template <typename E>
 Fd open_shard_folder(const std::string& dir, bool create) {
   const std::string folder = dir + "/" + kShardFolder;
-  if (create && ::mkdir(folder.c_str(), 0755) != 0 && errno != EEXIST)
-    throw E(fmt::format("cannot create {}: {}", folder, std::strerror(errno)));
+  std::error_code ec;
+  if (create) std::filesystem::create_directories(dir, ec);
+  if (create && (ec || (::mkdir(folder.c_str(), 0755) != 0 && errno != EEXIST)))
+    throw E(fmt::format("cannot create {}: {}", folder,
+                        ec ? ec.message() : std::string(std::strerror(errno))));
   Fd fd(::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (fd.get() < 0)
     throw E(fmt::format("{}: {}", folder,
