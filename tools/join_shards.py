@@ -5,17 +5,69 @@
 
 RUN holds student.index.json and the files it names (student-RRRRR-of-WWWWW.pt, one per
 process); the joined dict of tensors is written to RUN/student.pt unless -o says otherwise.
-The files are read as data only (torch.load's weights_only: a crafted file runs no code), the
-index's names must lie in RUN and its ranges tile the particles, and the output is written
-whole (a temporary renamed over it); a symbolic link at the output is refused.
+The files are read as data only (an unpickler that admits tensors only: a crafted file runs no
+code), the index's names must lie in RUN and its ranges tile the particles, and the output is
+written whole (a temporary renamed over it); a symbolic link at the output is refused.
 """
 import argparse
+import collections
+import io
 import json
 import os
+import pickle
 import sys
 import tempfile
+import zipfile
 
 import torch
+
+
+# Storage classes a weights file may name, by their dtypes.
+DTYPES = {"FloatStorage": torch.float32, "DoubleStorage": torch.float64,
+          "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16,
+          "LongStorage": torch.int64, "IntStorage": torch.int32, "ByteStorage": torch.uint8}
+
+
+def rebuild_tensor(storage, offset, size, stride, *_):
+    return storage.as_strided(size, stride, offset).clone()  # as_strided checks the bounds
+
+
+class DataOnlyUnpickler(pickle.Unpickler):
+    """A dict of tensors (mmdflow's torch::pickle_save or torch.save) from a zip archive, and
+    nothing else: no global but a tensor's rebuild, OrderedDict and restore_type_tag is
+    admitted, so a crafted file cannot run code, and each tensor lies within its record's
+    bytes. (torch.load's weights_only=True of torch 1.13 refuses restore_type_tag, which every
+    file of mmdflow's holds, and its pickle_module is ignored.)"""
+
+    def __init__(self, data, records):
+        super().__init__(data)
+        self.records = records
+
+    def find_class(self, module, name):
+        if module == "torch" and name in DTYPES:
+            return DTYPES[name]
+        allowed = {("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
+                   ("collections", "OrderedDict"): collections.OrderedDict,
+                   ("torch.jit._pickle", "restore_type_tag"): lambda value, _: value}
+        if (module, name) not in allowed:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a weights file")
+        return allowed[(module, name)]
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and
+                isinstance(pid[1], torch.dtype) and isinstance(pid[2], str)):
+            raise pickle.UnpicklingError(f"not a storage: {pid!r}")
+        data = bytearray(self.records(pid[2]))
+        return torch.frombuffer(data, dtype=pid[1]) if data else torch.empty(0, dtype=pid[1])
+
+
+def load(path):
+    """The dict of tensors in a .pt file, read as data only."""
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+        prefix = names[0].split("/")[0] if names else ""
+        pickled = io.BytesIO(z.read(f"{prefix}/data.pkl"))
+        return DataOnlyUnpickler(pickled, lambda key: z.read(f"{prefix}/data/{key}")).load()
 
 
 def fail(why):
@@ -59,7 +111,7 @@ def join(run):
         path = os.path.join(run, name)
         if os.path.islink(path):
             fail(f"{path}: a symbolic link, not a weights file")
-        part = torch.load(path, weights_only=True)
+        part = load(path)
         for tensor in tensors:
             if not isinstance(part, dict) or not torch.is_tensor(part.get(tensor)) or \
                     part[tensor].dim() < 1 or part[tensor].shape[0] != end - begin:

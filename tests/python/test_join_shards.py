@@ -63,6 +63,13 @@ class JoinShards(unittest.TestCase):
         self.assertTrue(torch.equal(joined["A"], self.A) and torch.equal(joined["B"], self.B))
         self.assertEqual([n for n in os.listdir(self.run_dir) if ".tmp." in n], [])
 
+    def test_files_written_by_mmdflow_load(self):
+        sys.path.insert(0, os.path.dirname(TOOL))
+        import join_shards
+        w = join_shards.load(os.path.join(os.path.dirname(TOOL), "..", "tests", "fuzz", "corpus",
+                                          "pt", "block_student.pt"))
+        self.assertEqual(sorted(w), ["A", "B", "a", "b"])
+
     def test_a_shard_that_runs_code_is_refused(self):
         marker = os.path.join(self.dir, "ran")
         torch.save({"A": Payload(marker), "B": self.B[:3].clone()}, self.shard(0))
