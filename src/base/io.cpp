@@ -5,8 +5,10 @@
 #include <caffe2/serialize/read_adapter_interface.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/csrc/jit/serialization/pickle.h>
+#include <torch/csrc/jit/serialization/storage_context.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
@@ -44,9 +47,12 @@ bool write_all(int fd, const char* data, size_t size) {
 // allocate and fill gigabytes (a LONG_BINPUT of index 2^32 - 1 grows its memo to 64 GB). So the
 // pickle of a .pt file is walked first: a dict of tensors is small, every opcode must be one of
 // the protocol's, every argument and length must lie within it and every memo index below its
-// length. Throws std::runtime_error.
+// length. It builds at most kMaxContainers tuples, lists, dicts and objects, so its values nest no
+// deeper (the unpickler and the values' destructors recurse once per level: 300 000 nested tuples
+// overflow the stack). Throws std::runtime_error.
+constexpr size_t kMaxPickle = 1 << 20;
+
 void check_pickle(std::string_view p) {
-  constexpr size_t kMaxPickle = 1 << 20;
   if (p.size() > kMaxPickle)
     throw std::runtime_error(
         fmt::format("data.pkl: {} bytes, too long for a dict of tensors", p.size()));
@@ -83,10 +89,17 @@ void check_pickle(std::string_view p) {
                              kLength1 = "UC\x8c\x8a", kLength4 = "TBX\x8b",
                              kLength8 = "\x8d\x8e\x96", kLine = "ILFSVP", kLines2 = "ci",
                              kMemoLine = "gp";
+  // Opcodes that make a container: empty tuple, list, dict and set; tuples of 1, 2, 3 and to a
+  // mark; list, dict, frozenset, object and instance to a mark; REDUCE, NEWOBJ, NEWOBJ_EX.
+  constexpr std::string_view kContainer = ")]}\x8f\x85\x86\x87tld\x91oiR\x81\x92";
+  constexpr int kMaxContainers = 4096;
+  int containers = 0;
   while (i < p.size()) {
     at = i;
     const char op = p[i++];
     auto is = [&](std::string_view ops) { return ops.find(op) != std::string_view::npos; };
+    if (is(kContainer) && ++containers > kMaxContainers)
+      fail(fmt::format("more than {} tuples, lists, dicts and objects", kMaxContainers));
     if (op == '.') {
       if (i != p.size()) fail("bytes after STOP");
       return;
@@ -132,6 +145,65 @@ class BoundedReader final : public caffe2::serialize::ReadAdapterInterface {
   std::string bytes_;
 };
 
+// The uncompressed sizes of a zip archive's entries, from its central directory, before any is
+// inflated (a few megabytes can inflate to gigabytes): the pickle and the other small records
+// within kMaxPickle together, the storages (<archive>/data/<key>) within max_storage_bytes
+// together. The directory is found as LibTorch's zip reader (miniz) finds it: the end record
+// searched from the end, and the zip64 end record when a locator precedes it (torch.save writes
+// one). Throws std::runtime_error.
+void check_zip_sizes(std::string_view z, uint64_t max_storage_bytes) {
+  auto fail = [](const std::string& why) { throw std::runtime_error("zip archive: " + why); };
+  auto num = [&](uint64_t at, int bytes) {  // little-endian, within z
+    if (at > z.size() || uint64_t(bytes) > z.size() - at) fail("a record past its end");
+    uint64_t v = 0;
+    for (int k = bytes - 1; k >= 0; --k) v = v << 8 | uint8_t(z[at + k]);
+    return v;
+  };
+  constexpr uint64_t kEnd = 22, kLocator = 20, kEntry = 46, kMax32 = 0xffffffff;
+  uint64_t end = z.size();
+  for (uint64_t k = z.size() >= kEnd ? z.size() - kEnd + 1 : 0;
+       k-- > 0 && z.size() - k <= kEnd + 0xffff;)
+    if (num(k, 4) == 0x06054b50) {
+      end = k;
+      break;
+    }
+  if (end == z.size()) fail("no end of central directory");
+  uint64_t entries = num(end + 10, 2), cd_bytes = num(end + 12, 4), cd_at = num(end + 16, 4);
+  if (end >= kLocator && num(end - kLocator, 4) == 0x07064b50) {
+    const uint64_t at = num(end - kLocator + 8, 8);
+    if (num(at, 4) != 0x06064b50) fail("bad zip64 end of central directory");
+    entries = num(at + 32, 8), cd_bytes = num(at + 40, 8), cd_at = num(at + 48, 8);
+    if (entries > kMax32 || cd_bytes > kMax32) fail("bad zip64 end of central directory");
+  }
+  if (cd_at > end || cd_bytes > end - cd_at) fail("central directory past its end");
+  uint64_t small = 0, storages = 0;
+  for (uint64_t e = 0, at = cd_at; e < entries; ++e) {
+    if (at + kEntry > cd_at + cd_bytes || num(at, 4) != 0x02014b50) fail("bad central directory");
+    uint64_t size = num(at + 24, 4);
+    const uint64_t name_len = num(at + 28, 2), extra = at + kEntry + name_len;
+    const uint64_t next = extra + num(at + 30, 2) + num(at + 32, 2);
+    if (next > cd_at + cd_bytes) fail("bad central directory");
+    if (size == kMax32) {  // in the zip64 extra field (id 1), first
+      bool found = false;
+      for (uint64_t f = extra; f + 4 <= extra + num(at + 30, 2) && !found; f += 4 + num(f + 2, 2))
+        if (num(f, 2) == 1 && num(f + 2, 2) >= 8) size = num(f + 4, 8), found = true;
+      if (!found) fail("an entry without its zip64 size");
+    }
+    const std::string_view name = z.substr(at + kEntry, name_len);
+    const size_t slash = name.find('/');
+    const bool storage = slash != std::string_view::npos && name.substr(slash + 1, 5) == "data/";
+    uint64_t& sum = storage ? storages : small;
+    sum = size > UINT64_MAX - sum ? UINT64_MAX : sum + size;
+    at = next;
+  }
+  if (small > kMaxPickle)
+    fail(
+        fmt::format("its pickle and records inflate to {} bytes, more than {}", small, kMaxPickle));
+  if (storages > max_storage_bytes)
+    fail(fmt::format("its storages inflate to {} bytes, more than its tensors need ({} at most)",
+                     storages, max_storage_bytes));
+}
+
 }  // namespace
 
 void Fd::reset(int fd) {
@@ -139,17 +211,20 @@ void Fd::reset(int fd) {
   fd_ = fd;
 }
 
-AtomicFile::AtomicFile(const std::string& path) : path_(path) {
+AtomicFile::AtomicFile(const std::string& path) : AtomicFile(AT_FDCWD, path, path) {}
+
+AtomicFile::AtomicFile(int dir, const std::string& name, const std::string& shown)
+    : dir_(dir), name_(name), path_(shown) {
   static std::atomic<uint64_t> count{0};
-  tmp_ = fmt::format("{}.tmp.{}.{}", path, ::getpid(), count++);
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail("write", tmp_, errno);
+  tmp_ = fmt::format("{}.tmp.{}.{}", name, ::getpid(), count++);
+  fd_ = ::openat(dir_, tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("write", shown + tmp_.substr(name.size()), errno);
 }
 
 AtomicFile::~AtomicFile() {
   if (fd_ >= 0) {
     ::close(fd_);
-    ::unlink(tmp_.c_str());
+    ::unlinkat(dir_, tmp_.c_str(), 0);
   }
 }
 
@@ -163,16 +238,20 @@ void AtomicFile::commit() {
   const int closed = ::close(fd_);
   fd_ = -1;
   if (!ok || closed != 0) {
-    ::unlink(tmp_.c_str());
+    ::unlinkat(dir_, tmp_.c_str(), 0);
     fail("write", path_, ok ? errno : err);
   }
-  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+  if (::renameat(dir_, tmp_.c_str(), dir_, name_.c_str()) != 0) {
     const int rename_err = errno;
-    ::unlink(tmp_.c_str());
+    ::unlinkat(dir_, tmp_.c_str(), 0);
     fail("rename onto", path_, rename_err);
   }
   // Makes the rename itself durable; some file systems cannot fsync a folder, which only weakens
   // durability after a power loss, not atomicity.
+  if (dir_ != AT_FDCWD) {
+    ::fsync(dir_);
+    return;
+  }
   std::string dir = std::filesystem::path(path_).parent_path().string();
   const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
@@ -188,11 +267,33 @@ void write_file_atomic(const std::string& path, const std::string& content) {
 }
 
 std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(fmt::format("cannot read {}", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return read_regular_file(path, std::numeric_limits<uint64_t>::max(), true);
+}
+
+std::string read_regular_file(const std::string& path, uint64_t max_bytes, bool follow_links) {
+  const int flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | (follow_links ? 0 : O_NOFOLLOW);
+  Fd fd(::open(path.c_str(), flags));
+  struct stat st {};
+  if (fd.get() < 0 && errno == ELOOP && !follow_links)
+    throw std::runtime_error(fmt::format("{}: a symbolic link, not a file", path));
+  if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0)
+    throw std::runtime_error(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+  if (!S_ISREG(st.st_mode)) throw std::runtime_error(fmt::format("{}: not a regular file", path));
+  if (uint64_t(st.st_size) > max_bytes)
+    throw std::runtime_error(
+        fmt::format("{}: {} bytes, more than the {} it may hold", path, st.st_size, max_bytes));
+  std::string out(size_t(st.st_size), '\0');
+  size_t got = 0;
+  while (got < out.size()) {  // a file that shrinks meanwhile ends early
+    const ssize_t n = ::read(fd.get(), out.data() + got, out.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      throw std::runtime_error(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+    if (n == 0) break;
+    got += size_t(n);
+  }
+  out.resize(got);
+  return out;
 }
 
 void save_tensors(const std::string& path, const NamedTensors& tensors) {
@@ -202,13 +303,27 @@ void save_tensors(const std::string& path, const NamedTensors& tensors) {
   write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
 }
 
-NamedTensors load_tensors(const std::string& path) {
-  caffe2::serialize::PyTorchStreamReader zip(std::make_shared<BoundedReader>(read_file(path)));
+NamedTensors load_tensors(const std::string& path, uint64_t max_storage_bytes) {
+  constexpr uint64_t kZipOverhead = 1 << 16;  // headers, names, alignment
+  std::string bytes = read_regular_file(path, max_storage_bytes + kMaxPickle + kZipOverhead,
+                                        /*follow_links=*/false);
+  check_zip_sizes(bytes, max_storage_bytes);
+  caffe2::serialize::PyTorchStreamReader zip(std::make_shared<BoundedReader>(std::move(bytes)));
   const auto [pickle, size] = zip.getRecord("data.pkl");
   check_pickle(std::string_view(static_cast<const char*>(pickle.get()), size));
-  const c10::IValue v =
-      torch::jit::readArchiveAndTensors("data", /*pickle_prefix=*/"", /*tensor_prefix=*/"",
-                                        c10::nullopt, c10::nullopt, c10::nullopt, zip);
+  // Each storage is its record's bytes, whatever size the pickle claims for it (torch's
+  // unpickler would lay numel x itemsize over the record): the sizes check_weights checks tensors
+  // against are the bytes present.
+  auto storages = std::make_shared<torch::jit::DeserializationStorageContext>();
+  for (const std::string& name : zip.getAllRecords())
+    if (name.rfind("data/", 0) == 0) {
+      auto [data, nbytes] = zip.getRecord(name);
+      storages->addStorage(name.substr(5), c10::Storage(c10::Storage::use_byte_size_t(), nbytes,
+                                                        std::move(data), nullptr, false));
+    }
+  const c10::IValue v = torch::jit::readArchiveAndTensors(
+      "data", /*pickle_prefix=*/"", /*tensor_prefix=*/"", c10::nullopt, c10::nullopt, c10::nullopt,
+      zip, torch::jit::Unpickler::defaultTypeParser, storages);
   TORCH_CHECK(v.isGenericDict(), path, " does not hold a dict of tensors");
   NamedTensors out;
   for (const auto& kv : v.toGenericDict())

@@ -36,6 +36,8 @@ class Fd {
 class AtomicFile {
  public:
   explicit AtomicFile(const std::string& path);
+  // The file `name` in the open folder dir (no path outside it is looked up); messages say shown.
+  AtomicFile(int dir, const std::string& name, const std::string& shown);
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
   ~AtomicFile();
@@ -43,16 +45,26 @@ class AtomicFile {
   void commit();
 
  private:
-  std::string path_, tmp_;
+  int dir_;
+  std::string name_, path_, tmp_;
   int fd_;
 };
 
 void write_file_atomic(const std::string& path, const std::string& content);
-std::string read_file(const std::string& path);  // throws std::runtime_error
+// A regular file's bytes, through symbolic links; anything else (a FIFO too) is refused, never
+// waited on. Throws std::runtime_error.
+std::string read_file(const std::string& path);
+// A file read back from a run folder: opened without blocking (a FIFO is refused, never waited
+// on) and, unless follow_links, without following a symbolic link; a regular file of at most
+// max_bytes. Throws std::runtime_error naming path and what is wrong.
+std::string read_regular_file(const std::string& path, uint64_t max_bytes, bool follow_links);
 
 // A dict {name: tensor} with torch::pickle_save (torch.load in Python reads it).
 void save_tensors(const std::string& path, const NamedTensors& tensors);
-NamedTensors load_tensors(const std::string& path);
+// Read as read_regular_file reads (no link, no FIFO), its zip entries' sizes checked before any
+// is inflated (storages at most max_storage_bytes together), its pickle walked before torch
+// reads it, and each tensor's storage its record's bytes. Throws.
+NamedTensors load_tensors(const std::string& path, uint64_t max_storage_bytes = uint64_t(1) << 32);
 
 // A file that grows by whole lines: each append is one write(2), cut back on failure, so the
 // file never ends in a partial line. Throws IoError.

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <regex>
 #include <variant>
 
 #include "models/weights.h"
@@ -252,9 +254,9 @@ std::vector<WeightSpec> specs_of(const Config& cfg, int64_t rows) {
 // piece and the rows copied out.
 class ShardReader {
  public:
-  ShardReader(const std::string& path, const std::string& name, const ShardFile& entry)
-      : name_(name), entry_(entry) {
-    fd_.reset(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  // The file entry.name in the open folder dir; no link is followed, no FIFO waited on.
+  ShardReader(int dir, const ShardFile& entry) : name_(entry.name), entry_(entry) {
+    fd_.reset(::openat(dir, entry.name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     if (fd_.get() < 0) fail(fmt::format("cannot read it ({})", std::strerror(errno)));
     struct stat st {};
     if (::fstat(fd_.get(), &st) != 0 || !S_ISREG(st.st_mode)) fail("not a regular file");
@@ -313,6 +315,32 @@ class ShardReader {
   size_t pos_ = 0;
   uint32_t crc_ = 0;
 };
+
+// The open shard folder of dir. It must be a folder, not a link to one: shards are written and
+// swept through it, so nothing outside the run folder is written or removed. Throws E.
+template <typename E>
+Fd open_shard_folder(const std::string& dir, bool create) {
+  const std::string folder = dir + "/" + kShardFolder;
+  std::error_code ec;
+  if (create) std::filesystem::create_directories(dir, ec);
+  if (create && (ec || (::mkdir(folder.c_str(), 0755) != 0 && errno != EEXIST)))
+    throw E(fmt::format("cannot create {}: {}", folder,
+                        ec ? ec.message() : std::string(std::strerror(errno))));
+  Fd fd(::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (fd.get() < 0)
+    throw E(fmt::format("{}: {}", folder,
+                        errno == ELOOP || errno == ENOTDIR
+                            ? "not a folder (a symbolic link or a file), not used"
+                            : std::strerror(errno)));
+  return fd;
+}
+
+// A shard's name or one of its temporaries' (shard_name, AtomicFile): the only names the sweep
+// of stale shards removes.
+bool shard_file_name(const std::string& name) {
+  static const std::regex form(R"(g[0-9]{6,}-[0-9]{5,}-of-[0-9]{5,}\.bin(\.tmp\.[0-9]+\.[0-9]+)?)");
+  return std::regex_match(name, form);
+}
 
 }  // namespace
 
@@ -502,9 +530,10 @@ NamedTensors read_weights(const std::string& dir, const Checkpoint& c, const Con
   NamedTensors out;
   for (const WeightSpec& spec : specs_of(cfg, want.size()))
     out.emplace_back(spec.name, at::empty(spec.sizes, at::TensorOptions().dtype(cfg.dtype)));
+  const Fd folder = open_shard_folder<CheckpointError>(dir, false);
   for (const ShardFile& f : c.shards) {
     if (f.end <= want.begin || f.begin >= want.end) continue;
-    ShardReader in(dir + "/" + kShardFolder + "/" + f.name, f.name, f);
+    ShardReader in(folder.get(), f);
     char tag[sizeof kShardTag];
     in.read(tag, sizeof tag);
     if (std::memcmp(tag, kShardTag, sizeof tag) != 0) in.fail("not an mmdflow weight shard");
@@ -560,15 +589,15 @@ void save_checkpoint(const std::string& dir, const Config& cfg, const TrainerSta
                      const Shard& shard, int64_t generation, Comm& comm) {
   const std::string folder = dir + "/" + kShardFolder;
   const int world = comm.world();
+  Fd shards;
   // Phase 1 on every rank: each shard durable, or the checkpoint abandoned everywhere.
   const auto all = gather_after(
       comm, 2,
       [&]() -> std::vector<double> {
-        std::error_code ec;
-        std::filesystem::create_directories(folder, ec);
-        if (ec) throw IoError(fmt::format("cannot create {}: {}", folder, ec.message()));
+        shards = open_shard_folder<IoError>(dir, true);
         const std::string bytes = shard_bytes(cfg, shard, s.student);
-        AtomicFile f(folder + "/" + shard_name(generation, comm.rank(), world));
+        const std::string name = shard_name(generation, comm.rank(), world);
+        AtomicFile f(shards.get(), name, folder + "/" + name);
         f.write(bytes.data(), bytes.size());
         f.commit();
         return {double(bytes.size()), double(crc32(bytes))};
@@ -592,16 +621,20 @@ void save_checkpoint(const std::string& dir, const Config& cfg, const TrainerSta
                            uint32_t(all[r][1])});
         }
         write_file_atomic(dir + "/" + kCheckpointFile, manifest_bytes(cfg, s, generation, files));
-        // The shards of no manifest (older generations, temporaries) go.
-        std::error_code ec;
-        for (auto e = std::filesystem::directory_iterator(folder, ec);
-             !ec && e != std::filesystem::directory_iterator(); e.increment(ec)) {
-          const std::string name = e->path().filename().string();
-          const bool named = std::any_of(files.begin(), files.end(),
-                                         [&](const ShardFile& f) { return f.name == name; });
-          std::error_code kept;  // a shard that cannot be removed stays, unnamed
-          if (!named && name.rfind("g", 0) == 0) std::filesystem::remove(e->path(), kept);
+        // The shards of no manifest (older generations, temporaries) go; nothing else does.
+        std::vector<std::string> stale;
+        if (DIR* d = ::fdopendir(::dup(shards.get()))) {
+          while (const dirent* e = ::readdir(d)) {
+            const std::string name = e->d_name;
+            if (shard_file_name(name) &&
+                std::none_of(files.begin(), files.end(),
+                             [&](const ShardFile& f) { return f.name == name; }))
+              stale.push_back(name);
+          }
+          ::closedir(d);
         }
+        for (const std::string& name : stale)  // one that cannot be removed stays, unnamed
+          ::unlinkat(shards.get(), name.c_str(), 0);
         return {};
       },
       [&](int, int) {
@@ -616,11 +649,14 @@ std::optional<Checkpoint> load_checkpoint(const std::string& dir, const Config& 
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return std::nullopt;
   if (!S_ISREG(st.st_mode)) throw CheckpointError(fmt::format("{}: not a regular file", path));
+  // The records' bytes: the config, the minibatch order, the generator, the shards' entries.
+  const uint64_t bound = (1 << 20) + 8 * uint64_t(cfg.data.train_size) +
+                         256 * uint64_t(std::min<int64_t>(cfg.student.particles, 1 << 20));
   std::string bytes;
   try {
-    bytes = read_file(path);
-  } catch (const std::runtime_error&) {
-    throw CheckpointError(fmt::format("{}: cannot read", path));
+    bytes = read_regular_file(path, bound, false);
+  } catch (const std::runtime_error& e) {
+    throw CheckpointError(e.what());
   }
   Checkpoint c = parse_manifest(bytes, cfg, path);
   c.state.student = read_weights(dir, c, cfg, shard);

@@ -354,15 +354,29 @@ void validate(const Config& c) {
                                   c.data.train_size, c.train.batch));
 }
 
-// A copy without source marks: a value from the command line has no line in the file.
-YAML::Node unmarked(const YAML::Node& n) {
+// A copy without source marks: a value from the command line has no line in the file. Counts
+// the nodes copied in `nodes`, and stops past kMaxSetNodes: aliases nested ten deep make a
+// 300-byte value a tree of billions of nodes.
+constexpr int64_t kMaxSetNodes = 10000;
+YAML::Node unmarked(const YAML::Node& n, int64_t& nodes) {
+  if (++nodes > kMaxSetNodes) return YAML::Node();
   if (n.IsScalar()) return YAML::Node(n.Scalar());
   YAML::Node out(n.Type());
   if (n.IsSequence())
-    for (const auto& item : n) out.push_back(unmarked(item));
+    for (const auto& item : n) out.push_back(unmarked(item, nodes));
   if (n.IsMap())
-    for (const auto& kv : n) out[unmarked(kv.first)] = unmarked(kv.second);
+    for (const auto& kv : n) out[unmarked(kv.first, nodes)] = unmarked(kv.second, nodes);
   return out;
+}
+
+// The one YAML document of text (null when it holds none); a second one is refused, as a key
+// given twice is, instead of ignored. Throws YAML::ParserException.
+YAML::Node one_document(const std::string& text, const std::string& source) {
+  const std::vector<YAML::Node> docs = YAML::LoadAll(text);
+  if (docs.size() > 1)
+    throw ConfigError(fmt::format("{} line {}: a second YAML document ('---'); a config is one",
+                                  source, docs[1].Mark().line + 1));
+  return docs.empty() ? YAML::Node() : docs[0];
 }
 
 // "a.b.c=value": sets root[a][b][c] to the YAML scalar (or flow collection) `value`.
@@ -374,11 +388,15 @@ void apply_set(YAML::Node& root, const std::string& assignment) {
   if (text.find_first_not_of(" \t") == std::string::npos)
     throw ConfigError(fmt::format("--set {}: empty value", shorten(path)));
   YAML::Node value;
+  int64_t nodes = 0;
   try {
-    value = unmarked(YAML::Load(text));
+    value = unmarked(one_document(text, "--set " + shorten(path)), nodes);
   } catch (const YAML::Exception& e) {
     throw ConfigError(fmt::format("--set {}: {}", shorten(path), e.msg));
   }
+  if (nodes > kMaxSetNodes)
+    throw ConfigError(
+        fmt::format("--set {}: more than {} YAML nodes (aliases?)", shorten(path), kMaxSetNodes));
   std::vector<std::string> keys;
   std::stringstream ss(path);
   for (std::string k; std::getline(ss, k, '.');) {
@@ -407,7 +425,7 @@ Config parse_config(const std::string& yaml, const std::vector<std::string>& set
                     const std::string& source) {
   YAML::Node root;
   try {
-    root = YAML::Load(yaml);
+    root = one_document(yaml, source);
   } catch (const YAML::ParserException& e) {
     throw ConfigError(fmt::format("{} line {}: {}", source, e.mark.line + 1, e.msg));
   }

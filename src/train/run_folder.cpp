@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 
 #include "models/weights.h"
@@ -122,7 +123,23 @@ namespace {
 
 constexpr const char* kLock = ".lock";
 
-bool is_temporary(const std::string& name) { return name.find(".tmp.") != std::string::npos; }
+// A process's weights file of a run of several (student_shard_name).
+constexpr const char* kStudentShard = R"(student-[0-9]{5,}-of-[0-9]{5,}\.pt)";
+
+// A temporary of one of the files mmdflow writes into a run folder (AtomicFile:
+// NAME.tmp.<pid>.<k>); nothing else is taken for one, so no file of the user's is removed as one.
+bool is_temporary(const std::string& name) {
+  static const std::regex form(
+      std::string(R"((config\.yaml|losses\.csv|theory\.csv|summary\.json|checkpoint\.bin|)") +
+      R"(student\.pt|teacher\.pt|student\.index\.json|)" + kStudentShard +
+      R"()\.tmp\.[0-9]+\.[0-9]+)");
+  return std::regex_match(name, form);
+}
+
+bool is_student_shard(const std::string& name) {
+  static const std::regex form(kStudentShard);
+  return std::regex_match(name, form);
+}
 
 // Entries of dir but the lock and temporary files.
 std::vector<std::string> contents(const std::string& dir) {
@@ -137,6 +154,17 @@ std::vector<std::string> contents(const std::string& dir) {
 bool regular(const std::string& path) {
   struct stat st {};
   return ::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// What is at path when it is not a regular file ("missing", "a symbolic link, ..."); "" when it is.
+std::string not_regular(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return "missing";
+  return S_ISREG(st.st_mode)    ? ""
+         : S_ISLNK(st.st_mode)  ? "a symbolic link, not a regular file"
+         : S_ISFIFO(st.st_mode) ? "a FIFO, not a regular file"
+         : S_ISDIR(st.st_mode)  ? "a folder, not a regular file"
+                                : "not a regular file";
 }
 
 }  // namespace
@@ -302,9 +330,8 @@ void RunFolder::save_student(const NamedTensors& weights, const Shard& shard, Co
         for (auto e = fs::directory_iterator(dir_, ec); !ec && e != fs::directory_iterator();
              e.increment(ec)) {
           const std::string name = e->path().filename().string();
-          const bool weights_file = name == "student.pt" || name == "student.index.json" ||
-                                    (name.rfind("student-", 0) == 0 && name.size() > 3 &&
-                                     name.compare(name.size() - 3, 3, ".pt") == 0);
+          const bool weights_file =
+              name == "student.pt" || name == "student.index.json" || is_student_shard(name);
           std::error_code kept;  // a file that cannot be removed stays, unnamed by the index
           if (weights_file && std::find(mine.begin(), mine.end(), name) == mine.end())
             fs::remove(e->path(), kept);
@@ -323,10 +350,16 @@ namespace {
 // A .pt file of the run folder, its tensors checked against specs.
 NamedTensors read_weights_file(const std::string& path, const std::vector<WeightSpec>& specs,
                                c10::ScalarType dtype) {
-  if (!regular(path)) throw CheckpointError(fmt::format("{}: missing or not a regular file", path));
+  if (const std::string what = not_regular(path); !what.empty())
+    throw CheckpointError(fmt::format("{}: {}", path, what));
+  // Storages of twice what the tensors need and 1 MiB are read, no more: a file of another
+  // shape still reaches the shape check, and nothing much larger is inflated.
+  uint64_t bytes = 1 << 20;
+  for (const WeightSpec& s : specs)
+    bytes += 2 * uint64_t(c10::multiply_integers(s.sizes)) * c10::elementSize(dtype);
   NamedTensors w;
   try {
-    w = load_tensors(path);
+    w = load_tensors(path, bytes);
   } catch (const std::exception& e) {
     const std::string why = e.what();
     throw CheckpointError(fmt::format("{}: not a dict of tensors in torch.save's format ({})", path,
@@ -342,14 +375,17 @@ NamedTensors read_student(const std::string& dir, const Config& cfg, const Shard
   const WeightSchema schema = weight_schema_of(cfg);
   if (!schema.by_rows) return read_weights_file(dir + "/student.pt", schema.specs(0), cfg.dtype);
   const std::string index_path = dir + "/student.index.json";
-  if (!regular(index_path)) {  // one process's student.pt: this shard's rows of it
+  const std::string index_state = not_regular(index_path);
+  if (!index_state.empty() && index_state != "missing")
+    throw CheckpointError(fmt::format("{}: {}", index_path, index_state));
+  if (index_state == "missing") {  // one process's student.pt: this shard's rows of it
     NamedTensors w = read_weights_file(dir + "/student.pt", schema.specs(want.total), cfg.dtype);
     for (auto& [name, t] : w) t = t.narrow(0, want.begin, want.size());
     return w;
   }
   nlohmann::json json;
   try {
-    json = nlohmann::json::parse(read_file(index_path));
+    json = nlohmann::json::parse(read_regular_file(index_path, 1 << 20, false));
   } catch (const std::exception& e) {
     throw CheckpointError(fmt::format("{}: not JSON", index_path));
   }

@@ -4,11 +4,13 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
 
 #include "src/base/io.h"
 #include "src/comm/comm.h"
@@ -409,6 +411,77 @@ TEST(Checkpoint, FailedSaveLeavesThePreviousCheckpoint) {
   }
   EXPECT_EQ(shards, 1);
   EXPECT_FALSE(load_checkpoint(folder("none"), cfg, whole(cfg)).has_value());
+  std::filesystem::remove_all(dir);
+}
+
+// A checkpoint.shards that is a symbolic link to a folder is refused, and writes and removes
+// nothing there; in the real folder only names of shards and their temporaries are swept. Found
+// before: `--resume` wrote its shard through the link and deleted every entry named g* there
+// that no manifest named (a user's grades.txt and genome.fa).
+TEST(Checkpoint, LinkedShardFolderIsRefusedAndOnlyShardFilesAreSwept) {
+  namespace fs = std::filesystem;
+  const Config cfg = tiny();
+  std::vector<std::string> logs;
+  const TrainerState s = state_after(cfg, 10, &logs);
+  const std::string dir = folder("linked_shards"), elsewhere = folder("linked_shards_target");
+  const std::vector<std::string> theirs = {"grades.txt", "genome.fa", "g000001-00000-of-00001.bin"};
+  for (const std::string& name : theirs) write_file_atomic(elsewhere + "/" + name, name);
+  fs::create_directory_symlink(elsewhere, dir + "/" + kShardFolder);
+  auto comm = single_process();
+  try {
+    save_checkpoint(dir, cfg, s, whole(cfg), 2, *comm);
+    ADD_FAILURE() << "wrote through a linked " << kShardFolder;
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find(kShardFolder + std::string(": not a folder")),
+              std::string::npos)
+        << e.what();
+  }
+  for (const std::string& name : theirs) EXPECT_EQ(read_file(elsewhere + "/" + name), name);
+  EXPECT_EQ(std::distance(fs::directory_iterator(elsewhere), fs::directory_iterator()), 3);
+  EXPECT_FALSE(fs::exists(dir + "/" + kCheckpointFile));
+  // A resume reads no shard through such a link either.
+  fs::remove(dir + "/" + kShardFolder);
+  save_checkpoint(dir, cfg, s, whole(cfg), 1, *comm);
+  fs::rename(dir + "/" + kShardFolder, elsewhere + "/real");
+  fs::create_directory_symlink(elsewhere + "/real", dir + "/" + kShardFolder);
+  EXPECT_THROW(load_checkpoint(dir, cfg, whole(cfg)), CheckpointError);
+  fs::remove(dir + "/" + kShardFolder);
+  fs::rename(elsewhere + "/real", dir + "/" + kShardFolder);
+  // In the real folder: stale shards and their temporaries go, other names starting with g stay.
+  const std::string shards = dir + "/" + kShardFolder + "/";
+  for (const std::string& name :
+       {std::string("grades.txt"), std::string("g000001-00000-of-00001.bin.orig"),
+        std::string("g1-0-of-1.bin"), std::string("g000000-00000-of-00002.bin.tmp.12.0")})
+    write_file_atomic(shards + name, "keep");
+  save_checkpoint(dir, cfg, s, whole(cfg), 2, *comm);
+  std::set<std::string> left;
+  for (const auto& e : fs::directory_iterator(shards)) left.insert(e.path().filename().string());
+  EXPECT_EQ(left, (std::set<std::string>{"grades.txt", "g000001-00000-of-00001.bin.orig",
+                                         "g1-0-of-1.bin", shard_name(2, 0, 1)}));
+  fs::remove_all(dir);
+  fs::remove_all(elsewhere);
+}
+
+// A FIFO planted as a shard is refused, never waited on. Found before: `--resume` hung for ever
+// in open(2), SIGTERM ignored, the folder locked.
+TEST(Checkpoint, FifoPlantedAsAShardIsRefused) {
+  const Config cfg = tiny();
+  std::vector<std::string> logs;
+  const TrainerState s = state_after(cfg, 10, &logs);
+  const std::string dir = folder("fifo");
+  auto comm = single_process();
+  save_checkpoint(dir, cfg, s, whole(cfg), 1, *comm);
+  const std::string shard = dir + "/" + kShardFolder + "/" + shard_name(1, 0, 1);
+  std::filesystem::remove(shard);
+  ASSERT_EQ(::mkfifo(shard.c_str(), 0644), 0);
+  try {
+    load_checkpoint(dir, cfg, whole(cfg));
+    ADD_FAILURE() << "read a FIFO";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find(shard_name(1, 0, 1) + ": not a regular file"),
+              std::string::npos)
+        << e.what();
+  }
   std::filesystem::remove_all(dir);
 }
 

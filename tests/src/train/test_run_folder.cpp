@@ -2,6 +2,7 @@
 // at any number of processes.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -110,6 +111,64 @@ TEST(RunFolder, WeightsReadBackWholeOrByRows) {
               std::string::npos)
         << e.what();
   }
+  fs::remove_all(dir);
+}
+
+// Only mmdflow's own names are taken for its temporaries and weights files. Found before (N12):
+// --out and --resume deleted a user's x.tmp.csv, --out took a folder holding only plots.tmp.png
+// for empty, and a run's end deleted student-epoch300.pt.
+TEST(RunFolder, OnlyItsOwnNamesAreRemoved) {
+  const std::string dir = fresh("own_names");
+  fs::create_directories(dir);
+  std::ofstream(dir + "/plots.tmp.png") << "a user's";
+  EXPECT_THROW(RunFolder(dir, RunFolder::Mode::Fresh, true), UsageError);
+  EXPECT_TRUE(fs::exists(dir + "/plots.tmp.png"));
+  fs::remove(dir + "/plots.tmp.png");
+  std::ofstream(dir + "/config.yaml.tmp.12.0") << "a killed run's";
+  {
+    RunFolder f(dir, RunFolder::Mode::Fresh, true);
+    EXPECT_FALSE(fs::exists(dir + "/config.yaml.tmp.12.0"));
+    f.write_config(Config{});
+    for (const char* name : {"x.tmp.csv", "student-epoch300.pt", "student-00000-of-00002.pt"})
+      std::ofstream(dir + "/" + name) << name;
+  }
+  RunFolder f(dir, RunFolder::Mode::Resume, true);
+  EXPECT_TRUE(fs::exists(dir + "/x.tmp.csv"));
+  Config cfg;
+  at::Generator g = test::gen(1);
+  const ParticleNet net(ParticleNetOptions(cfg.student.particles, family_of(cfg)), g);
+  auto comm = single_process();
+  f.save_student(net.named_tensors(), {0, cfg.student.particles, cfg.student.particles}, *comm);
+  EXPECT_TRUE(fs::exists(dir + "/student-epoch300.pt"));
+  EXPECT_FALSE(fs::exists(dir + "/student-00000-of-00002.pt"));  // another world size's
+  fs::remove_all(dir);
+}
+
+// A weights file or index that is not a regular file is named for what it is. Found before
+// (N16): a linked or FIFO student.index.json was reported as a missing student.pt, and links
+// and FIFOs were called missing.
+TEST(RunFolder, WeightFilesThatAreNotFilesAreNamedAsSuch) {
+  const std::string dir = fresh("not_files");
+  fs::create_directories(dir);
+  const Config cfg;
+  const Shard all{0, cfg.student.particles, cfg.student.particles};
+  auto error = [&] {
+    try {
+      read_student(dir, cfg, all);
+    } catch (const CheckpointError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(error(), dir + "/student.pt: missing");
+  ASSERT_EQ(::mkfifo((dir + "/student.pt").c_str(), 0644), 0);
+  EXPECT_EQ(error(), dir + "/student.pt: a FIFO, not a regular file");
+  fs::remove(dir + "/student.pt");
+  fs::create_symlink(dir + "/elsewhere.json", dir + "/student.index.json");
+  EXPECT_EQ(error(), dir + "/student.index.json: a symbolic link, not a regular file");
+  fs::remove(dir + "/student.index.json");
+  ASSERT_EQ(::mkfifo((dir + "/student.index.json").c_str(), 0644), 0);
+  EXPECT_EQ(error(), dir + "/student.index.json: a FIFO, not a regular file");
   fs::remove_all(dir);
 }
 
