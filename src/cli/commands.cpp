@@ -73,7 +73,7 @@ int cmd_compare(int argc, char** argv) {
   at::Generator gen = stream_generator(cfg.seed, kCompareStream);
   const Comparison c = compare(*student, teacher, cfg.data.input, cfg.compare.samples,
                                cfg.compare.nearest, gen, *comm, cfg.flow.kernel == Witness::Exact);
-  if (comm->rank() == 0) fmt::print("{}", format_table(c));
+  if (comm->rank() == 0) print_result(format_table(c));
   return kOk;
 }
 

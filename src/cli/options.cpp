@@ -2,9 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "src/base/errors.h"
 
@@ -64,8 +66,20 @@ std::string& prefix() {  // "rank R: " in a sharded run's process R
 }
 }  // namespace
 
+void print_result(const std::string& text) {
+  const bool whole = std::fwrite(text.data(), 1, text.size(), stdout) == text.size();
+  if (std::fflush(stdout) != 0 || !whole || std::ferror(stdout))
+    throw IoError(
+        fmt::format("cannot write the result to standard output: {}", std::strerror(errno)));
+}
+
+void print_message(const std::string& text) {
+  std::fwrite(text.data(), 1, text.size(), stderr);  // nowhere else to say that it failed
+  std::fflush(stderr);
+}
+
 void print_error(const std::string& what) {
-  fmt::print(stderr, "mmdflow: {}error: {}\n", prefix(), what);
+  print_message(fmt::format("mmdflow: {}error: {}\n", prefix(), what));
 }
 
 Launch launch_of_process() {

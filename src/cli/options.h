@@ -28,6 +28,14 @@ Launch launch_of_process();
 // with a rank that stopped), this process ends with exit 5 and the lost peer's one-line error.
 std::unique_ptr<Comm> comm_of(const Launch& launch, const Config& cfg);
 
+// A command's result (compare's table, sweep --plan's lines) on stdout; throws IoError (exit 4)
+// when it cannot be written whole, e.g. on a full disk.
+void print_result(const std::string& text);
+
+// Text for stderr. A write that fails (stderr on a full disk) is ignored: fmt::print would throw,
+// and the process would end by abort instead of its exit code.
+void print_message(const std::string& text);
+
 // The one line a failure gets on stderr: "mmdflow: [rank R: ]error: <what>".
 void print_error(const std::string& what);
 

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "src/base/io.h"
+#include "src/cli/options.h"
 #include "src/train/run_folder.h"
 #include "src/train/summary.h"
 
@@ -426,11 +427,13 @@ int run_sweep(const SweepOptions& opt, const std::string& self_exe) {
   for (Run& r : runs)
     if (!complete(r.dir, base.train.epochs)) todo.push_back(&r);
   if (opt.mode == SweepMode::Plan) {
+    std::string plan;
     for (const Run* r : todo) {
-      std::string line = quoted(self_exe);
-      for (const auto& a : args(*r)) line += " " + quoted(a);
-      fmt::print("{}\n", line);
+      plan += quoted(self_exe);
+      for (const auto& a : args(*r)) plan += " " + quoted(a);
+      plan += "\n";
     }
+    print_result(plan);
     return 0;
   }
   fmt::print(
@@ -443,8 +446,8 @@ int run_sweep(const SweepOptions& opt, const std::string& self_exe) {
   write_tables(opt.out, settings, runs);
   fmt::print("wrote {}/sweep.csv and {}/curves.csv\n", opt.out, opt.out);
   if (g_signal != 0) {
-    fmt::print(stderr, "mmdflow: sweep stopped by {}; rerun the same command to continue\n",
-               g_signal == SIGINT ? "SIGINT" : "SIGTERM");
+    print_message(fmt::format("mmdflow: sweep stopped by {}; rerun the same command to continue\n",
+                              g_signal == SIGINT ? "SIGINT" : "SIGTERM"));
     return 128 + g_signal;
   }
   return failures == 0 ? 0 : 1;

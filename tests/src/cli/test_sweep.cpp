@@ -1,5 +1,6 @@
 // `mmdflow sweep`, the study features of `train`, and tools/plot_losses.py.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <filesystem>
 #include <fstream>
@@ -191,6 +192,22 @@ TEST(Sweep, NothingIsWrittenOutsideTheSweepFolder) {
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_NE(r.output.find("cannot write its log"), std::string::npos) << r.output;
   EXPECT_EQ(read_file(victim), "keep me\n");
+}
+
+// N10: a result that cannot be written (stdout on a full disk) exits 4, for compare and for
+// sweep --plan.
+TEST(Sweep, ResultsThatCannotBeWrittenExitFour) {
+  const std::string out = scratch("sweep_full");
+  ASSERT_EQ(run("sweep --config " + tiny_study() + " --seeds 1 --out " + out).code, 0);
+  for (const std::string& args :
+       {"compare --run " + out + "/plain/seed0",
+        "sweep --config " + tiny_study() + " --seeds 2 --plan --out " + out}) {
+    const int status = std::system(
+        (std::string(MMDFLOW_BIN) + " " + args + " > /dev/full 2> " + out + ".err").c_str());
+    EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 4) << args;
+    EXPECT_NE(read_file(out + ".err").find("cannot write the result"), std::string::npos)
+        << read_file(out + ".err");
+  }
 }
 
 // N19: the sweep's own bookkeeping: a bounded run count, a repeated axis, cells that hold commas
