@@ -90,7 +90,7 @@ int cmd_train(int argc, char** argv) {
   };
   hooks.say = [](const std::string& text) { say(text); };
   const Outcome out = run_training(std::move(req), *comm, hooks);
-  if (!out.message.empty()) fmt::print(stderr, "{}", out.message);
+  print_message(out.message);
   return exit_code_of(out);
 }
 

@@ -123,10 +123,14 @@ class Run {
     });
     saved_ = ckpt ? position(ckpt->state) : "";
     if (ckpt) trainer_->restore(std::move(ckpt->state));
+    // Rank 0's first writes: a full disk there ends every rank with its exit 4, not a lost peer.
+    on_every_rank(comm_, [&] {
+      if (!lead_) return;
+      folder_->write_config(cfg_);
+      folder_->open_losses(kept_losses);
+      if (cfg_.theory()) folder_->open_theory(kept_theory);
+    });
     if (!lead_) return;
-    folder_->write_config(cfg_);
-    folder_->open_losses(kept_losses);
-    if (cfg_.theory()) folder_->open_theory(kept_theory);
     const int world = comm_.world();
     say(setup_line(cfg_, req_.out, world));
     const int64_t blocks = (cfg_.student.particles + kNoiseBlock - 1) / kNoiseBlock;

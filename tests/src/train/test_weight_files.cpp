@@ -16,6 +16,7 @@
 
 #include "models/weights.h"
 #include "src/base/io.h"
+#include "src/train/build.h"
 #include "src/train/run_folder.h"
 #include "tests/fuzz/weights_config.h"
 
