@@ -124,9 +124,9 @@ class Records {
       else if (type == kTensor)
         v = tensor(name);
       else
-        fail(fmt::format("record '{}' has unknown type {}", name, type));
+        fail(fmt::format("record '{}' has unknown type {}", shorten(name), type));
       if (!values_.emplace(name, std::move(v)).second)
-        fail(fmt::format("record '{}' appears twice", name));
+        fail(fmt::format("record '{}' appears twice", shorten(name)));
     }
     if (!in_.empty()) fail(fmt::format("{} bytes after the last record", in_.size()));
   }
@@ -142,7 +142,8 @@ class Records {
     return out;
   }
   void finish() const {
-    if (!values_.empty()) fail(fmt::format("unexpected record '{}'", values_.begin()->first));
+    if (!values_.empty())
+      fail(fmt::format("unexpected record '{}'", shorten(values_.begin()->first)));
   }
 
   [[noreturn]] void fail(const std::string& why) const {
@@ -151,7 +152,7 @@ class Records {
 
  private:
   std::string_view take(uint64_t n, const std::string& what) {
-    if (n > in_.size()) fail(fmt::format("truncated in {}", what));
+    if (n > in_.size()) fail(fmt::format("truncated in {}", shorten(what)));
     std::string_view s = in_.substr(0, n);
     in_.remove_prefix(n);
     return s;
@@ -168,8 +169,8 @@ class Records {
     bool known = false;
     for (const Dtype& d : kDtypes)
       if (d.code == code) dtype = d.type, known = true;
-    if (!known) fail(fmt::format("record '{}' has unknown dtype code {}", name, code));
-    if (dims > kMaxDims) fail(fmt::format("record '{}' has {} dimensions", name, dims));
+    if (!known) fail(fmt::format("record '{}' has unknown dtype code {}", shorten(name), code));
+    if (dims > kMaxDims) fail(fmt::format("record '{}' has {} dimensions", shorten(name), dims));
     const uint64_t item = c10::elementSize(dtype);
     std::vector<int64_t> sizes(dims);
     uint64_t bound = 1;  // the product of the sizes, zeros taken as ones
@@ -179,7 +180,7 @@ class Records {
       // Bounded by the bytes left, so corrupt sizes cannot ask for a huge tensor.
       const uint64_t f = uint64_t(std::max<int64_t>(s, 1));
       if (s < 0 || bound > in_.size() / item / f)
-        fail(fmt::format("record '{}' has size {} beyond the file", name, s));
+        fail(fmt::format("record '{}' has size {} beyond the file", shorten(name), s));
       bound *= f;
       empty = empty || s == 0;
     }

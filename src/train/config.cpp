@@ -14,7 +14,17 @@
 namespace mmdflow {
 
 std::string shorten(const std::string& text) {
-  return text.size() <= 60 ? text : text.substr(0, 57) + "...";
+  std::string out;
+  for (const char c : text.size() <= 60 ? text : text.substr(0, 57)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\n')
+      out += "\\n";
+    else if (u < 0x20 || u == 0x7f)
+      out += fmt::format("\\x{:02x}", u);
+    else
+      out += c;
+  }
+  return text.size() <= 60 ? out : out + "...";
 }
 
 namespace {

@@ -214,6 +214,16 @@ TEST(Checkpoint, RejectsForeignTruncatedAndCorruptManifests) {
   // Behind a right checksum, a payload cut short is still caught record by record.
   EXPECT_NE(error_of(resealed(good.substr(0, good.size() - 7)), cfg).find("truncated in"),
             std::string::npos);
+  // N16: a record name read from the file is quoted in the message: its line break and control
+  // bytes cannot split or forge the one-line error. The first record's name "config" (bytes
+  // 29..34, its type at 35) becomes "con\nig" of an unknown type.
+  std::string named = good;
+  ASSERT_EQ(named.substr(29, 6), "config");
+  named.replace(29, 6, "con\nig");
+  named[35] = 9;
+  const std::string e = error_of(resealed(named), cfg);
+  EXPECT_NE(e.find("record 'con\\nig' has unknown type 9"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;
 }
 
 TEST(Checkpoint, ChecksEveryRecordAgainstTheConfig) {
