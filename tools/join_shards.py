@@ -18,6 +18,7 @@ import pickle
 import sys
 import tempfile
 import zipfile
+import zlib
 
 import torch
 
@@ -79,7 +80,7 @@ def check_index(index):
     absolute), ranges [begin, end) that tile [0, particles) in order."""
     try:
         total = index["particles"]
-        shards = [(s["file"], s["begin"], s["end"]) for s in index["shards"]]
+        shards = [(s["file"], s["begin"], s["end"], s.get("crc")) for s in index["shards"]]
         tensors = index["tensors"]
     except (KeyError, TypeError):
         fail("student.index.json: not a weights index")
@@ -88,7 +89,7 @@ def check_index(index):
     if not shards:
         fail("student.index.json: no shards")
     next_ = 0
-    for name, begin, end in shards:
+    for name, begin, end, _ in shards:
         if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name:
             fail(f"student.index.json: shard file {name!r} is not a name in the run folder")
         for v in (begin, end):
@@ -107,10 +108,15 @@ def join(run):
         index = json.load(f)
     shards, tensors = check_index(index)
     parts = []
-    for name, begin, end in shards:
+    for name, begin, end, crc in shards:
         path = os.path.join(run, name)
         if os.path.islink(path):
             fail(f"{path}: a symbolic link, not a weights file")
+        if crc is not None:  # CRC-32 of the file; indexes of earlier versions have none
+            with open(path, "rb") as f:
+                if zlib.crc32(f.read()) != crc:
+                    fail(f"{path}: its checksum is not the one student.index.json gives "
+                         "(a file of another run?)")
         part = load(path)
         for tensor in tensors:
             if not isinstance(part, dict) or not torch.is_tensor(part.get(tensor)) or \

@@ -156,6 +156,23 @@ bool regular(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
+// CRC-32 of a regular file, read in pieces (not through a link, never waiting on a FIFO).
+uint32_t file_crc32(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  struct stat st {};
+  if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
+    throw CheckpointError(fmt::format("{}: cannot read it as a regular file", path));
+  std::vector<char> piece(1 << 20);
+  uint32_t crc = 0;
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), piece.data(), piece.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw CheckpointError(fmt::format("{}: {}", path, std::strerror(errno)));
+    if (n == 0) return crc;
+    crc = crc32(std::string_view(piece.data(), size_t(n)), crc);
+  }
+}
+
 // What is at path when it is not a regular file ("missing", "a symbolic link, ..."); "" when it is.
 std::string not_regular(const std::string& path) {
   struct stat st {};
@@ -292,11 +309,13 @@ std::string student_shard_name(int rank, int world) {
 void RunFolder::save_student(const NamedTensors& weights, const Shard& shard, Comm& comm) {
   const int world = comm.world();
   const auto all = gather_after(
-      comm, 2,
+      comm, 3,
       [&]() -> std::vector<double> {
-        save_tensors(path(world == 1 ? "student.pt" : student_shard_name(comm.rank(), world)),
-                     weights);
-        return {double(shard.begin), double(shard.end)};
+        const std::string file =
+            path(world == 1 ? "student.pt" : student_shard_name(comm.rank(), world));
+        save_tensors(file, weights);
+        const uint32_t crc = world == 1 ? 0 : file_crc32(file);
+        return {double(shard.begin), double(shard.end), double(crc)};
       },
       [](int r, int) { throw IoError(fmt::format("rank {} could not write its weights", r)); });
   // The writer's index names this run's files; the other layout's, and another world size's, go.
@@ -318,8 +337,8 @@ void RunFolder::save_student(const NamedTensors& weights, const Shard& shard, Co
             index.tensors[name] = sizes;
           }
           for (int r = 0; r < world; ++r) {
-            index.shards.push_back(
-                {student_shard_name(r, world), int64_t(all[r][0]), int64_t(all[r][1])});
+            index.shards.push_back({student_shard_name(r, world), int64_t(all[r][0]),
+                                    int64_t(all[r][1]), int64_t(all[r][2])});
             mine.push_back(student_shard_name(r, world));
           }
           nlohmann::json j;
@@ -399,12 +418,17 @@ NamedTensors read_student(const std::string& dir, const Config& cfg, const Shard
   // rows only are kept).
   std::vector<std::vector<at::Tensor>> parts(schema.specs(0).size());
   int64_t next = 0;
-  for (const auto& [file, begin, end] : index.shards) {
+  for (const auto& [file, begin, end, crc] : index.shards) {
     if (file.find('/') != std::string::npos || begin != next || end < begin || end > want.total)
       throw CheckpointError(fmt::format("{}: shard '{}' [{}, {}) does not follow [0, {})",
                                         index_path, shorten(file), begin, end, next));
     next = end;
     if (end <= want.begin || begin >= want.end) continue;
+    // A file of another run of the same shape differs from the one the index was written with.
+    if (crc && int64_t(file_crc32(dir + "/" + file)) != *crc)
+      throw CheckpointError(fmt::format(
+          "{}/{}: its checksum is not the one student.index.json gives (a file of another run?)",
+          dir, file));
     const NamedTensors w =
         read_weights_file(dir + "/" + file, schema.specs(end - begin), cfg.dtype);
     const int64_t lo = std::max(begin, want.begin), hi = std::min(end, want.end);

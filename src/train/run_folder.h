@@ -52,6 +52,7 @@ struct WeightsIndex {
   struct File {
     std::string file;  // within the run folder
     int64_t begin = 0, end = 0;
+    std::optional<int64_t> crc;  // CRC-32 of the file (indexes of earlier versions have none)
   };
   int64_t particles = 0;
   std::map<std::string, std::vector<int64_t>> tensors;  // name: sizes of the whole student
@@ -68,6 +69,7 @@ void visit_index_file(I& i, F&& f) {
   f("file", i.file);
   f("begin", i.begin);
   f("end", i.end);
+  f("crc", i.crc);
 }
 void to_json(nlohmann::json& j, const WeightsIndex::File& f);
 void from_json(const nlohmann::json& j, WeightsIndex::File& f);

@@ -139,6 +139,26 @@ TEST(Sharding, CompareWithMoreProcessesThanBlocks) {
   EXPECT_EQ(read_file(clog + ".0"), one.output);
 }
 
+// N15: a weights file of another run of the same shape, put in place of one of a sharded run's, is
+// refused by compare (exit 2, naming it): the index holds each file's checksum.
+TEST(Sharding, WeightsFileOfAnotherRunIsRefused) {
+  const std::string a = scratch("crc_a"), b = scratch("crc_b");
+  for (const auto& [dir, seed] : {std::pair{a, 0}, std::pair{b, 1}})
+    ASSERT_EQ(
+        train(kBase + " --set train.epochs=1 --set seed=" + std::to_string(seed) + " --out " + dir,
+              2, dir + ".log"),
+        std::vector<int>(2, 0))
+        << logs(dir + ".log", 2);
+  ASSERT_EQ(run("compare --run " + a).code, 0);
+  fs::copy_file(b + "/student-00001-of-00002.pt", a + "/student-00001-of-00002.pt",
+                fs::copy_options::overwrite_existing);
+  const test::Result r = run("compare --run " + a);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("student-00001-of-00002.pt: its checksum is not the one"),
+            std::string::npos)
+      << r.output;
+}
+
 // N17: a full disk under rank 0 as it writes config.yaml ends both ranks with exit 4 (rank 1
 // naming rank 0), not rank 1 with a lost peer's 5. (Rank 0 can write nothing, its log neither.)
 TEST(Sharding, RankZeroThatCannotWriteEndsEveryRankWithFour) {
