@@ -270,7 +270,20 @@ void RunFolder::open_losses(const std::string& kept) {
   losses_ = std::make_unique<LineFile>(path("losses.csv"), kept);
 }
 
-void RunFolder::append_losses(const EpochLog& l) { losses_->append(losses_line(l)); }
+void RunFolder::check_in_place() const {
+  if (!writer_) return;
+  struct stat held {
+  }, there{};
+  if (::fstat(lock_.get(), &held) != 0 || held.st_nlink == 0 ||
+      ::lstat(path(kLock).c_str(), &there) != 0 || there.st_ino != held.st_ino ||
+      there.st_dev != held.st_dev)
+    throw IoError(fmt::format("{}: the run folder was removed or replaced during the run", dir_));
+}
+
+void RunFolder::append_losses(const EpochLog& l) {
+  check_in_place();
+  losses_->append(losses_line(l));
+}
 
 std::string RunFolder::theory_upto(int64_t epochs) const {
   return lines_upto("theory.csv", theory_header(), epochs);
@@ -283,6 +296,7 @@ void RunFolder::open_theory(const std::string& kept) {
 void RunFolder::append_theory(const EpochLog& l) { theory_->append(theory_line(l)); }
 
 void RunFolder::write_summary(const Summary& s) {
+  check_in_place();
   write_file_atomic(path("summary.json"), summary_json(s));
 }
 
@@ -294,6 +308,15 @@ std::optional<Checkpoint> RunFolder::load_checkpoint(const Config& cfg, const Sh
 
 void RunFolder::save_checkpoint(const Config& cfg, const TrainerState& s, const Shard& shard,
                                 Comm& comm) {
+  gather_after(
+      comm, 0,
+      [&]() -> std::vector<double> {
+        check_in_place();
+        return {};
+      },
+      [&](int r, int) {
+        throw IoError(fmt::format("{}: rank {} found the run folder removed or replaced", dir_, r));
+      });
   mmdflow::save_checkpoint(dir_, cfg, s, shard, generation_ + 1, comm);
   ++generation_;
 }

@@ -91,6 +91,10 @@ class RunFolder {
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
   std::string config_path() const { return path("config.yaml"); }
 
+  // The writer: throws IoError when the folder it locked was removed or replaced (its lock file
+  // is no longer the one at dir/.lock). The writes below check it first.
+  void check_in_place() const;
+
   // The writer's files.
   void write_config(const Config& c);
   // What of losses.csv a run resumed at `epochs` keeps: the header and the lines of epochs

@@ -91,6 +91,25 @@ TEST(RunFolder, SecondProcessOnARunningFolderTouchesNothing) {
   expect_same_run(out, ref);
 }
 
+// N13: the run folder removed (rm -rf) or swapped for another mid-run: the run stops with exit
+// 4 naming it, and writes no new folder in its place.
+TEST(RunFolder, FolderRemovedOrReplacedMidRunExitsFour) {
+  for (const bool swap : {false, true}) {
+    const std::string out = scratch(swap ? "swapped" : "removed");
+    const pid_t pid =
+        test::spawn("train --out " + out + kArgs + " --set train.epochs=100000", out + ".log");
+    ASSERT_TRUE(test::wait_for_epochs(out, pid, 3)) << read_file(out + ".log");
+    fs::remove_all(out);
+    if (swap) fs::create_directories(out);  // another folder under the same name
+    EXPECT_EQ(test::wait_code(pid), 4) << read_file(out + ".log");
+    EXPECT_NE(read_file(out + ".log").find("the run folder was removed or replaced during the run"),
+              std::string::npos)
+        << read_file(out + ".log");
+    EXPECT_EQ(fs::exists(out), swap);
+    if (swap) EXPECT_TRUE(fs::is_empty(out));
+  }
+}
+
 // A finished run whose config.yaml became a folder (or a link): --resume refuses it and deletes
 // nothing.
 TEST(RunFolder, ResumeWhoseConfigIsNotAFileDeletesNothing) {
