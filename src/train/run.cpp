@@ -106,7 +106,7 @@ class Run {
       RunFolder::check(req_.out, mode());
       check_memory(cfg_, Work::Train, comm_.world());
     });
-    trainer_.emplace(cfg_, &comm_);
+    trainer_.emplace(cfg_, build_parts(cfg_, comm_), &comm_);
   }
 
   // The folder opened (a resumed run's checkpoint loaded, its logs cut back to it), the trainer
