@@ -1,14 +1,21 @@
 #include "src/cli/options.h"
 
 #include <fmt/format.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 
 #include "src/base/errors.h"
+#include "src/base/io.h"
+#include "src/cli/signals.h"
 
 namespace mmdflow {
 
@@ -88,9 +95,45 @@ Launch launch_of_process() {
   return launch;
 }
 
+namespace {
+
+// Gloo connects every pair of processes: each holds world - 1 sockets, which must fit under its
+// limit of open files (with room for the run's own files).
+void check_open_files(int world) {
+  rlimit fds{};
+  if (::getrlimit(RLIMIT_NOFILE, &fds) != 0 || fds.rlim_cur == RLIM_INFINITY) return;
+  if (uint64_t(world) + 64 > uint64_t(fds.rlim_cur))
+    throw ConfigError(fmt::format(
+        "WORLD_SIZE: {} processes need {} connections in each, past its limit of {} open files "
+        "(raise it with ulimit -n, or run fewer processes)",
+        world, world - 1, uint64_t(fds.rlim_cur)));
+}
+
+}  // namespace
+
 std::unique_ptr<Comm> comm_of(const Launch& launch, const Config& cfg) {
   if (launch.world == 1) return single_process();
-  auto comm = connect(launch, cfg.dist.timeout, cfg.dist.backend, cfg.device);
+  if (!cfg.device.is_cuda()) check_open_files(launch.world);
+  // The rendezvous waits up to dist.timeout: a stop signal recorded meanwhile (train) ends the
+  // process at once, as nothing is written before the processes have met.
+  const Fd err(::dup(2));
+  auto meeting = std::async(std::launch::async, [&] {
+    return connect(launch, cfg.dist.timeout, cfg.dist.backend, cfg.device);
+  });
+  while (meeting.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+    if (const int sig = StopSignals::received()) {
+      const std::string line = fmt::format(
+          "mmdflow: {}stopped by {} while meeting the other processes; nothing was written\n",
+          prefix(),
+          sig == SIGINT    ? "SIGINT"
+          : sig == SIGTERM ? "SIGTERM"
+                           : "SIGPIPE");
+      // The rendezvous silences stderr: the line goes to the copy taken before it.
+      [[maybe_unused]] const ssize_t n = ::write(err.get(), line.data(), line.size());
+      std::_Exit(128 + sig);
+    }
+  }
+  auto comm = meeting.get();
   comm->on_peer_lost([](const std::string& verdict) {
     print_error(verdict);
     std::fflush(nullptr);

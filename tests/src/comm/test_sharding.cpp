@@ -5,12 +5,14 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "src/base/errors.h"
 #include "src/train/checkpoint.h"
@@ -157,6 +159,34 @@ TEST(Sharding, WeightsFileOfAnotherRunIsRefused) {
   EXPECT_NE(r.output.find("student-00001-of-00002.pt: its checksum is not the one"),
             std::string::npos)
       << r.output;
+}
+
+// N7: SIGTERM to a rank waiting at the rendezvous (its peer never comes) ends it at once with 143,
+// saying so, with nothing written; a WORLD_SIZE past the limit of open files is refused at once.
+TEST(Sharding, RendezvousObeysSignalsAndRefusesImpossibleWorlds) {
+  const std::string dir = scratch("alone"), log = dir + ".log";
+  const std::string alone = fmt::format(
+      "RANK=0 LOCAL_RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={} {} {} --set "
+      "dist.timeout=60 --out {} > {}.0 2>&1 & p=$!; sleep 4; kill -TERM $p; wait $p; echo $? > "
+      "{}.rc",
+      free_port(), MMDFLOW_BIN, kBase, dir, log, log);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(std::system(("bash -c '" + alone + "'").c_str()), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));  // 4 s, then at once
+  EXPECT_EQ(read_file(log + ".rc"), "143\n") << read_file(log + ".0");
+  EXPECT_NE(read_file(log + ".0").find("stopped by SIGTERM while meeting the other processes"),
+            std::string::npos)
+      << read_file(log + ".0");
+  EXPECT_FALSE(fs::exists(dir));
+  const std::string script = fmt::format(
+      "ulimit -n 1024; RANK=0 LOCAL_RANK=0 WORLD_SIZE=1048576 MASTER_ADDR=127.0.0.1 "
+      "MASTER_PORT={} exec {} {} --out {} > {}.huge 2>&1",
+      free_port(), MMDFLOW_BIN, kBase, dir, log);
+  const int status = std::system(("bash -c '" + script + "'").c_str());
+  EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 2) << read_file(log + ".huge");
+  EXPECT_NE(read_file(log + ".huge").find("WORLD_SIZE: 1048576 processes need 1048575 connections"),
+            std::string::npos)
+      << read_file(log + ".huge");
 }
 
 // N17: a full disk under rank 0 as it writes config.yaml ends both ranks with exit 4 (rank 1
