@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <csignal>
+#include <exception>
 #include <optional>
 
 #include "src/base/random.h"
@@ -73,6 +74,9 @@ void agree_on_setup(Comm& comm, const Config& cfg, std::string& out, bool out_gi
         fmt::join(others, ", ")));
 }
 
+// A stop answer above every signal number: rank 0 could not write a log line.
+constexpr int kWriteStop = 1000;
+
 class Run {
  public:
   Run(RunRequest req, Comm& comm, const RunHooks& hooks)
@@ -83,6 +87,7 @@ class Run {
     check();
     open();
     const Trainer::End end = train();
+    check_logs_written();
     if (hooks_.on_trained) hooks_.on_trained();
     if (end == Trainer::End::Stopped) return stopped();
     Summary s = summary();
@@ -142,19 +147,49 @@ class Run {
   }
 
   // The epochs, each logged by rank 0 and checkpointed every train.checkpoint_every and last.
+  // Sharded, a log line rank 0 cannot write stops every rank: at the next step (its stop answer
+  // is kWriteStop) or at the next checkpoint, whichever comes first; then all exit 4.
   Trainer::End train() {
     const int64_t every = cfg_.train.checkpoint_every;
     return trainer_->run(
         [&](const EpochLog& l) {
-          if (lead_) {
-            folder_->append_losses(l);
-            if (cfg_.theory()) folder_->append_theory(l);
-            if (hooks_.on_epoch) hooks_.on_epoch(l);
-          }
-          if (l.finite && ((every > 0 && l.epoch % every == 0) || l.epoch == cfg_.train.epochs))
+          if (lead_) log_epoch(l);
+          if (l.finite && ((every > 0 && l.epoch % every == 0) || l.epoch == cfg_.train.epochs)) {
+            check_logs_written();
             save_checkpoint();
+          }
         },
-        hooks_.stop);
+        [&] { return write_error_  ? kWriteStop
+                     : hooks_.stop ? hooks_.stop()
+                                   : 0; });
+  }
+
+  void log_epoch(const EpochLog& l) {
+    try {
+      folder_->append_losses(l);
+      if (cfg_.theory()) folder_->append_theory(l);
+    } catch (const IoError&) {
+      if (comm_.world() == 1) throw;
+      write_error_ = std::current_exception();
+      return;
+    }
+    if (hooks_.on_epoch) hooks_.on_epoch(l);
+  }
+
+  // Collective: every rank throws when rank 0 could not write a log line (rank 0 its own error).
+  void check_logs_written() {
+    gather_after(
+        comm_, 0,
+        [&]() -> std::vector<double> {
+          if (write_error_) std::rethrow_exception(write_error_);
+          return {};
+        },
+        [](int r, int code) {
+          throw IoError(
+              fmt::format("stopping: rank {} could not write the run's logs (exit {}), see its "
+                          "message",
+                          r, code));
+        });
   }
 
   void save_checkpoint() {
@@ -250,7 +285,8 @@ class Run {
   const bool lead_;
   std::optional<Trainer> trainer_;
   std::optional<RunFolder> folder_;
-  std::string saved_;  // where the checkpoint on disk stands, for messages
+  std::string saved_;               // where the checkpoint on disk stands, for messages
+  std::exception_ptr write_error_;  // rank 0's failed log write, sharded
 };
 
 }  // namespace

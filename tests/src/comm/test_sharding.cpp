@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "src/base/errors.h"
 #include "src/train/checkpoint.h"
@@ -189,23 +190,28 @@ TEST(Sharding, RendezvousObeysSignalsAndRefusesImpossibleWorlds) {
       << read_file(log + ".huge");
 }
 
-// N17: a full disk under rank 0 as it writes config.yaml ends both ranks with exit 4 (rank 1
-// naming rank 0), not rank 1 with a lost peer's 5. (Rank 0 can write nothing, its log neither.)
+// N17: a full disk under rank 0 as it writes config.yaml, or later a line of losses.csv, ends
+// both ranks with exit 4 (rank 1 naming rank 0), not rank 1 with a lost peer's 5.
 TEST(Sharding, RankZeroThatCannotWriteEndsEveryRankWithFour) {
-  const std::string dir = scratch("full0"), log = dir + ".log";
-  const std::string env =
-      fmt::format("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={}", free_port());
-  const std::string cmd =
-      std::string(MMDFLOW_BIN) + " " + kBase + " --set train.epochs=2 --out " + dir;
-  const std::string script = fmt::format(
-      "(ulimit -f 0; RANK=0 LOCAL_RANK=0 {0} exec {1} > {2}.0 2>&1) & p0=$!; "
-      "(RANK=1 LOCAL_RANK=1 {0} exec {1} > {2}.1 2>&1) & p1=$!; "
-      "wait $p0; e0=$?; wait $p1; echo $e0 $? > {2}.rc",
-      env, cmd, log);
-  ASSERT_EQ(std::system(("bash -c '" + script + "'").c_str()), 0);
-  EXPECT_EQ(read_file(log + ".rc"), "4 4\n") << logs(log, 2);
-  EXPECT_NE(read_file(log + ".1").find("rank 0 failed to start (exit 4)"), std::string::npos)
-      << logs(log, 2);
+  // ulimit -f 0: config.yaml cannot be written; 4 (KiB): losses.csv stops growing mid-run.
+  for (const auto& [limit, epochs, said] :
+       {std::tuple<int, int, const char*>{0, 2, "rank 0 failed to start (exit 4)"},
+        {4, 100000, "rank 0 could not write the run's logs (exit 4)"}}) {
+    const std::string dir = scratch("full0"), log = dir + ".log";
+    const std::string env =
+        fmt::format("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={}", free_port());
+    const std::string cmd =
+        fmt::format("{} {} --set train.epochs={} --set train.checkpoint_every=0 --out {}",
+                    MMDFLOW_BIN, kBase, epochs, dir);
+    const std::string script = fmt::format(
+        "(ulimit -f {3}; RANK=0 LOCAL_RANK=0 {0} exec {1} > {2}.0 2>&1) & p0=$!; "
+        "(RANK=1 LOCAL_RANK=1 {0} exec {1} > {2}.1 2>&1) & p1=$!; "
+        "wait $p0; e0=$?; wait $p1; echo $e0 $? > {2}.rc",
+        env, cmd, log, limit);
+    ASSERT_EQ(std::system(("bash -c '" + script + "'").c_str()), 0);
+    EXPECT_EQ(read_file(log + ".rc"), "4 4\n") << logs(log, 2);
+    EXPECT_NE(read_file(log + ".1").find(said), std::string::npos) << logs(log, 2);
+  }
 }
 
 TEST(Sharding, EveryFlowAtTwoAndThreeProcessesGivesTheSingleProcessRun) {
