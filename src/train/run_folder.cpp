@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -302,7 +303,28 @@ void RunFolder::write_summary(const Summary& s) {
 
 std::optional<Checkpoint> RunFolder::load_checkpoint(const Config& cfg, const Shard& shard) {
   std::optional<Checkpoint> c = mmdflow::load_checkpoint(dir_, cfg, shard);
-  if (c) generation_ = c->generation;
+  if (c) {
+    generation_ = c->generation;
+    return c;
+  }
+  // No manifest. A run killed before its first checkpoint was whole starts again; but shards of a
+  // second generation are only written once a first manifest is, and a finished run wrote one:
+  // then the manifest was removed, and restarting would throw the run's epochs away.
+  std::error_code ec;
+  for (auto e = fs::directory_iterator(path(kShardFolder), ec);
+       !ec && e != fs::directory_iterator(); e.increment(ec)) {
+    const std::string name = e->path().filename().string();
+    if (name.size() > 7 && name[0] == 'g' && std::atoll(name.c_str() + 1) >= 2)
+      throw CheckpointError(fmt::format(
+          "{}: missing, but {} holds a later checkpoint's shard ({}): the manifest was removed, "
+          "and the run cannot continue from it (start it again with --out in another folder)",
+          path(kCheckpointFile), kShardFolder, shorten(name)));
+  }
+  if (regular(path("summary.json")) && read_summary(path("summary.json")).status == "done")
+    throw CheckpointError(fmt::format(
+        "{}: missing, but the run finished (summary.json): the manifest was removed, and the "
+        "run cannot continue from it (start it again with --out in another folder)",
+        path(kCheckpointFile)));
   return c;
 }
 

@@ -234,6 +234,20 @@ TEST(Resume, BadCheckpointExitsTwoAndOverwritesNothing) {
     EXPECT_TRUE(files_of(out) == before) << c.expect;
   }
   EXPECT_EQ(run("train --resume " + scratch("nothing")).code, 2);
+
+  // A removed manifest, the shards of a second checkpoint left: the run does not start again from
+  // epoch 0 over its losses.csv (found before: it did, silently); with the summary of a finished
+  // run, the same.
+  for (const bool finished : {true, false}) {
+    for (const auto& [name, content] : done) write_file_atomic(out + "/" + name, content);
+    fs::remove(out + "/checkpoint.bin");
+    if (!finished) fs::remove(out + "/summary.json");
+    const auto before = files_of(out);
+    test::Result r = run("train --resume " + out + " --set train.epochs=20");
+    EXPECT_EQ(r.code, 2) << r.output;
+    EXPECT_NE(r.output.find("checkpoint.bin: missing, but"), std::string::npos) << r.output;
+    EXPECT_TRUE(files_of(out) == before);
+  }
 }
 
 TEST(Resume, NonFiniteRunStopsWithExitThreeAndKeepsTheLastGoodCheckpoint) {
