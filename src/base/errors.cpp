@@ -1,8 +1,13 @@
 #include "src/base/errors.h"
 
+#include <csignal>
 #include <filesystem>
 
 namespace mmdflow {
+
+const char* signal_name(int sig) {
+  return sig == SIGINT ? "SIGINT" : sig == SIGPIPE ? "SIGPIPE (output closed)" : "SIGTERM";
+}
 
 int exit_code_of(const std::exception_ptr& e) {
   if (!e) return kOk;

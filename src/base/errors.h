@@ -18,6 +18,10 @@ enum Exit : int {
   kTerminated = 143,   // SIGTERM: the same
 };
 
+// The name of a signal that stops a run, for messages: "SIGINT", "SIGTERM",
+// "SIGPIPE (output closed)".
+const char* signal_name(int sig);
+
 // A bad configuration key or value (exit 2).
 struct ConfigError : std::runtime_error {
   using std::runtime_error::runtime_error;

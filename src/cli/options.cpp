@@ -124,10 +124,7 @@ std::unique_ptr<Comm> comm_of(const Launch& launch, const Config& cfg) {
     if (const int sig = StopSignals::received()) {
       const std::string line = fmt::format(
           "mmdflow: {}stopped by {} while meeting the other processes; nothing was written\n",
-          prefix(),
-          sig == SIGINT    ? "SIGINT"
-          : sig == SIGTERM ? "SIGTERM"
-                           : "SIGPIPE");
+          prefix(), signal_name(sig));
       // The rendezvous silences stderr: the line goes to the copy taken before it.
       [[maybe_unused]] const ssize_t n = ::write(err.get(), line.data(), line.size());
       std::_Exit(128 + sig);

@@ -447,7 +447,7 @@ int run_sweep(const SweepOptions& opt, const std::string& self_exe) {
   fmt::print("wrote {}/sweep.csv and {}/curves.csv\n", opt.out, opt.out);
   if (g_signal != 0) {
     print_message(fmt::format("mmdflow: sweep stopped by {}; rerun the same command to continue\n",
-                              g_signal == SIGINT ? "SIGINT" : "SIGTERM"));
+                              signal_name(g_signal)));
     return 128 + g_signal;
   }
   return failures == 0 ? 0 : 1;

@@ -22,24 +22,20 @@ std::string position(const TrainerState& s) {
                      s.batch == 1 ? "" : "s", s.epoch + 1);
 }
 
-const char* signal_name(int sig) {
-  return sig == SIGINT ? "SIGINT" : sig == SIGPIPE ? "SIGPIPE (output closed)" : "SIGTERM";
-}
-
 // Runs `step` on every rank; when it fails on any, every rank throws: the failing ones their own
-// error, the others Failed with the first failing rank's code. Nothing collective may run inside.
+// error, the others Failed with the first failing rank's code, saying what that rank `did`.
+// Nothing collective may run inside.
 template <typename F>
-void on_every_rank(Comm& comm, F&& step) {
+void on_every_rank(Comm& comm, F&& step, const char* did = "failed to start") {
   gather_after(
       comm, 0,
       [&]() -> std::vector<double> {
         step();
         return {};
       },
-      [](int r, int code) {
-        throw Failed(
-            fmt::format("stopping: rank {} failed to start (exit {}), see its message", r, code),
-            code);
+      [did](int r, int code) {
+        throw Failed(fmt::format("stopping: rank {} {} (exit {}), see its message", r, did, code),
+                     code);
       });
 }
 
@@ -178,18 +174,12 @@ class Run {
 
   // Collective: every rank throws when rank 0 could not write a log line (rank 0 its own error).
   void check_logs_written() {
-    gather_after(
-        comm_, 0,
-        [&]() -> std::vector<double> {
+    on_every_rank(
+        comm_,
+        [&] {
           if (write_error_) std::rethrow_exception(write_error_);
-          return {};
         },
-        [](int r, int code) {
-          throw IoError(
-              fmt::format("stopping: rank {} could not write the run's logs (exit {}), see its "
-                          "message",
-                          r, code));
-        });
+        "could not write the run's logs");
   }
 
   void save_checkpoint() {

@@ -106,7 +106,9 @@ TEST(RunFolder, FolderRemovedOrReplacedMidRunExitsFour) {
               std::string::npos)
         << read_file(out + ".log");
     EXPECT_EQ(fs::exists(out), swap);
-    if (swap) EXPECT_TRUE(fs::is_empty(out));
+    if (swap) {
+      EXPECT_TRUE(fs::is_empty(out));
+    }
   }
 }
 
