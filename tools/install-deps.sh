@@ -2,7 +2,8 @@
 # Installs mmdflow's build and run dependencies from Debian's packages; does nothing when all are present.
 set -euo pipefail
 pkgs=(cmake g++ make libtorch-dev libopenblas0-pthread libfmt-dev libyaml-cpp-dev libcxxopts-dev
-      libgtest-dev libgmock-dev nlohmann-json3-dev libgloo-dev zlib1g-dev python3-matplotlib)
+      libgtest-dev libgmock-dev nlohmann-json3-dev libgloo-dev zlib1g-dev python3-matplotlib
+      python3-sklearn)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
