@@ -3,6 +3,7 @@
 #pragma once
 #include <exception>
 #include <stdexcept>
+#include <string>
 
 namespace mmdflow {
 
@@ -21,6 +22,10 @@ enum Exit : int {
 // The name of a signal that stops a run, for messages: "SIGINT", "SIGTERM",
 // "SIGPIPE (output closed)".
 const char* signal_name(int sig);
+
+// A value for messages: cut to 60 characters, line breaks and control bytes written as \n, \xNN
+// (a name read from a file cannot break or forge the one-line error).
+std::string shorten(const std::string& text);
 
 // A bad configuration key or value (exit 2).
 struct ConfigError : std::runtime_error {

@@ -204,6 +204,34 @@ void check_zip_sizes(std::string_view z, uint64_t max_storage_bytes) {
                      storages, max_storage_bytes));
 }
 
+// The value a .pt file's bytes hold, checked as load_tensors says.
+c10::IValue unpickle(std::string bytes, uint64_t max_storage_bytes) {
+  check_zip_sizes(bytes, max_storage_bytes);
+  caffe2::serialize::PyTorchStreamReader zip(std::make_shared<BoundedReader>(std::move(bytes)));
+  const auto [pickle, size] = zip.getRecord("data.pkl");
+  check_pickle(std::string_view(static_cast<const char*>(pickle.get()), size));
+  // Each storage is its record's bytes, whatever size the pickle claims for it (torch's
+  // unpickler would lay numel x itemsize over the record): the sizes check_weights checks tensors
+  // against are the bytes present.
+  auto storages = std::make_shared<torch::jit::DeserializationStorageContext>();
+  for (const std::string& name : zip.getAllRecords())
+    if (name.rfind("data/", 0) == 0) {
+      auto [data, nbytes] = zip.getRecord(name);
+      storages->addStorage(name.substr(5), c10::Storage(c10::Storage::use_byte_size_t(), nbytes,
+                                                        std::move(data), nullptr, false));
+    }
+  return torch::jit::readArchiveAndTensors("data", /*pickle_prefix=*/"", /*tensor_prefix=*/"",
+                                           c10::nullopt, c10::nullopt, c10::nullopt, zip,
+                                           torch::jit::Unpickler::defaultTypeParser, storages);
+}
+
+NamedTensors entries(const c10::IValue& dict) {
+  NamedTensors out;
+  for (const auto& kv : dict.toGenericDict())
+    out.emplace_back(kv.key().toStringRef(), kv.value().toTensor());
+  return out;
+}
+
 }  // namespace
 
 void Fd::reset(int fd) {
@@ -305,30 +333,19 @@ void save_tensors(const std::string& path, const NamedTensors& tensors) {
 
 NamedTensors load_tensors(const std::string& path, uint64_t max_storage_bytes) {
   constexpr uint64_t kZipOverhead = 1 << 16;  // headers, names, alignment
-  std::string bytes = read_regular_file(path, max_storage_bytes + kMaxPickle + kZipOverhead,
-                                        /*follow_links=*/false);
-  check_zip_sizes(bytes, max_storage_bytes);
-  caffe2::serialize::PyTorchStreamReader zip(std::make_shared<BoundedReader>(std::move(bytes)));
-  const auto [pickle, size] = zip.getRecord("data.pkl");
-  check_pickle(std::string_view(static_cast<const char*>(pickle.get()), size));
-  // Each storage is its record's bytes, whatever size the pickle claims for it (torch's
-  // unpickler would lay numel x itemsize over the record): the sizes check_weights checks tensors
-  // against are the bytes present.
-  auto storages = std::make_shared<torch::jit::DeserializationStorageContext>();
-  for (const std::string& name : zip.getAllRecords())
-    if (name.rfind("data/", 0) == 0) {
-      auto [data, nbytes] = zip.getRecord(name);
-      storages->addStorage(name.substr(5), c10::Storage(c10::Storage::use_byte_size_t(), nbytes,
-                                                        std::move(data), nullptr, false));
-    }
-  const c10::IValue v = torch::jit::readArchiveAndTensors(
-      "data", /*pickle_prefix=*/"", /*tensor_prefix=*/"", c10::nullopt, c10::nullopt, c10::nullopt,
-      zip, torch::jit::Unpickler::defaultTypeParser, storages);
+  const c10::IValue v =
+      unpickle(read_regular_file(path, max_storage_bytes + kMaxPickle + kZipOverhead,
+                                 /*follow_links=*/false),
+               max_storage_bytes);
   TORCH_CHECK(v.isGenericDict(), path, " does not hold a dict of tensors");
-  NamedTensors out;
-  for (const auto& kv : v.toGenericDict())
-    out.emplace_back(kv.key().toStringRef(), kv.value().toTensor());
-  return out;
+  return entries(v);
+}
+
+NamedTensors parse_tensors(std::string bytes, uint64_t max_storage_bytes) {
+  const c10::IValue v = unpickle(std::move(bytes), max_storage_bytes);
+  if (v.isTensor()) return {{"", v.toTensor()}};
+  TORCH_CHECK(v.isGenericDict(), "neither a tensor nor a dict of tensors but a ", v.tagKind());
+  return entries(v);
 }
 
 LineFile::LineFile(const std::string& path, const std::string& content) : path_(path) {

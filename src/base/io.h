@@ -65,6 +65,10 @@ void save_tensors(const std::string& path, const NamedTensors& tensors);
 // is inflated (storages at most max_storage_bytes together), its pickle walked before torch
 // reads it, and each tensor's storage its record's bytes. Throws.
 NamedTensors load_tensors(const std::string& path, uint64_t max_storage_bytes = uint64_t(1) << 32);
+// A .pt file's bytes, read by the caller, checked as load_tensors checks them: a dict
+// {name: tensor}, or one tensor (torch.save(tensor)), which comes back as one entry named "".
+// Throws.
+NamedTensors parse_tensors(std::string bytes, uint64_t max_storage_bytes);
 
 // A file that grows by whole lines: each append is one write(2), cut back on failure, so the
 // file never ends in a partial line. Throws IoError.

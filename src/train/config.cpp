@@ -13,20 +13,6 @@
 
 namespace mmdflow {
 
-std::string shorten(const std::string& text) {
-  std::string out;
-  for (const char c : text.size() <= 60 ? text : text.substr(0, 57)) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '\n')
-      out += "\\n";
-    else if (u < 0x20 || u == 0x7f)
-      out += fmt::format("\\x{:02x}", u);
-    else
-      out += c;
-  }
-  return text.size() <= 60 ? out : out + "...";
-}
-
 namespace {
 
 std::string where(const YAML::Node& n, const std::string& source) {

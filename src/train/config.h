@@ -255,8 +255,4 @@ std::vector<KeyDiff> differing_keys(const Config& a, const Config& b);
 // "train.epochs, train.checkpoint_every, ...": the keys a resumed run may change.
 std::string resumable_keys();
 
-// A value for messages: cut to 60 characters, line breaks and control bytes written as \n, \xNN
-// (a name read from a file cannot break or forge the one-line error).
-std::string shorten(const std::string& text);
-
 }  // namespace mmdflow

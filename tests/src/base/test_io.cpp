@@ -2,6 +2,7 @@
 // or its temporary will be; tensors readable back.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <torch/csrc/jit/serialization/pickle.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -82,6 +83,42 @@ TEST(Io, TensorsReadBackByName) {
   std::ofstream(dir + "/bad.pt") << "not a zip file";
   EXPECT_ANY_THROW(load_tensors(dir + "/bad.pt"));
   EXPECT_THROW(read_file(dir + "/missing"), std::runtime_error);
+  fs::remove_all(dir);
+}
+
+std::string pickled(const c10::IValue& v) {
+  const std::vector<char> bytes = torch::jit::pickle_save(v);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+// torch.save(tensor) and torch.save({name: tensor}) both read back; a strided view keeps its
+// strides; anything else, or storages past the bound, is refused.
+TEST(Io, ParsedBytesHoldOneTensorOrADict) {
+  const at::Tensor x = at::arange(12, at::kDouble).view({3, 4}), xt = x.t();
+  NamedTensors back = parse_tensors(pickled(xt), 1 << 10);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].first, "");
+  EXPECT_TRUE(at::equal(back[0].second, xt));
+  EXPECT_EQ(back[0].second.strides(), xt.strides());
+  const std::string dir = folder("parse");
+  save_tensors(dir + "/w.pt", {{"u", x}, {"v", x.to(at::kFloat)}});
+  back = parse_tensors(read_file(dir + "/w.pt"), 1 << 10);
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_EQ(back[1].first, "v");
+  EXPECT_TRUE(at::equal(back[1].second, x.to(at::kFloat)));
+  EXPECT_THROW(load_tensors(dir + "/w.pt", 100), std::exception);  // 96 + 48 bytes of storage
+  EXPECT_THROW(parse_tensors(read_file(dir + "/w.pt"), 100), std::exception);
+  write_file_atomic(dir + "/bare.pt", pickled(x));
+  EXPECT_THROW(load_tensors(dir + "/bare.pt"), std::exception);  // weights are a dict
+  try {
+    parse_tensors(pickled(c10::IValue(int64_t(3))), 1 << 10);
+    FAIL() << "an int was read as tensors";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("neither a tensor nor a dict of tensors but a Int"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_ANY_THROW(parse_tensors("not a zip file", 1 << 10));
   fs::remove_all(dir);
 }
 
