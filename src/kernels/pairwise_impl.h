@@ -130,7 +130,7 @@ constexpr int64_t kMaxSourceTile = 1024;
 // Sources per tile, a multiple of 16 set by d alone: a tile of St stays in cache, and a float32
 // tile's partial sums add at most 1024 terms.
 inline int64_t source_tile(int64_t d) {
-  return std::clamp<int64_t>((int64_t(1) << 14) / d / 16 * 16, 64, kMaxSourceTile);
+  return std::clamp<int64_t>((int64_t(1) << 15) / d / 16 * 16, 64, kMaxSourceTile);
 }
 
 // One row p [D] against the nj sources at St [D, ldS] (from the tile's first): out [1 + D] gets
