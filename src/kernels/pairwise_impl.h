@@ -92,7 +92,7 @@ struct LaplacePair {
   T a;  // 1 / s
   explicit LaplacePair(const PairKernelSpec& k) : a(T(1 / k.bandwidth)) {}
   static T part(T e) { return std::abs(e); }
-  static T dir(T e) { return e > T(0) ? T(1) : (e < T(0) ? T(-1) : T(0)); }
+  static T dir(T e) { return e != T(0) ? std::copysign(T(1), e) : T(0); }  // sign(e)
   T eval(T t, T* c) const {
     const T v = pair_exp(-t * a);
     *c = -a * v;
