@@ -2,10 +2,7 @@
 //   MMDFLOW_ISA_NS      the path's namespace (generic, avx2, avx512)
 //   MMDFLOW_ISA_TARGET  the target of its code, e.g. "avx2,fma" (none for generic)
 //   MMDFLOW_ISA_AVX2 / MMDFLOW_ISA_AVX512  which product tiles it has.
-// Only the code below the target switch is built for the path: headers come first, so the inline
-// functions and templates that other translation units share (std::, activation.h) are emitted for
-// the baseline instruction set wherever they are not inlined, and one path's copy can never stand
-// in for another's at link time.
+// Only the code below the target switch (isa_target_push.h) is built for the path.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -20,19 +17,9 @@
 #include <immintrin.h>
 #endif
 
-#ifdef MMDFLOW_ISA_TARGET
-#define MMDFLOW_PRAGMA(...) _Pragma(#__VA_ARGS__)
-#define MMDFLOW_TARGET_PUSH(t) \
-  MMDFLOW_PRAGMA(clang attribute push(__attribute__((target(t))), apply_to = function))
-#define MMDFLOW_TARGET_GCC(t) MMDFLOW_PRAGMA(GCC target(t))
-#if defined(__clang__)
-MMDFLOW_TARGET_PUSH(MMDFLOW_ISA_TARGET)
-#elif defined(__GNUC__)
-#pragma GCC push_options
-MMDFLOW_TARGET_GCC(MMDFLOW_ISA_TARGET)
-#endif
-#endif
-
+// The path's code from here on.
+#include "src/kernels/isa_target_push.h"
+// Its product tiles and noise.
 #include "src/kernels/gemm_tiles.h"
 #include "src/kernels/normal_impl.h"
 
@@ -428,10 +415,4 @@ const PathKernels kKernels = {
 }  // namespace MMDFLOW_ISA_NS
 }  // namespace mmdflow
 
-#ifdef MMDFLOW_ISA_TARGET
-#if defined(__clang__)
-#pragma clang attribute pop
-#elif defined(__GNUC__)
-#pragma GCC pop_options
-#endif
-#endif
+#include "src/kernels/isa_target_pop.h"

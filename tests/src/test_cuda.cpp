@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -11,6 +12,7 @@
 
 #include "src/comm/comm.h"
 #include "src/flow/flow.h"
+#include "src/kernels/pairwise.h"
 #include "src/train/checkpoint.h"
 #include "src/train/trainer.h"
 #include "tests/helpers.h"
@@ -273,6 +275,27 @@ std::string epoch_sync_error(Config c) {
   return "";
 }
 #endif
+
+// pair_sums on the GPU (ATen ops in tiles) against the CPU's fused loops, float64, over several
+// tiles (n m d > 2^22).
+TEST_F(Cuda, PairSumsAgreeWithTheCpu) {
+  for (PairKernel kind :
+       {PairKernel::Gaussian, PairKernel::Laplace, PairKernel::Imq, PairKernel::Energy}) {
+    for (int64_t d : {2, 17}) {
+      const at::Tensor P = 2 * test::inputs(700, d, 1), S = 2 * test::inputs(5000, d, 2);
+      const PairKernelSpec k{kind, 0.5 * std::sqrt(double(d))};
+      const PairSums cpu = pair_sums(k, P, S, true);
+      const PairSums gpu = pair_sums(k, P.to(kGpu), S.to(kGpu), true);
+      EXPECT_EQ(gpu.value.device(), kGpu);
+      const double v = cpu.value.abs().max().item<double>();
+      const double g = cpu.grad.abs().max().item<double>() + v;
+      EXPECT_LT((gpu.value.cpu() - cpu.value).abs().max().item<double>(), 1e-12 * v)
+          << name_of(kind) << " d = " << d;
+      EXPECT_LT((gpu.grad.cpu() - cpu.grad).abs().max().item<double>(), 1e-12 * g)
+          << name_of(kind) << " d = " << d;
+    }
+  }
+}
 
 TEST_F(Cuda, StepsNeverWaitForTheGpu) {
 #ifndef MMDFLOW_SYNC_DEBUG
