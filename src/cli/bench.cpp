@@ -15,6 +15,7 @@
 #include "src/base/random.h"
 #include "src/cli/bench_exact.h"
 #include "src/cli/bench_fma.h"
+#include "src/cli/bench_samples.h"
 #include "src/flow/flow.h"
 #include "src/kernels/isa.h"
 #include "src/train/build.h"
@@ -336,6 +337,7 @@ Timing time_steps(const Config& cfg, int64_t N, int64_t B, c10::Device dev, at::
 
 void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
   check_shardable(cfg, comm.world());
+  if (cfg.samples()) return run_samples_bench(cfg, opt, comm);
   if (cfg.flow.kernel == Witness::Exact) return run_exact_bench(cfg, opt);
   // The block layout unless the config asks for the dense one (the original code's network).
   const bool dense = cfg.student.layout == Layout::Dense;

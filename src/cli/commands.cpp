@@ -19,6 +19,7 @@
 #include "src/train/build.h"
 #include "src/train/compare.h"
 #include "src/train/memory.h"
+#include "src/train/results.h"
 #include "src/train/run_folder.h"
 
 namespace fs = std::filesystem;
@@ -64,6 +65,13 @@ int cmd_compare(int argc, char** argv) {
   if (r->count("nearest")) sets.push_back("compare.nearest=" + (*r)["nearest"].as<std::string>());
   const Config cfg = load_config(dir + "/config.yaml", sets);
   set_threads(cfg.threads);
+  if (cfg.samples()) {  // one process: the points and the target are whole files
+    const auto [Z, U] = read_points(dir, cfg);
+    const SampleTarget target = make_sample_target(
+        U, {cfg.kernel.name, cfg.kernel.bandwidth, cfg.kernel.c}, Method::MMD, 0);
+    print_result(format_table(compare_points(cfg, Z, target)));
+    return kOk;
+  }
   std::unique_ptr<Comm> comm = comm_of(launch, cfg);
   check_shardable(cfg, comm->world());
   check_memory(cfg, Work::Compare, comm->world());

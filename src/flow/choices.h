@@ -12,6 +12,10 @@ enum class Method {
   DrMMD,      // W = ((1 + lambda) / lambda) (r - Phi_X beta) / B, with noise injection
 };
 
+// What the particles are: the hidden units of a two-layer student network trained toward a
+// teacher (network), or points of R^d flowing toward a target known by its samples (samples).
+enum class Problem { Network, Samples };
+
 // block: N independent particles z_n (the mean-field network); dense: the original code's
 // network, whose N o output units all read the N H hidden units.
 enum class Layout { Block, Dense };
@@ -29,6 +33,12 @@ struct Names<Method> {
        {Method::Diffusion, "diffusion"},
        {Method::Sobolev, "sobolev"},
        {Method::DrMMD, "drmmd"}}};
+};
+template <>
+struct Names<Problem> {
+  static constexpr const char* what = "problem";
+  static constexpr std::array<std::pair<Problem, const char*>, 2> table{
+      {{Problem::Network, "network"}, {Problem::Samples, "samples"}}};
 };
 template <>
 struct Names<Layout> {

@@ -246,12 +246,15 @@ class DenseStudent : public Student {
 }  // namespace
 
 std::vector<WeightSpec> WeightSchema::specs(int64_t rows) const {
+  if (point_dim > 0) return {{"Z", {rows, point_dim}}};
   return by_rows ? block_weights(family, rows) : dense_weights(family, particles);
 }
 
 WeightSchema weight_schema(Layout layout, const ParticleFamily& fam, int64_t N) {
   return {fam, N, layout == Layout::Block};
 }
+
+WeightSchema point_schema(int64_t N, int64_t d) { return {ParticleFamily{}, N, true, d}; }
 
 std::unique_ptr<Student> make_block_student(ParticleNet net, int64_t chunk, Impl impl,
                                             Shard shard) {

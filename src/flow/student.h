@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "models/measure.h"
 #include "models/particle_net.h"
 #include "models/weights.h"
 #include "src/base/io.h"
@@ -19,17 +20,8 @@
 
 namespace mmdflow {
 
-// The particles [begin, end) of a measure of `total` particles.
-struct Shard {
-  int64_t begin = 0, end = 0, total = 0;
-  int64_t size() const { return end - begin; }
-};
-
-class Student {
+class Student : public Measure {
  public:
-  virtual ~Student() = default;
-  virtual int64_t size() const = 0;  // N of the whole measure
-  virtual Shard shard() const = 0;   // the particles held here
   // sum over the shard's n of phi_n(x_b): [B, o].
   virtual at::Tensor feature_sum(const at::Tensor& X) const = 0;
   // theta <- theta - step g, g = grad_theta sum_b W_b^T sum_n phi_n(x_b) at theta + beta w
@@ -44,10 +36,6 @@ class Student {
   virtual at::Tensor jacobian_gram(const at::Tensor& X) const = 0;
   // theta <- theta + beta w.
   virtual void perturb_(const Noise& noise) = 0;
-  virtual bool all_finite() const = 0;             // the shard's weights
-  virtual NamedTensors named_tensors() const = 0;  // the shard's, CPU tensors for saving
-  // Takes the weights of named_tensors() back (names and shapes checked), onto its device.
-  virtual void load(const NamedTensors& weights) = 0;
   // What differs between layouts in the flows (src/flow/flow.h). Diffusion: the noise after the
   // step (theta - gamma grad h(theta) + beta w), or first, the step then taken at the noisy
   // weights (the original code's network).
@@ -61,15 +49,18 @@ class Student {
   virtual Particles* mutable_particles() { return nullptr; }      // the same, for exact steps
 };
 
-// How a layout's weights are stored (checkpoint shards, .pt files): the tensors of a shard of
-// `rows` particles, and whether files split them by rows (block) or hold them whole (dense).
+// How a measure's tensors are stored (checkpoint shards, .pt files): the tensors of a shard of
+// `rows` particles, and whether files split them by rows (block, points) or hold them whole
+// (dense).
 struct WeightSchema {
   ParticleFamily family;
   int64_t particles = 0;  // N of the whole measure
   bool by_rows = true;
+  int64_t point_dim = 0;  // points of R^d (samples): Z [rows, d]
   std::vector<WeightSpec> specs(int64_t rows) const;
 };
 WeightSchema weight_schema(Layout layout, const ParticleFamily& fam, int64_t N);
+WeightSchema point_schema(int64_t N, int64_t d);
 
 // Block layout over a ParticleNet; `chunk` bounds the particles processed at once. `shard`: the
 // net holds particles [begin, end) of `total` (begin a multiple of kNoiseBlock); default: all.

@@ -151,4 +151,12 @@ at::Tensor kernel_matrix(const PairKernelSpec& k, const at::Tensor& X, const at:
   return kernel_of(k, X.unsqueeze(1) - Y.unsqueeze(0), nullptr);
 }
 
+at::Tensor kernel_grad_matrix(const PairKernelSpec& k, const at::Tensor& X, const at::Tensor& Y) {
+  check(k, X, Y);
+  const at::Tensor e = X.unsqueeze(1) - Y.unsqueeze(0);  // [n, m, d]
+  at::Tensor c;
+  kernel_of(k, e, &c);
+  return c.unsqueeze(-1) * direction(k.kind, e);
+}
+
 }  // namespace mmdflow

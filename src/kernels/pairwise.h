@@ -49,6 +49,9 @@ PairSums pair_sums_aten(const PairKernelSpec& k, const at::Tensor& P, const at::
 // k(x_i, y_j) by ATen ops, autograd-friendly: X [n, d], Y [m, d] -> [n, m]. Tests and small
 // diagnostics only.
 at::Tensor kernel_matrix(const PairKernelSpec& k, const at::Tensor& X, const at::Tensor& Y);
+// grad_1 k(x_i, y_j) by ATen ops: [n, m, d] (Sobolev descent's Jacobians, DrMMD's weighted sums:
+// O(n m d) memory, small measures only).
+at::Tensor kernel_grad_matrix(const PairKernelSpec& k, const at::Tensor& X, const at::Tensor& Y);
 
 // ---- the fused loops of one instruction-set path (pairwise_<isa>.cpp) -------------------------
 

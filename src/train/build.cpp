@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include "data/sample_file.h"
 #include "src/base/device.h"
 #include "src/base/random.h"
 
@@ -59,14 +60,49 @@ StepOptions step_options_of(const Config& c) {
 }
 
 WeightSchema weight_schema_of(const Config& c) {
+  if (c.samples()) return point_schema(c.student.particles, sample_dim(c));
   return weight_schema(c.student.layout, family_of(c), c.student.particles);
 }
 
 int64_t steps_per_epoch(const Config& c) {
+  if (c.samples()) return 1;
   return (c.data.train_size + c.train.batch - 1) / c.train.batch;
 }
 
-bool draws_order(const Config& c) { return !c.data.fresh && c.flow.kernel == Witness::Sampled; }
+bool draws_order(const Config& c) {
+  return !c.samples() && !c.data.fresh && c.flow.kernel == Witness::Sampled;
+}
+
+at::Tensor target_samples(const Config& c) {
+  if (c.target.law == TargetLaw::File) return read_samples(*c.target.file);
+  at::Generator gen = stream_generator(c.seed, kDataStream);
+  return draw_target(c.target.law, c.target.size, c.data.dim, c.target.df, gen);
+}
+
+int64_t sample_dim(const Config& c) {
+  if (c.target.law == TargetLaw::File) return read_samples(*c.target.file).size(1);
+  return law_dim(c.target.law, c.data.dim);
+}
+
+at::Tensor initial_points(const Config& c, int64_t d) {
+  const int64_t N = c.student.particles;
+  if (!c.student.init_file) {
+    at::Generator gen = stream_generator(c.seed, kStudentStream);
+    return at::normal(c.student.init_mean, c.student.init_std, {N, d}, gen,
+                      at::TensorOptions().dtype(at::kDouble));
+  }
+  const std::string& path = *c.student.init_file;
+  at::Tensor Z = read_samples(path);
+  if (Z.size(1) != d)
+    throw ConfigError(
+        fmt::format("student.init_file: {} has points of dimension {}, the target's "
+                    "are of {}",
+                    shorten(path), Z.size(1), d));
+  if (Z.size(0) != N)
+    throw ConfigError(fmt::format("student.init_file: {} has {} points, student.particles is {}",
+                                  shorten(path), Z.size(0), N));
+  return Z;
+}
 
 Shard shard_of(const Config& c, int rank, int world) {
   const int64_t N = c.student.particles, blocks = (N + kNoiseBlock - 1) / kNoiseBlock;
@@ -139,27 +175,54 @@ std::unique_ptr<Student> student_of(const Config& c, const NamedTensors& w, Shar
   return make_dense_student(fam, {weight("W1"), weight("b1"), weight("W2"), weight("b2")});
 }
 
-RunParts build_parts(const Config& c, const Comm& comm) {
-  check_shardable(c, comm.world());
-  const c10::Device dev = device_of(c, comm);
-  RunParts p{dev,
-             make_teacher(c, dev, stream_generator(c.seed, kTeacherStream)),
-             {},
-             make_student(c, dev, stream_generator(c.seed, kStudentStream),
-                          shard_of(c, comm.rank(), comm.world())),
-             beta_schedule_of(c),
-             step_schedule_of(c),
-             nullptr};
+namespace {
+
+// The network family: a teacher, its data, the student (this rank's shard).
+void build_network(const Config& c, const Comm& comm, RunParts& p) {
+  ParticleNet teacher = make_teacher(c, p.device, stream_generator(c.seed, kTeacherStream));
+  std::unique_ptr<Student> student =
+      make_student(c, p.device, stream_generator(c.seed, kStudentStream),
+                   shard_of(c, comm.rank(), comm.world()));
   // Drawn with the exact kernel too, which needs no training set: the validation set is then the
   // sampled run's.
   at::Generator data_gen = stream_generator(c.seed, kDataStream);
-  Dataset train = make_dataset(c.data.input, c.data.train_size, p.teacher, data_gen);
-  p.valid = make_dataset(c.data.input, c.data.valid_size, p.teacher, data_gen);
+  Dataset train = make_dataset(c.data.input, c.data.train_size, teacher, data_gen);
+  Dataset valid = make_dataset(c.data.input, c.data.valid_size, teacher, data_gen);
   if (c.flow.kernel == Witness::Exact)
-    p.stepper = make_exact_stepper(*p.student, p.teacher, c.data.input);
+    p.stepper = make_exact_stepper(*student, teacher, c.data.input, std::move(valid));
   else
-    p.stepper = make_sampled_stepper(*p.student, p.teacher, c.data.input, std::move(train),
-                                     c.train.batch, c.data.fresh, sub_seed(c.seed, kDeviceStream));
+    p.stepper =
+        make_sampled_stepper(*student, teacher, c.data.input, std::move(train), std::move(valid),
+                             c.train.batch, c.data.fresh, sub_seed(c.seed, kDeviceStream));
+  p.results = make_network_results(c, *student, std::move(teacher));
+  p.measure = std::move(student);
+}
+
+// The samples family: the target, the points (whole on every rank, this rank's rows moved).
+void build_samples(const Config& c, const Comm& comm, RunParts& p) {
+  const auto opts = at::TensorOptions().dtype(c.dtype).device(p.device);
+  const at::Tensor U = target_samples(c).to(opts);
+  auto points = std::make_unique<Points>(initial_points(c, U.size(1)).to(opts),
+                                         shard_of(c, comm.rank(), comm.world()));
+  const SampleTarget target = make_sample_target(U, {c.kernel.name, c.kernel.bandwidth, c.kernel.c},
+                                                 c.flow.method, c.flow.drmmd_lambda);
+  p.stepper = make_samples_stepper(*points, target);
+  p.results = make_samples_results(c, *points, target);
+  p.measure = std::move(points);
+}
+
+}  // namespace
+
+RunParts build_parts(const Config& c, const Comm& comm) {
+  check_shardable(c, comm.world());
+  RunParts p;
+  p.device = device_of(c, comm);
+  p.beta = beta_schedule_of(c);
+  p.steps = step_schedule_of(c);
+  if (c.samples())
+    build_samples(c, comm, p);
+  else
+    build_network(c, comm, p);
   return p;
 }
 

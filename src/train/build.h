@@ -16,6 +16,7 @@
 #include "src/flow/schedule.h"
 #include "src/flow/student.h"
 #include "src/train/config.h"
+#include "src/train/results.h"
 #include "src/train/stepper.h"
 
 namespace mmdflow {
@@ -25,9 +26,9 @@ ParticleFamily teacher_family_of(const Config& c);  // differs when misspecified
 BetaSchedule beta_schedule_of(const Config& c);
 StepSchedule step_schedule_of(const Config& c);
 StepOptions step_options_of(const Config& c);
-// The student's weights as files hold them (its layout's schema).
+// The student's weights as files hold them (its layout's schema; samples: Z [rows, d]).
 WeightSchema weight_schema_of(const Config& c);
-// Flow steps in an epoch: ceil(data.train_size / train.batch), whatever the kernel.
+// Flow steps in an epoch: ceil(data.train_size / train.batch), whatever the kernel; samples: 1.
 int64_t steps_per_epoch(const Config& c);
 // Whether the run draws a minibatch order each epoch (a checkpoint mid-epoch then holds it).
 bool draws_order(const Config& c);
@@ -48,16 +49,25 @@ std::unique_ptr<Student> make_student(const Config& c, c10::Device dev, at::Gene
 // A student holding weights read back (those of `shard`, as read_student returns them), on CPU.
 std::unique_ptr<Student> student_of(const Config& c, const NamedTensors& w, Shard shard);
 
+// samples: the target's samples [M, d] (drawn from the data stream, or read from target.file),
+// in float64 on CPU; the dimension d of its points (the file's columns for a file). Throw
+// ConfigError naming a file that cannot be read.
+at::Tensor target_samples(const Config& c);
+int64_t sample_dim(const Config& c);
+// samples: the initial points [N, d] (student.init_file, or N(init_mean, init_std^2) from the
+// student stream), float64 on CPU; d is the target's.
+at::Tensor initial_points(const Config& c, int64_t d);
+
 // Everything a run is made of, drawn from the config's seed streams, on its device: every rank
-// holds the same teacher, data and schedules, and its own shard of the student.
+// holds the same fixed parts (teacher and data, or target) and schedules, and its own shard of
+// the measure.
 struct RunParts {
   c10::Device device{c10::kCPU};
-  ParticleNet teacher;
-  Dataset valid;
-  std::unique_ptr<Student> student;
+  std::unique_ptr<Measure> measure;  // a student (network) or points (samples)
   BetaSchedule beta;
   StepSchedule steps;
-  std::unique_ptr<Stepper> stepper;  // steps `student` (sampled: on its own training set)
+  std::unique_ptr<Stepper> stepper;  // steps `measure` (sampled: on its own training set)
+  std::unique_ptr<Results> results;  // the files and comparison of the finished run
 };
 // Throws ConfigError for settings the machine or the process count cannot run.
 RunParts build_parts(const Config& c, const Comm& comm);

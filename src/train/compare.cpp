@@ -65,6 +65,13 @@ Comparison compare(const Student& student, const ParticleNet& teacher, InputDist
 
 std::string format_table(const Comparison& c) {
   std::string s;
+  if (c.target_half_mmd2) {
+    s += fmt::format("1/2 MMD^2(points, target samples): {:.6e}\n", *c.target_half_mmd2);
+    if (c.samples > 0)
+      s += fmt::format("1/2 MMD^2(points, {} fresh draws of the target's law): {:.6e}\n", c.samples,
+                       c.half_mmd2);
+    return s;
+  }
   if (c.exact_half_mmd2)
     s += fmt::format("1/2 MMD^2(student, teacher), closed-form kernel: {:.6e}\n",
                      *c.exact_half_mmd2);

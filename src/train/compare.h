@@ -18,9 +18,13 @@
 namespace mmdflow {
 
 struct Comparison {
+  // network: 1/2 E_x ||f_student(x) - f_teacher(x)||^2 on `samples` fresh inputs; samples:
+  // 1/2 MMD^2 of the points to `samples` fresh draws of the target's law (none for a file:
+  // samples 0, and half_mmd2 is target_half_mmd2).
   int64_t samples = 0;
-  double half_mmd2 = 0;  // 1/2 E_x ||f_student(x) - f_teacher(x)||^2 on `samples` fresh inputs
-  std::optional<double> exact_half_mmd2;  // the same from the closed-form kernel (exact)
+  double half_mmd2 = 0;
+  std::optional<double> exact_half_mmd2;   // network: from the closed-form kernel (exact)
+  std::optional<double> target_half_mmd2;  // samples: to the run's target samples
   struct Match {
     int64_t teacher = 0;
     std::vector<int64_t> student;  // indices in the whole measure, nearest first
@@ -35,6 +39,7 @@ void visit_comparison(C& c, F&& f) {
   f("samples", c.samples);
   f("half_mmd2", c.half_mmd2);
   f("exact_half_mmd2", c.exact_half_mmd2);
+  f("target_half_mmd2", c.target_half_mmd2);
   f("nearest", c.matches);
 }
 template <typename M, typename F>  // M: Comparison::Match, const or not

@@ -32,6 +32,7 @@ std::string text_of(int64_t v) { return std::to_string(v); }
 std::string text_of(double v) { return fmt::format("{}", v); }  // shortest that reads back
 std::string text_of(bool v) { return v ? "true" : "false"; }
 std::string text_of(const c10::Device& d) { return d.str(); }
+std::string text_of(const std::string& v) { return v; }
 template <typename E, typename = decltype(Names<E>::table)>
 std::string text_of(E v) {
   return name_of(v);
@@ -67,6 +68,12 @@ std::string from_text(const std::string& s, bool& v) {
   } catch (const YAML::Exception&) {
     return "must be true or false";
   }
+  return "";
+}
+std::string from_text(const std::string& s, std::string& v) {
+  if (s.empty()) return "must not be empty";
+  if (s.find('\0') != std::string::npos) return "must not hold a NUL byte";
+  v = s;
   return "";
 }
 std::string from_text(const std::string& s, c10::Device& v) {
@@ -337,17 +344,44 @@ void check_exact(const Config& c) {
         "flow.kernel exact cannot run it");
 }
 
-void validate(const Config& c) {
-  if (c.flow.kernel == Witness::Exact) check_exact(c);
+// problem samples: the keys that only the other family reads, set, and the target's file.
+void check_samples(const Config& c) {
+  if (c.flow.kernel == Witness::Exact)
+    throw ConfigError(
+        "flow.kernel: exact is the network family's closed-form kernel; problem samples sums its "
+        "explicit kernel (kernel.name) exactly anyway");
+  if (c.student.layout != Layout::Block)
+    throw ConfigError("student.layout: problem samples has points, not a dense network");
+  if (c.target.law == TargetLaw::File && !c.target.file)
+    throw ConfigError("target.file: target.law file needs a file (.npy, .pt or .csv)");
+  if (c.target.law != TargetLaw::File && c.target.file)
+    throw ConfigError(fmt::format("target.file: read only with target.law file, got law {}",
+                                  name_of(c.target.law)));
+}
+
+// problem network: the keys that only the samples family reads.
+void check_network(const Config& c) {
+  if (c.student.init_file)
+    throw ConfigError("student.init_file: initial points are read for problem samples only");
+  if (c.log.snapshot_every != 0)
+    throw ConfigError("log.snapshot_every: snapshots are of problem samples' points only");
   if (c.flow.method == Method::Sobolev && c.model.outputs != 1)
     throw ConfigError(fmt::format("flow.method: sobolev descent needs model.outputs = 1, got {}",
                                   c.model.outputs));
-  if (c.flow.method == Method::Sobolev && c.noise.beta0 != 0)
-    throw ConfigError(fmt::format(
-        "noise.beta0: sobolev descent takes no noise; set it to 0, got {}", c.noise.beta0));
   if (c.train.batch > c.data.train_size)
     throw ConfigError(fmt::format("train.batch: must be at most data.train_size ({}), got {}",
                                   c.data.train_size, c.train.batch));
+}
+
+void validate(const Config& c) {
+  if (c.samples())
+    check_samples(c);
+  else
+    check_network(c);
+  if (c.flow.kernel == Witness::Exact) check_exact(c);
+  if (c.flow.method == Method::Sobolev && c.noise.beta0 != 0)
+    throw ConfigError(fmt::format(
+        "noise.beta0: sobolev descent takes no noise; set it to 0, got {}", c.noise.beta0));
 }
 
 // A copy without source marks: a value from the command line has no line in the file. Counts

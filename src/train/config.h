@@ -16,11 +16,13 @@
 #include <vector>
 
 #include "data/input.h"
+#include "data/targets.h"
 #include "models/activation.h"
 #include "src/base/errors.h"
 #include "src/comm/backend.h"
 #include "src/flow/choices.h"
 #include "src/flow/schedule.h"
+#include "src/kernels/pairwise.h"
 
 namespace mmdflow {
 
@@ -39,6 +41,10 @@ struct Config {
   c10::Device device{c10::kCPU};  // cpu | cuda | cuda:K
   c10::ScalarType dtype = c10::kFloat;
   int64_t threads = 0;  // 0: one per core
+  // network: the particles are a student network's hidden units (data, model, teacher);
+  // samples: points z_n in R^d flowing toward the target's samples (target, kernel). Both: the
+  // student's count and initial law, flow, noise, train, log.
+  Problem problem = Problem::Network;
 
   struct Data {
     InputDist input = InputDist::Sphere;
@@ -74,7 +80,22 @@ struct Config {
     double init_mean = 0.001;
     double init_std = 1.0;
     Layout layout = Layout::Block;
+    // samples: the initial points, one a row (.npy, .pt, .csv); unset: N(init_mean, init_std^2)
+    std::optional<std::string> init_file;
   } student;
+
+  struct Target {  // samples: the target nu*, M samples in R^d
+    TargetLaw law = TargetLaw::ThreeRings;
+    int64_t size = 300;               // M (law file: the file's rows)
+    double df = 3.0;                  // student: degrees of freedom
+    std::optional<std::string> file;  // law file: .npy, .pt or .csv, one sample a row
+  } target;
+
+  struct Kernel {  // samples: the explicit kernel k of the MMD (docs/math.md)
+    PairKernel name = PairKernel::Gaussian;
+    double bandwidth = 1.0;  // sigma of gaussian, laplace and imq
+    double c = 1.0;          // imq's offset
+  } kernel;
 
   struct Flow {
     Method method = Method::MMD;
@@ -106,7 +127,8 @@ struct Config {
 
   struct Log {
     int64_t print_every = 0;     // epochs between plain progress lines; 0: about 20 lines a run
-    std::optional<bool> theory;  // theory.csv; unset: with flow.kernel exact only
+    std::optional<bool> theory;  // theory.csv; unset: with flow.kernel exact or samples only
+    int64_t snapshot_every = 0;  // samples: the particles every so many steps, in snapshots.pt
   } log;
 
   struct Compare {
@@ -130,7 +152,10 @@ struct Config {
   bool misspecified() const {
     return teacher_hidden() != model.hidden || teacher_activation() != model.activation;
   }
-  bool theory() const { return log.theory.value_or(flow.kernel == Witness::Exact); }
+  bool theory() const {
+    return log.theory.value_or(flow.kernel == Witness::Exact || problem == Problem::Samples);
+  }
+  bool samples() const { return problem == Problem::Samples; }
 };
 
 // What a key admits beyond its type: a closed range for numbers, and whether a resumed run may
@@ -158,6 +183,7 @@ void visit_config(C& c, F& f) {
   f.key("device", c.device, Key().may_change_on_resume());
   f.key("dtype", c.dtype, Key());
   f.key("threads", c.threads, Key().min(0).max(4096).may_change_on_resume());
+  f.key("problem", c.problem, Key());
   f.section("data", [&] {
     f.key("input", c.data.input, Key());
     f.key("dim", c.data.dim, Key().min(1).max(1e6));
@@ -188,6 +214,18 @@ void visit_config(C& c, F& f) {
     f.key("init_mean", c.student.init_mean, Key());
     f.key("init_std", c.student.init_std, Key().min(0));
     f.key("layout", c.student.layout, Key());
+    f.key("init_file", c.student.init_file, Key());
+  });
+  f.section("target", [&] {
+    f.key("law", c.target.law, Key());
+    f.key("size", c.target.size, Key().min(1).max(kMaxCount));
+    f.key("df", c.target.df, Key().positive());
+    f.key("file", c.target.file, Key());
+  });
+  f.section("kernel", [&] {
+    f.key("name", c.kernel.name, Key());
+    f.key("bandwidth", c.kernel.bandwidth, Key().positive());
+    f.key("c", c.kernel.c, Key().positive());
   });
   f.section("flow", [&] {
     f.key("method", c.flow.method, Key());
@@ -216,6 +254,8 @@ void visit_config(C& c, F& f) {
   f.section("log", [&] {
     f.key("print_every", c.log.print_every, Key().min(0).max(kMaxCount).may_change_on_resume());
     f.key("theory", c.log.theory, Key());
+    f.key("snapshot_every", c.log.snapshot_every,
+          Key().min(0).max(kMaxCount).may_change_on_resume());
   });
   f.section("compare", [&] {
     f.key("samples", c.compare.samples, Key().min(1).max(kMaxCount).may_change_on_resume());

@@ -10,6 +10,7 @@
 
 #include "src/base/errors.h"
 #include "src/kernels/features.h"
+#include "src/train/build.h"
 
 namespace mmdflow {
 namespace {
@@ -80,7 +81,36 @@ std::string format_bytes(double bytes) {
 // peak resident memory of runs in which one share dominates, float32 and float64 (a block
 // student, e.g., peaks at about 24 bytes per weight: weights, gradient, the comparison's float64
 // copy, checkpoint and .pt bytes; counted here as 2 copies and 8 bytes).
+// The samples family: every process holds the whole measure (and its moved rows, gradients and
+// noise: about 6 copies) and the target; DrMMD an [M, M] matrix and its factor, Sobolev descent
+// its [B, B] Gram and [N, B, d] Jacobians (B = N + M), and the snapshots kept until written.
+std::vector<MemoryShare> sample_shares(const Config& c, Work work) {
+  const double elem = c10::elementSize(c.dtype);
+  const at::Tensor U = c.target.law == TargetLaw::File ? target_samples(c) : at::Tensor();
+  const double N = double(c.student.particles), d = double(U.defined() ? U.size(1) : sample_dim(c));
+  const double M = U.defined() ? double(U.size(0)) : double(c.target.size);
+  std::vector<MemoryShare> out;
+  out.push_back({"student.particles", fmt::format("{} points in {} dimensions", count(N), count(d)),
+                 N * d * (6 * elem + 8) + 16 * N});
+  out.push_back(
+      {"target.size", fmt::format("{} target samples", count(M)),
+       M * d * (2 * elem + 8) + 16 * M + (c.flow.method == Method::DrMMD ? 3 * M * M * 8 : 0)});
+  if (c.flow.method == Method::Sobolev)
+    out.push_back({"flow.method", fmt::format("sobolev descent over {} points", count(N + M)),
+                   2 * (N + M) * (N + M) * 8 + 3 * N * (N + M) * d * 8});
+  if (c.log.snapshot_every > 0 && work == Work::Train) {
+    const double K = std::floor(double(c.train.epochs) / double(c.log.snapshot_every)) + 1;
+    out.push_back(
+        {"log.snapshot_every", fmt::format("{} snapshots", count(K)), 2 * K * N * d * elem});
+  }
+  if (work == Work::Train)
+    out.push_back({"compare.samples", fmt::format("{} samples", count(double(c.compare.samples))),
+                   double(c.compare.samples) * d * (2 * elem + 8)});
+  return out;
+}
+
 std::vector<MemoryShare> memory_shares(const Config& c, Work work, int world) {
+  if (c.samples()) return sample_shares(c, work);
   const double elem = c10::elementSize(c.dtype);
   const double N = double(c.student.particles), M = double(c.teacher.particles);
   const double d = double(c.data.dim), o = double(c.model.outputs), H = double(c.model.hidden);

@@ -117,8 +117,9 @@ class Run {
     std::string kept_losses, kept_theory;
     on_every_rank(comm_, [&] {
       folder_.emplace(req_.out, mode(), lead_);
-      if (req_.resume) ckpt = folder_->load_checkpoint(cfg_, trainer_->student().shard());
+      if (req_.resume) ckpt = folder_->load_checkpoint(cfg_, trainer_->measure().shard());
       const int64_t epoch = ckpt ? ckpt->state.epoch : 0;
+      trainer_->results().open(*folder_, epoch);
       if (lead_) kept_losses = folder_->losses_upto(epoch);
       if (lead_ && cfg_.theory()) kept_theory = folder_->theory_upto(epoch);
     });
@@ -149,6 +150,7 @@ class Run {
     const int64_t every = cfg_.train.checkpoint_every;
     return trainer_->run(
         [&](const EpochLog& l) {
+          trainer_->results().after_epoch(l.epoch);
           if (lead_) log_epoch(l);
           if (l.finite && ((every > 0 && l.epoch % every == 0) || l.epoch == cfg_.train.epochs)) {
             check_logs_written();
@@ -184,7 +186,10 @@ class Run {
 
   void save_checkpoint() {
     const TrainerState s = trainer_->state();
-    folder_->save_checkpoint(cfg_, s, trainer_->student().shard(), comm_);
+    folder_->save_checkpoint(cfg_, s, trainer_->measure().shard(), comm_);
+    on_every_rank(
+        comm_, [&] { trainer_->results().on_checkpoint(*folder_, lead_); },
+        "could not write beside its checkpoint");
     saved_ = position(s);
   }
 
@@ -204,7 +209,10 @@ class Run {
             st.epoch + 1, signal_name(o.signal), last_good());
       return o;
     }
-    folder_->save_checkpoint(cfg_, st, trainer_->student().shard(), comm_);
+    folder_->save_checkpoint(cfg_, st, trainer_->measure().shard(), comm_);
+    on_every_rank(
+        comm_, [&] { trainer_->results().on_checkpoint(*folder_, lead_); },
+        "could not write beside its checkpoint");
     if (lead_)
       o.message = fmt::format(
           "mmdflow: stopped by {} {}; checkpoint written, continue with: mmdflow train --resume "
@@ -247,23 +255,16 @@ class Run {
     return o;
   }
 
-  // The final weights, the comparison with the teacher, the summary.
+  // The final measure's files, its comparison, the summary.
   Outcome done(Summary& s) {
-    const Trainer& t = *trainer_;
-    folder_->save_student(t.student().named_tensors(), t.student().shard(), comm_);
-    if (lead_) folder_->save_teacher(t.teacher().named_tensors());
-    at::Generator gen = stream_generator(cfg_.seed, kCompareStream);
-    const Comparison cmp =
-        compare(t.student(), t.teacher(), cfg_.data.input, cfg_.compare.samples,
-                cfg_.compare.nearest, gen, comm_, cfg_.flow.kernel == Witness::Exact);
+    Results& results = trainer_->results();
+    const std::string table = results.finish(*folder_, comm_, s, lead_);
     if (!lead_) return {};
-    say(format_table(cmp));
+    say(table);
     s.status = "done";
-    s.compare = cmp;
     folder_->write_summary(s);
-    say(fmt::format("wrote {}/{{losses.csv, {}config.yaml, summary.json, {}, teacher.pt{}}}\n",
-                    req_.out, cfg_.theory() ? "theory.csv, " : "",
-                    comm_.world() == 1 ? "student.pt" : "student-*.pt, student.index.json",
+    say(fmt::format("wrote {}/{{losses.csv, {}config.yaml, summary.json, {}{}}}\n", req_.out,
+                    cfg_.theory() ? "theory.csv, " : "", results.files(comm_.world()),
                     saved_.empty() ? "" : std::string(", ") + kCheckpointFile));
     return {};
   }
@@ -286,14 +287,25 @@ Outcome run_training(RunRequest req, Comm& comm, const RunHooks& hooks) {
 }
 
 std::string setup_line(const Config& c, const std::string& out, int world) {
+  const std::string procs = world > 1 ? fmt::format(" x {} processes", world) : "";
+  if (c.samples())
+    return fmt::format(
+        "mmdflow train: samples N={} toward {} | kernel {} bandwidth {} | {} flow, step {} | "
+        "beta {} {} | {} steps | {} {}, {} threads{}\n  -> {}\n",
+        c.student.particles,
+        c.target.law == TargetLaw::File
+            ? shorten(*c.target.file)
+            : fmt::format("{} M={}", name_of(c.target.law), c.target.size),
+        name_of(c.kernel.name), c.kernel.bandwidth, name_of(c.flow.method), c.flow.step_size,
+        name_of(c.noise.schedule), c.noise.beta0, c.train.epochs, c.device.str(), name_of(c.dtype),
+        c.threads, procs, out);
   std::string s = fmt::format(
       "mmdflow train: teacher M={} student N={} | d={} H={} o={} {}/{} | {} flow, step {} | "
       "beta {} {} | {} epochs, batch {} of {} | {} {}, {} threads{}\n  -> {}\n",
       c.teacher.particles, c.student.particles, c.data.dim, c.model.hidden, c.model.outputs,
       name_of(c.model.activation), name_of(c.model.output), name_of(c.flow.method),
       c.flow.step_size, name_of(c.noise.schedule), c.noise.beta0, c.train.epochs, c.train.batch,
-      c.data.train_size, c.device.str(), name_of(c.dtype), c.threads,
-      world > 1 ? fmt::format(" x {} processes", world) : "", out);
+      c.data.train_size, c.device.str(), name_of(c.dtype), c.threads, procs, out);
   if (c.misspecified())
     s +=
         fmt::format("  misspecified: the teacher's particles have H={} {}, the student's H={} {}\n",

@@ -132,8 +132,8 @@ constexpr const char* kStudentShard = R"(student-[0-9]{5,}-of-[0-9]{5,}\.pt)";
 bool is_temporary(const std::string& name) {
   static const std::regex form(
       std::string(R"((config\.yaml|losses\.csv|theory\.csv|summary\.json|checkpoint\.bin|)") +
-      R"(student\.pt|teacher\.pt|student\.index\.json|)" + kStudentShard +
-      R"()\.tmp\.[0-9]+\.[0-9]+)");
+      R"(student\.pt|teacher\.pt|student\.index\.json|particles\.pt|target\.pt|snapshots\.pt|)" +
+      kStudentShard + R"()\.tmp\.[0-9]+\.[0-9]+)");
   return std::regex_match(name, form);
 }
 
@@ -403,6 +403,10 @@ void RunFolder::save_student(const NamedTensors& weights, const Shard& shard, Co
         return {};
       },
       [](int, int) { throw IoError("rank 0 could not write student.index.json"); });
+}
+
+void RunFolder::save_tensors_file(const std::string& name, const NamedTensors& tensors) {
+  save_tensors(path(name), tensors);
 }
 
 void RunFolder::save_teacher(const NamedTensors& weights) {

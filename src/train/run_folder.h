@@ -119,6 +119,9 @@ class RunFolder {
   // writer, after every rank's) from several. Collective.
   void save_student(const NamedTensors& weights, const Shard& shard, Comm& comm);
   void save_teacher(const NamedTensors& weights);
+  // The writer: a tensor dict `name` (particles.pt, target.pt, snapshots.pt), atomically.
+  void save_tensors_file(const std::string& name, const NamedTensors& tensors);
+  std::string file(const std::string& name) const { return dir_ + "/" + name; }
 
  private:
   std::string dir_;

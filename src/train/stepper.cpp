@@ -12,11 +12,28 @@ namespace {
 
 uint64_t noise_seed(at::Generator& gen) { return gen.get<at::CPUGeneratorImpl>()->random64(); }
 
-class SampledStepper : public Stepper {
+// The network family's validation: the student's feature sums on the validation set.
+class NetworkStepper : public Stepper {
+ public:
+  NetworkStepper(Student& student, Dataset valid) : student_(student), valid_(std::move(valid)) {}
+  at::Tensor valid_terms() const override {
+    return feature_sums(student_, valid_.X, kEvalBatch).to(at::kDouble).reshape(-1);
+  }
+  double valid_loss(const at::Tensor& summed) override {
+    const at::Tensor F = summed.view({valid_.size(), -1}).to(valid_.Y.scalar_type());
+    return half_mse_of(F, valid_.Y, student_.size(), kEvalBatch).item<double>();
+  }
+
+ protected:
+  Student& student_;
+  Dataset valid_;
+};
+
+class SampledStepper : public NetworkStepper {
  public:
   SampledStepper(Student& student, ParticleNet teacher, InputDist dist, Dataset train,
-                 int64_t batch, bool fresh, uint64_t device_seed)
-      : student_(student),
+                 Dataset valid, int64_t batch, bool fresh, uint64_t device_seed)
+      : NetworkStepper(student, std::move(valid)),
         teacher_(std::move(teacher)),
         dist_(dist),
         train_(std::move(train)),
@@ -53,7 +70,7 @@ class SampledStepper : public Stepper {
         opt.method == Method::DrMMD ? student_.drmmd_target(teacher_, X, Y) : at::Tensor();
     return flow_step(student_, X, Y, opt, target, reduce);
   }
-  double loss(Reducer& reduce) const override {
+  double loss(Reducer& reduce) override {
     return half_mse(student_, train_.X, train_.Y, kEvalBatch, reduce).item<double>();
   }
   void theory(const StepOptions&, EpochLog& log) const override {
@@ -63,7 +80,6 @@ class SampledStepper : public Stepper {
   }
 
  private:
-  Student& student_;
   ParticleNet teacher_;
   InputDist dist_;
   Dataset train_;
@@ -77,10 +93,10 @@ class SampledStepper : public Stepper {
   at::Tensor order_;  // the epoch's, on the device
 };
 
-class ExactStepper : public Stepper {
+class ExactStepper : public NetworkStepper {
  public:
-  ExactStepper(Student& student, ParticleNet teacher, InputDist dist)
-      : student_(student), teacher_(std::move(teacher)), dist_(dist) {
+  ExactStepper(Student& student, ParticleNet teacher, InputDist dist, Dataset valid)
+      : NetworkStepper(student, std::move(valid)), teacher_(std::move(teacher)), dist_(dist) {
     TORCH_CHECK(student_.mutable_particles(), "the exact kernel steps a block student");
   }
   at::Tensor draw_order(at::Generator&) const override { return {}; }
@@ -90,7 +106,7 @@ class ExactStepper : public Stepper {
     opt.noise_seed = noise_seed(gen);
     return exact_step(*student_.mutable_particles(), teacher_.particles(), dist_, opt);
   }
-  double loss(Reducer&) const override {
+  double loss(Reducer&) override {
     return 0.5 * exact_mmd2(*student_.particles(), teacher_.particles(), dist_).item<double>();
   }
   // At the particles the epoch ends with; the noise w an independent draw from the last step's
@@ -105,22 +121,83 @@ class ExactStepper : public Stepper {
   }
 
  private:
-  Student& student_;
   ParticleNet teacher_;
   InputDist dist_;
+};
+
+// One flow step an epoch. The loss before a step is the one after the previous (valid_loss),
+// kept while the points are those it was computed at (their version).
+class SamplesStepper : public Stepper {
+ public:
+  SamplesStepper(Points& points, SampleTarget target)
+      : points_(points), target_(std::move(target)) {}
+  at::Tensor draw_order(at::Generator&) const override { return {}; }
+  void start_epoch(const at::Tensor&) override {}
+  StepStats step(int64_t, int64_t, StepOptions& opt, at::Generator& gen, Reducer& reduce) override {
+    const double before = loss(reduce);
+    opt.noise_seed = noise_seed(gen);
+    StepStats st = samples_step(points_, target_, opt);
+    st.loss = at::scalar_tensor(before, at::TensorOptions().dtype(at::kDouble));
+    gather(reduce);
+    return st;
+  }
+  double loss(Reducer& reduce) override {
+    if (points_.stale()) gather(reduce);
+    if (known_ != points_.version()) {
+      at::Tensor t = valid_terms();
+      reduce.sum(t);
+      valid_loss(t);
+    }
+    return F_;
+  }
+  // The rows' terms of 1/2 MMD^2, zero outside them: their sum is exact, added in row order.
+  at::Tensor valid_terms() const override {
+    const Shard s = points_.shard();
+    at::Tensor t = at::zeros({s.total, 2}, at::TensorOptions().dtype(at::kDouble));
+    t.narrow(0, s.begin, s.size()).copy_(mmd_row_terms(target_, points_.rows(), points_.whole()));
+    return t.reshape(-1);
+  }
+  double valid_loss(const at::Tensor& summed) override {
+    F_ = half_mmd2_of(target_, summed.view({-1, 2}));
+    known_ = points_.version();
+    return F_;
+  }
+  void theory(const StepOptions&, EpochLog& log) const override {
+    log.half_mmd2 = log.train_loss;
+    log.theory_grad_sq = log.grad_sq;
+    log.theory_noisy_grad_sq = log.noisy_grad_sq;
+  }
+
+ private:
+  // Every process's moved rows into every process's whole measure: one exact sum.
+  void gather(Reducer& reduce) {
+    at::Tensor all = points_.rows_only();
+    reduce.sum(all);
+    points_.set_whole(std::move(all));
+  }
+
+  Points& points_;
+  SampleTarget target_;
+  double F_ = 0;  // 1/2 MMD^2 at the points of version known_
+  int64_t known_ = -1;
 };
 
 }  // namespace
 
 std::unique_ptr<Stepper> make_sampled_stepper(Student& student, ParticleNet teacher, InputDist dist,
-                                              Dataset train, int64_t batch, bool fresh,
-                                              uint64_t device_seed) {
+                                              Dataset train, Dataset valid, int64_t batch,
+                                              bool fresh, uint64_t device_seed) {
   return std::make_unique<SampledStepper>(student, std::move(teacher), dist, std::move(train),
-                                          batch, fresh, device_seed);
+                                          std::move(valid), batch, fresh, device_seed);
 }
 
-std::unique_ptr<Stepper> make_exact_stepper(Student& student, ParticleNet teacher, InputDist dist) {
-  return std::make_unique<ExactStepper>(student, std::move(teacher), dist);
+std::unique_ptr<Stepper> make_exact_stepper(Student& student, ParticleNet teacher, InputDist dist,
+                                            Dataset valid) {
+  return std::make_unique<ExactStepper>(student, std::move(teacher), dist, std::move(valid));
+}
+
+std::unique_ptr<Stepper> make_samples_stepper(Points& points, SampleTarget target) {
+  return std::make_unique<SamplesStepper>(points, std::move(target));
 }
 
 }  // namespace mmdflow

@@ -1,6 +1,8 @@
 // How a run takes the steps of an epoch, one implementation per way the witness is computed:
 //   sampled: minibatches of the training set in an order drawn each epoch, or fresh inputs;
-//   exact:   the population flow along the closed-form kernel, no data (src/flow/exact.h).
+//   exact:   the population flow along the closed-form kernel, no data (src/flow/exact.h);
+//   samples: points flowing toward target samples along an explicit kernel (src/flow/samples.h),
+//            one step an epoch.
 // A stepper holds no randomness of its own: each step draws its inputs (fresh, on CPU) and its
 // noise seed from the trainer's generator, so a resumed run draws them again.
 #pragma once
@@ -11,7 +13,9 @@
 
 #include "data/dataset.h"
 #include "models/particle_net.h"
+#include "models/points.h"
 #include "src/flow/flow.h"
+#include "src/flow/samples.h"
 #include "src/flow/student.h"
 #include "src/train/records.h"
 
@@ -32,19 +36,29 @@ class Stepper {
                          Reducer& reduce) = 0;
   // The training loss of the student as it stands (sampled: on the training set; exact:
   // 1/2 MMD^2 from the closed-form kernel).
-  virtual double loss(Reducer& reduce) const = 0;
+  virtual double loss(Reducer& reduce) = 0;
+  // The validation loss of the measure as it stands, in two halves around the epoch's one sum
+  // over the ranks: this rank's terms ([k] float64, k the same on every rank), then the loss from
+  // their sum (network: on the validation set; samples: 1/2 MMD^2 to the target).
+  virtual at::Tensor valid_terms() const = 0;
+  virtual double valid_loss(const at::Tensor& summed) = 0;
   // The theory's statistics after an epoch whose last step ran with `last`: log's half_mmd2,
-  // theory_grad_sq and theory_noisy_grad_sq (sampled: its validation loss and logged norms).
+  // theory_grad_sq and theory_noisy_grad_sq (sampled: its validation loss and logged norms;
+  // samples: at the points the step started from, its exact loss and norms).
   virtual void theory(const StepOptions& last, EpochLog& log) const = 0;
 };
 
 // Steps on len <= batch inputs at a time: the training set's rows in the epoch's order, or, with
 // `fresh`, new inputs from the run's generator on CPU (elsewhere from a device generator seeded
-// by sub_seed(device_seed, steps)), labelled by the teacher.
+// by sub_seed(device_seed, steps)), labelled by the teacher. Validates on `valid`.
 std::unique_ptr<Stepper> make_sampled_stepper(Student& student, ParticleNet teacher, InputDist dist,
-                                              Dataset train, int64_t batch, bool fresh,
-                                              uint64_t device_seed);
+                                              Dataset train, Dataset valid, int64_t batch,
+                                              bool fresh, uint64_t device_seed);
 // Steps the student's particles (the block layout, one process) along the exact witness.
-std::unique_ptr<Stepper> make_exact_stepper(Student& student, ParticleNet teacher, InputDist dist);
+std::unique_ptr<Stepper> make_exact_stepper(Student& student, ParticleNet teacher, InputDist dist,
+                                            Dataset valid);
+// Steps the points toward the target: one flow step an epoch; the moved rows are exchanged
+// through the step's Reducer (every process then holds the whole measure again).
+std::unique_ptr<Stepper> make_samples_stepper(Points& points, SampleTarget target);
 
 }  // namespace mmdflow

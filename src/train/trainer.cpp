@@ -42,24 +42,26 @@ void Trainer::start() {
   static const std::function<int()> never;
   StopReducer reduce(*comm_, never);
   initial_train_ = p_.stepper->loss(reduce);
-  initial_valid_ = half_mse(*p_.student, p_.valid.X, p_.valid.Y, kEvalBatch, reduce).item<double>();
+  at::Tensor terms = p_.stepper->valid_terms();
+  reduce.sum(terms);
+  initial_valid_ = p_.stepper->valid_loss(terms);
   s_.best_valid = initial_valid_;
 }
 
 TrainerState Trainer::state() const {
   TrainerState s = s_;
-  s.student = p_.student->named_tensors();
+  s.student = p_.measure->named_tensors();
   return s;
 }
 
 void Trainer::restore(TrainerState s) {
-  p_.student->load(s.student);
+  p_.measure->load(s.student);
   s.student.clear();
   s_ = std::move(s);
 }
 
 bool Trainer::finite() {
-  const bool mine = std::isfinite(s_.loss_sum) && p_.student->all_finite();
+  const bool mine = std::isfinite(s_.loss_sum) && p_.measure->all_finite();
   at::Tensor bad = at::full({1}, mine ? 0.0 : 1.0, at::TensorOptions().dtype(at::kDouble));
   comm_->sum(bad);
   return bad.item<double>() == 0;
@@ -100,7 +102,8 @@ bool Trainer::run_steps(StepOptions& opt, StopReducer& reduce, const std::functi
                         StepStats& last) {
   const int64_t steps = steps_per_epoch(cfg_);
   p_.stepper->start_epoch(s_.perm);
-  at::Tensor loss_sum = at::full({}, s_.loss_sum, p_.valid.X.options().dtype(at::kDouble));
+  at::Tensor loss_sum =
+      at::full({}, s_.loss_sum, at::TensorOptions().dtype(at::kDouble).device(p_.device));
   const auto ts = clock::now();
   for (; s_.batch < steps; ++s_.batch) {
     if (s_.batch > 0 && stopping(reduce, stop)) {
@@ -124,19 +127,16 @@ EpochLog Trainer::end_epoch(const StepOptions& opt, const StepStats& last, Reduc
   EpochLog log;
   log.epoch = s_.epoch + 1;
   log.train_loss = s_.loss_sum / double(steps);
-  // The epoch's one sum over the ranks: validation feature sums, the last step's gradient
-  // shares, the shards whose weights are not finite.
-  const Student& student = *p_.student;
-  const at::Tensor F = feature_sums(student, p_.valid.X, kEvalBatch);  // [n_valid, o]
+  // The epoch's one sum over the ranks: the validation terms, the last step's gradient shares,
+  // the shards whose weights are not finite.
+  const at::Tensor terms = p_.stepper->valid_terms();  // [k]
   const at::Tensor shares = at::stack(
       {last.grad_sq.to(at::kDouble).reshape({}), last.noisy_grad_sq.to(at::kDouble).reshape({}),
-       at::scalar_tensor(student.all_finite() ? 0.0 : 1.0, F.options().dtype(at::kDouble))});
-  at::Tensor all = at::cat({F.to(at::kDouble).reshape(-1), shares});
+       at::scalar_tensor(p_.measure->all_finite() ? 0.0 : 1.0, terms.options())});
+  at::Tensor all = at::cat({terms, shares});
   reduce.sum(all);
-  const at::Tensor sums = all.narrow(0, F.numel(), 3).cpu();
-  log.valid_loss = half_mse_of(all.narrow(0, 0, F.numel()).view(F.sizes()).to(F.scalar_type()),
-                               p_.valid.Y, student.size(), kEvalBatch)
-                       .item<double>();
+  const at::Tensor sums = all.narrow(0, terms.numel(), 3).cpu();
+  log.valid_loss = p_.stepper->valid_loss(all.narrow(0, 0, terms.numel()));
   log.beta = opt.beta;
   log.step_size = opt.step_size;
   log.grad_sq = sums[0].item<double>();

@@ -49,8 +49,8 @@ class Trainer {
   const Config& config() const { return cfg_; }
   c10::Device device() const { return p_.device; }
   Comm& comm() { return *comm_; }
-  const ParticleNet& teacher() const { return p_.teacher; }
-  const Student& student() const { return *p_.student; }
+  const Measure& measure() const { return *p_.measure; }
+  Results& results() { return *p_.results; }
   // The losses of the initial student (epoch 0) on the training and validation sets (exact
   // kernel: the exact 1/2 MMD^2 for the training loss).
   double initial_train_loss() const { return initial_train_; }

@@ -207,9 +207,10 @@ TEST(Config, EveryKeyRoundTrips) {
   EXPECT_EQ(c.dtype, c10::kDouble);
   EXPECT_EQ(c.dist.backend, Backend::Gloo);
   EXPECT_EQ(c.dist.timeout, 12.5);
-  EXPECT_EQ(resumable_keys(),
-            "device, threads, train.epochs, train.checkpoint_every, log.print_every, "
-            "compare.samples, compare.nearest, dist.timeout, dist.backend");
+  EXPECT_EQ(
+      resumable_keys(),
+      "device, threads, train.epochs, train.checkpoint_every, log.print_every, log.snapshot_every, "
+      "compare.samples, compare.nearest, dist.timeout, dist.backend");
 }
 
 // A key given twice is an error naming both lines, in a section or in the sweep's variants.

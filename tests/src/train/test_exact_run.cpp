@@ -14,6 +14,7 @@
 
 #include "models/weights.h"
 #include "src/base/errors.h"
+#include "src/base/random.h"
 #include "src/kernels/arccos.h"
 #include "src/train/run_folder.h"
 #include "src/train/trainer.h"
@@ -26,6 +27,12 @@ namespace {
 
 using test::run;
 using test::scratch;
+
+const Student& student_of(const Trainer& t) { return dynamic_cast<const Student&>(t.measure()); }
+// The run's teacher, drawn again from its stream.
+ParticleNet teacher_of(const Config& c) {
+  return make_teacher(c, c10::kCPU, stream_generator(c.seed, kTeacherStream));
+}
 
 // The family of the closed-form kernel, the quick-start sizes (d = 10, N = 200, M = 1).
 const std::string kExact =
@@ -116,7 +123,7 @@ TEST(ExactRun, TrainLossIsTheExactLossBeforeEachStep) {
     EXPECT_EQ(logs[e].beta_sq_sum, 0.0);
   }
   EXPECT_PRED2(same, logs.back().half_mmd2,
-               0.5 * exact_mmd2(*t.student().particles(), t.teacher().particles(), c.data.input)
+               0.5 * exact_mmd2(*student_of(t).particles(), teacher_of(c).particles(), c.data.input)
                          .item<double>());
 }
 
@@ -133,7 +140,7 @@ TEST(ExactRun, SampledRunsConvergeToTheExactRun) {
     auto final_particles = [&](const Config& c) {
       Trainer t(c);
       t.run([](const EpochLog&) {});
-      return t.student().particles()->flat().clone();
+      return student_of(t).particles()->flat().clone();
     };
     const at::Tensor z0 = [&] {
       Config c = exact_config(common);

@@ -124,7 +124,8 @@ TEST(Trainer, SingleProcessCommChangesNothing) {
   a.run([&](const EpochLog& l) { la.push_back(l.valid_loss); });
   b.run([&](const EpochLog& l) { lb.push_back(l.valid_loss); });
   EXPECT_EQ(la, lb);
-  EXPECT_TRUE(test::bit_equal(*a.student().particles(), *b.student().particles()));
+  EXPECT_TRUE(test::bit_equal(*dynamic_cast<const Student&>(a.measure()).particles(),
+                              *dynamic_cast<const Student&>(b.measure()).particles()));
 }
 
 }  // namespace
