@@ -80,6 +80,13 @@ if [ $built -eq 1 ]; then
       --config configs/paper/noise_injection.yaml --device cuda \
       --particles 1000,10000,100000,1000000 --batch "$B"
   done
+  # The samples family on the device: a short three-ring run, and its step at N = M = 10^4, 10^5
+  # beside the dense eager step.
+  stage samples-train samples-cuda.txt 60 build-cuda/mmdflow train \
+    --config configs/samples/three_rings.yaml --device cuda --set train.epochs=500 \
+    --out "$out/three_rings"
+  stage samples-bench samples-cuda.txt 90 build-cuda/mmdflow bench \
+    --config configs/samples/bench.yaml --device cuda --particles 10000,100000
 fi
 
 {
@@ -101,6 +108,8 @@ fi
       echo "-- bench, B = $B (bench-b$B.txt):"
       cat "$out/bench-b$B.txt"
     done
+    echo "-- samples (samples-cuda.txt):"
+    grep -E '^(1/2|mmdflow bench| +[0-9])' "$out/samples-cuda.txt"
   fi
 } | tee "$out/summary.txt"
 exit $failed

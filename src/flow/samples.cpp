@@ -11,7 +11,7 @@
 namespace mmdflow {
 namespace {
 
-constexpr int64_t kPairTile = 1 << 22;  // pair entries of a [rows, M, d] block at once
+constexpr int64_t kPairTile = 1 << 15;  // pair entries of a [rows, M, d] block: small, cache-resident
 
 // sum_m a_m grad_1 k(p_i, u_m) [n, d] in blocks of rows: O(rows M d) memory at once.
 at::Tensor weighted_grad(const PairKernelSpec& k, const at::Tensor& P, const at::Tensor& U,

@@ -12,6 +12,7 @@
 
 #include "src/comm/comm.h"
 #include "src/flow/flow.h"
+#include "src/flow/samples.h"
 #include "src/kernels/pairwise.h"
 #include "src/train/checkpoint.h"
 #include "src/train/trainer.h"
@@ -294,6 +295,29 @@ TEST_F(Cuda, PairSumsAgreeWithTheCpu) {
       EXPECT_LT((gpu.grad.cpu() - cpu.grad).abs().max().item<double>(), 1e-12 * g)
           << name_of(kind) << " d = " << d;
     }
+  }
+}
+
+// A samples step of every flow on the GPU against the CPU's, float64, noise injection on: the
+// points and the gradient norm agree to rounding.
+TEST_F(Cuda, SamplesStepsAgreeWithTheCpu) {
+  const at::Tensor Z = test::inputs(300, 2, 3), U = test::inputs(200, 2, 4) + 0.5;
+  for (Method m : {Method::MMD, Method::Diffusion, Method::Sobolev, Method::DrMMD}) {
+    const PairKernelSpec k{PairKernel::Gaussian, 0.7};
+    StepOptions o;
+    o.method = m;
+    o.step_size = 0.5;
+    o.beta = m == Method::Sobolev ? 0 : 0.3;
+    o.noise_seed = 11;
+    o.drmmd_lambda = 0.1;
+    Points cpu(Z.clone()), gpu(Z.to(kGpu));
+    const StepStats a = samples_step(cpu, make_sample_target(U, k, m, 0.1), o);
+    const StepStats b = samples_step(gpu, make_sample_target(U.to(kGpu), k, m, 0.1), o);
+    EXPECT_EQ(gpu.whole().device(), kGpu);
+    EXPECT_LT((gpu.whole().cpu() - cpu.whole()).abs().max().item<double>(), 1e-10) << name_of(m);
+    EXPECT_NEAR(b.noisy_grad_sq.item<double>(), a.noisy_grad_sq.item<double>(),
+                1e-10 * a.noisy_grad_sq.item<double>())
+        << name_of(m);
   }
 }
 
