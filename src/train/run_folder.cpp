@@ -25,6 +25,17 @@ namespace mmdflow {
 
 namespace {
 
+// A log of the run folder, whole: a regular file (through links, as the user may link a run's
+// logs) of at most kMaxLogBytes, so that a forged file cannot exhaust memory. Throws
+// CheckpointError naming it.
+std::string read_log(const std::string& path) {
+  try {
+    return read_regular_file(path, kMaxLogBytes, true);
+  } catch (const std::runtime_error& e) {
+    throw CheckpointError(e.what());
+  }
+}
+
 std::string header_of(const std::vector<std::string>& columns) {
   std::string h;
   for (const std::string& c : columns) h += (h.empty() ? "" : ",") + c;
@@ -32,9 +43,9 @@ std::string header_of(const std::vector<std::string>& columns) {
 }
 
 // A per-epoch CSV file read back: the header, then epoch 1, 2, ... in column 0, numbers in every
-// cell (an empty cell, where `blank` allows it, as NaN).
+// cell (an empty cell, where `blank` allows it, as NaN). At most kMaxLogBytes.
 Losses read_table(const std::string& path, const std::vector<std::string>& columns, bool blank) {
-  const std::string text = read_file(path);
+  const std::string text = read_log(path);
   const std::string kind = std::filesystem::path(path).filename().string();
   Losses out;
   std::stringstream ss(text);
@@ -248,7 +259,7 @@ std::string RunFolder::lines_upto(const std::string& name, const std::string& he
   if (epochs == 0) return header;
   if (!regular(file))
     throw CheckpointError(fmt::format("{}: missing, the checkpoint is at epoch {}", file, epochs));
-  const std::string text = read_file(file);
+  const std::string text = read_log(file);
   if (text.rfind(header, 0) != 0)
     throw CheckpointError(fmt::format("{}: not an mmdflow {} (unexpected header)", file, name));
   size_t pos = header.size();

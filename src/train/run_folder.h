@@ -134,6 +134,10 @@ class RunFolder {
   int64_t generation_ = 0;
 };
 
+// The most bytes a run's losses.csv or theory.csv is read with (a line of about 150 bytes a step:
+// 10^7 steps and more).
+constexpr uint64_t kMaxLogBytes = uint64_t(4) << 30;
+
 // The student's weights of particles `want` from a run folder: student.pt, or the shards that
 // student.index.json names. Throws CheckpointError naming the file.
 NamedTensors read_student(const std::string& dir, const Config& cfg, const Shard& want);

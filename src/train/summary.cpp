@@ -17,9 +17,12 @@ std::string summary_json(const Summary& s) {
 Summary read_summary(const std::string& path) {
   Summary s;
   try {
-    visit_summary(s, JsonReader{nlohmann::json::parse(read_file(path))});
+    visit_summary(
+        s, JsonReader{nlohmann::json::parse(read_regular_file(path, kMaxSummaryBytes, true))});
   } catch (const nlohmann::json::exception& e) {
     throw CheckpointError(fmt::format("{}: not an mmdflow summary ({})", path, e.what()));
+  } catch (const std::runtime_error& e) {
+    throw CheckpointError(e.what());
   }
   return s;
 }

@@ -1,6 +1,7 @@
 // summary.json: what a run ended with, declared once (visit_summary); the run writes it, sweep
 // reads it back through the same list.
 #pragma once
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -46,7 +47,9 @@ void visit_summary(S& s, F&& f) {
 
 // The JSON text, indented by 2, ending in a newline.
 std::string summary_json(const Summary& s);
-// summary.json read back; throws CheckpointError naming the file when it is not one.
+// summary.json read back (at most kMaxSummaryBytes); throws CheckpointError naming the file when
+// it is not one.
+constexpr uint64_t kMaxSummaryBytes = uint64_t(1) << 24;
 Summary read_summary(const std::string& path);
 
 }  // namespace mmdflow

@@ -57,6 +57,33 @@ TEST(RunFolder, LossesAreWrittenAndReadByColumn) {
   fs::remove_all(dir);
 }
 
+// A forged log or summary too large to be one (sparse files: nothing is written) is refused by
+// its size, before it is read, with a CheckpointError naming it.
+TEST(RunFolder, OversizedLogsAndSummariesAreRefusedUnread) {
+  const std::string dir = fresh("oversized");
+  RunFolder f(dir, RunFolder::Mode::Fresh, true);
+  f.open_losses(f.losses_upto(0));
+  f.append_losses(log_of(1));
+  const std::string losses = dir + "/losses.csv", summary = dir + "/summary.json";
+  fs::resize_file(losses, kMaxLogBytes + 1);
+  std::ofstream(summary) << "{}";
+  fs::resize_file(summary, kMaxSummaryBytes + 1);
+  try {
+    read_losses(losses);
+    ADD_FAILURE() << "read";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("losses.csv"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(f.losses_upto(1), CheckpointError);
+  try {
+    read_summary(summary);
+    ADD_FAILURE() << "read";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("summary.json"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
 // One writer at a time; a fresh run needs an absent or empty folder (temporaries of a run killed
 // at its start count as empty, and go); a resume needs a config.yaml.
 TEST(RunFolder, LockAndModes) {
