@@ -1,7 +1,8 @@
 // bench for problem samples: ms per flow step at each N against the config's target (M =
-// target.size samples of its law, d its dimension), the kernel pairs evaluated per second, and,
-// for the gaussian kernel, the same step written in plain ATen eager ops on the dense N x (N + M)
-// matrices (products for the distances, the gradient by hand), timed in the same run.
+// target.size samples of its law, d its dimension; kernel.slices: the sliced step), the kernel
+// pairs evaluated per second (exact sums), and, for the gaussian kernel, the same step written in
+// plain ATen eager ops on the dense N x (N + M) matrices (products for the distances, the
+// gradient by hand), timed in the same run.
 #pragma once
 #include "src/cli/bench.h"
 

@@ -7,11 +7,16 @@
 #include "src/base/random.h"
 #include "src/kernels/features.h"
 #include "src/kernels/normal.h"
+#include "src/kernels/sliced.h"
 
 namespace mmdflow {
 namespace {
 
-constexpr int64_t kPairTile = 1 << 15;  // pair entries of a [rows, M, d] block: small, cache-resident
+constexpr int64_t kPairTile =
+    1 << 15;  // pair entries of a [rows, M, d] block: small, cache-resident
+// The sliced directions' stream of a step's noise seed: past any noise block's index (point_noise
+// keys block b with stream b).
+constexpr uint64_t kSliceStream = uint64_t(1) << 62;
 
 // sum_m a_m grad_1 k(p_i, u_m) [n, d] in blocks of rows: O(rows M d) memory at once.
 at::Tensor weighted_grad(const PairKernelSpec& k, const at::Tensor& P, const at::Tensor& U,
@@ -102,12 +107,19 @@ at::Tensor drmmd_alpha(const SampleTarget& t, const at::Tensor& Z) {
   return at::cholesky_solve(hU.unsqueeze(1), t.drmmd_chol).squeeze(1);
 }
 
+at::Tensor slice_directions(const SampleTarget& t, int64_t d, uint64_t noise_seed,
+                            const at::TensorOptions& o) {
+  return random_directions(t.slices, d, sub_seed(noise_seed, kSliceStream), o);
+}
+
 at::Tensor witness_grad(const SampleTarget& t, const at::Tensor& P, const at::Tensor& Z,
-                        Method method, const at::Tensor& alpha) {
+                        Method method, const at::Tensor& alpha, uint64_t noise_seed) {
   const double N = double(Z.size(0)), M = double(t.size());
   const at::Tensor U = t.U.to(P.scalar_type());
   at::Tensor g =
-      pair_sums(t.kernel, P, Z, true).grad / N - pair_sums(t.kernel, P, U, true).grad / M;
+      t.slices > 0
+          ? sliced_energy_grad(P, Z, U, slice_directions(t, P.size(1), noise_seed, P.options()))
+          : pair_sums(t.kernel, P, Z, true).grad / N - pair_sums(t.kernel, P, U, true).grad / M;
   if (method != Method::DrMMD) return g;
   const double lambda = t.drmmd_lambda;
   return (g - weighted_grad(t.kernel, P, U, alpha)) * (2 * (1 + lambda) / lambda);
@@ -132,10 +144,12 @@ StepStats samples_step(Points& p, const SampleTarget& t, const StepOptions& opt)
   const at::Tensor w =
       noisy ? point_noise(rows, p.dim(), opt.noise_seed, z.options()) : at::Tensor();
   const bool injected = noisy && opt.method != Method::Diffusion;
-  const at::Tensor g = witness_grad(t, injected ? z + opt.beta * w : z, Z, opt.method, alpha);
+  const at::Tensor g =
+      witness_grad(t, injected ? z + opt.beta * w : z, Z, opt.method, alpha, opt.noise_seed);
   st.noisy_grad_sq = share(g);
   if (opt.clean_grad_sq)
-    st.grad_sq = injected ? share(witness_grad(t, z, Z, opt.method, alpha)) : st.noisy_grad_sq;
+    st.grad_sq = injected ? share(witness_grad(t, z, Z, opt.method, alpha, opt.noise_seed))
+                          : st.noisy_grad_sq;
   z.sub_(g, opt.step_size);
   if (noisy && opt.method == Method::Diffusion) z.add_(w, opt.beta);
   return st;

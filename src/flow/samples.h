@@ -1,8 +1,10 @@
 // The flows of docs/math.md ("Samples") for points z_n in R^d flowing toward target samples u_m
 // along an explicit kernel k, stateless: the caller owns the points, each step's noise seed and
-// the schedules. Every sum is exact (no sampling). Sharded, each process moves its rows of the
-// measure and reads all of it (models/points.h): a row's sums depend on that row and the whole
-// measure only, so the trajectory is the same bits at any process count.
+// the schedules. Every sum is exact (no sampling) but the energy kernel's sliced gradient
+// (SampleTarget::slices), along random directions drawn from the step's noise seed. Sharded, each
+// process moves its rows of the measure and reads all of it (models/points.h): a row's sums
+// depend on that row and the whole measure only, so the trajectory is the same bits at any
+// process count.
 #pragma once
 #include <ATen/core/Tensor.h>
 
@@ -21,6 +23,9 @@ struct SampleTarget {
   // kU = (1/M) sum_m' k(u_m, u_m') [M] (float64)
   at::Tensor drmmd_chol, kU;
   double drmmd_lambda = 0;
+  // energy: > 0, the witness gradient is the sliced estimate with this many random directions a
+  // step (src/kernels/sliced.h); 0: the exact sums
+  int64_t slices = 0;
   int64_t size() const { return U.size(0); }
 };
 // The target's constant terms (drmmd's factor too when method is DrMMD): O(M^2) kernel sums,
@@ -40,10 +45,16 @@ double half_mmd2_of(const SampleTarget& t, const at::Tensor& terms);
 // same w.
 at::Tensor point_noise(const Shard& rows, int64_t d, uint64_t seed, const at::TensorOptions& o);
 
+// The directions of a step's sliced witness (t.slices > 0): [t.slices, d], random_directions of a
+// seed drawn from the step's noise seed by a stream of their own (independent of point_noise's w).
+at::Tensor slice_directions(const SampleTarget& t, int64_t d, uint64_t noise_seed,
+                            const at::TensorOptions& o);
+
 // The gradient of the flow's witness at P [n, d] (MMD: grad h; DrMMD: grad h_lambda), Z [N, d]
-// the measure: [n, d]. DrMMD's alpha [M] is drmmd_alpha(t, Z).
+// the measure: [n, d]. DrMMD's alpha [M] is drmmd_alpha(t, Z). t.slices > 0: grad h is the sliced
+// estimate along slice_directions(t, d, noise_seed).
 at::Tensor witness_grad(const SampleTarget& t, const at::Tensor& P, const at::Tensor& Z,
-                        Method method, const at::Tensor& alpha = {});
+                        Method method, const at::Tensor& alpha = {}, uint64_t noise_seed = 0);
 // DrMMD: alpha = (K_UU + M lambda I)^{-1} h(U), h(U)_m = mean_n k(u_m, z_n) - kU_m: [M], float64.
 at::Tensor drmmd_alpha(const SampleTarget& t, const at::Tensor& Z);
 

@@ -204,8 +204,9 @@ void build_samples(const Config& c, const Comm& comm, RunParts& p) {
   const at::Tensor U = target_samples(c).to(opts);
   auto points = std::make_unique<Points>(initial_points(c, U.size(1)).to(opts),
                                          shard_of(c, comm.rank(), comm.world()));
-  const SampleTarget target = make_sample_target(U, {c.kernel.name, c.kernel.bandwidth, c.kernel.c},
-                                                 c.flow.method, c.flow.drmmd_lambda);
+  SampleTarget target = make_sample_target(U, {c.kernel.name, c.kernel.bandwidth, c.kernel.c},
+                                           c.flow.method, c.flow.drmmd_lambda);
+  target.slices = c.kernel.slices;
   p.stepper = make_samples_stepper(*points, target);
   p.results = make_samples_results(c, *points, target);
   p.measure = std::move(points);

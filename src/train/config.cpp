@@ -344,6 +344,23 @@ void check_exact(const Config& c) {
         "flow.kernel exact cannot run it");
 }
 
+// kernel.slices > 0: the sliced gradient is the energy kernel's, for the flows that need no kernel
+// matrix, on CPU.
+void check_sliced(const Config& c) {
+  if (c.kernel.name != PairKernel::Energy)
+    throw ConfigError(
+        fmt::format("kernel.slices: the sliced gradient needs kernel.name energy, got {}",
+                    name_of(c.kernel.name)));
+  if (c.flow.method == Method::Sobolev || c.flow.method == Method::DrMMD)
+    throw ConfigError(fmt::format(
+        "kernel.slices: flow.method {} needs the kernel's matrices; the sliced gradient takes mmd "
+        "or diffusion",
+        name_of(c.flow.method)));
+  if (!c.device.is_cpu())
+    throw ConfigError(fmt::format("kernel.slices: the sliced gradient runs on CPU, got device {}",
+                                  c.device.str()));
+}
+
 // problem samples: the keys that only the other family reads, set, and the target's file.
 void check_samples(const Config& c) {
   if (c.flow.kernel == Witness::Exact)
@@ -357,6 +374,7 @@ void check_samples(const Config& c) {
   if (c.target.law != TargetLaw::File && c.target.file)
     throw ConfigError(fmt::format("target.file: read only with target.law file, got law {}",
                                   name_of(c.target.law)));
+  if (c.kernel.slices > 0) check_sliced(c);
 }
 
 // problem network: the keys that only the samples family reads.
@@ -365,6 +383,8 @@ void check_network(const Config& c) {
     throw ConfigError("student.init_file: initial points are read for problem samples only");
   if (c.log.snapshot_every != 0)
     throw ConfigError("log.snapshot_every: snapshots are of problem samples' points only");
+  if (c.kernel.slices != 0)
+    throw ConfigError("kernel.slices: the sliced gradient is problem samples' only");
   if (c.flow.method == Method::Sobolev && c.model.outputs != 1)
     throw ConfigError(fmt::format("flow.method: sobolev descent needs model.outputs = 1, got {}",
                                   c.model.outputs));

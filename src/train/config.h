@@ -95,6 +95,7 @@ struct Config {
     PairKernel name = PairKernel::Gaussian;
     double bandwidth = 1.0;  // sigma of gaussian, laplace and imq
     double c = 1.0;          // imq's offset
+    int64_t slices = 0;      // energy: random directions a step of the sliced gradient; 0: exact
   } kernel;
 
   struct Flow {
@@ -226,6 +227,7 @@ void visit_config(C& c, F& f) {
     f.key("name", c.kernel.name, Key());
     f.key("bandwidth", c.kernel.bandwidth, Key().positive());
     f.key("c", c.kernel.c, Key().positive());
+    f.key("slices", c.kernel.slices, Key().min(0).max(kMaxCount));
   });
   f.section("flow", [&] {
     f.key("method", c.flow.method, Key());

@@ -8,6 +8,7 @@
 
 #include "src/flow/samples.h"
 #include "src/kernels/features.h"
+#include "src/kernels/sliced.h"
 
 namespace mmdflow {
 namespace {
@@ -139,6 +140,42 @@ TEST(SamplesFlow, ShardsMoveTheirRowsToTheSameBits) {
   for (Method m : {Method::MMD, Method::Diffusion, Method::Sobolev, Method::DrMMD}) {
     const SampleTarget t = make_sample_target(U, {PairKernel::Gaussian, 0.6}, m, 0.1);
     const StepOptions o = options(m, 0.5, m == Method::Sobolev ? 0 : 0.3, 5);
+    Points whole(Z.clone());
+    samples_step(whole, t, o);
+    at::Tensor joined = at::zeros_like(Z);
+    for (const Shard s : {Shard{0, 128, N}, Shard{128, 256, N}, Shard{256, N, N}}) {
+      Points part(Z.clone(), s);
+      samples_step(part, t, o);
+      joined += part.rows_only();
+    }
+    EXPECT_TRUE(at::equal(joined, whole.whole())) << name_of(m);
+  }
+}
+
+// The sliced energy kernel: a step moves along the sliced gradient of its noise seed's directions
+// (the plain flow, noise injection and diffusion), a new seed draws new directions, and rows split
+// over shards move to the same bits.
+TEST(SamplesFlow, SlicedEnergyStepsAlongTheStepsDirections) {
+  const int64_t N = 300;
+  const at::Tensor Z = normal({N, 2}, 12), U = normal({90, 2}, 13) + 1.0;
+  SampleTarget t = make_sample_target(U, {PairKernel::Energy}, Method::MMD, 0);
+  t.slices = 32;
+  const at::Tensor xi = slice_directions(t, 2, 42, Z.options());
+  EXPECT_EQ(xi.sizes(), (at::IntArrayRef{32, 2}));
+  EXPECT_FALSE(at::equal(xi, slice_directions(t, 2, 43, Z.options())));
+  const at::Tensor g = sliced_energy_grad(Z, Z, U, xi);
+  EXPECT_TRUE(at::equal(witness_grad(t, Z, Z, Method::MMD, {}, 42), g));
+  const at::Tensor w = point_noise({0, N, N}, 2, 42, Z.options());
+  Points plain(Z.clone()), injected(Z.clone()), diffused(Z.clone());
+  samples_step(plain, t, options(Method::MMD, 0.3, 0, 42));
+  EXPECT_TRUE(at::allclose(plain.rows(), Z - 0.3 * g, 0, 1e-15));
+  samples_step(injected, t, options(Method::MMD, 0.3, 0.2, 42));
+  EXPECT_TRUE(
+      at::allclose(injected.rows(), Z - 0.3 * sliced_energy_grad(Z + 0.2 * w, Z, U, xi), 0, 1e-15));
+  samples_step(diffused, t, options(Method::Diffusion, 0.3, 0.2, 42));
+  EXPECT_TRUE(at::allclose(diffused.rows(), Z - 0.3 * g + 0.2 * w, 0, 1e-15));
+  for (Method m : {Method::MMD, Method::Diffusion}) {
+    const StepOptions o = options(m, 0.5, 0.3, 5);
     Points whole(Z.clone());
     samples_step(whole, t, o);
     at::Tensor joined = at::zeros_like(Z);

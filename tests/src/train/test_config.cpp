@@ -343,5 +343,36 @@ TEST(Config, ExactKernelNeedsItsFamily) {
     EXPECT_EQ(error_of("", with({set})), "") << set;
 }
 
+// kernel.slices: the energy kernel's sliced gradient, for problem samples, the flows without
+// kernel matrices, on CPU; each refusal names the key.
+TEST(Config, SlicesNeedTheEnergyKernel) {
+  const std::vector<std::string> sliced = {"problem=samples", "kernel.name=energy",
+                                           "kernel.slices=100"};
+  const Config c = parse_config("", sliced);
+  EXPECT_EQ(c.kernel.slices, 100);
+  EXPECT_EQ(Config{}.kernel.slices, 0);
+  EXPECT_EQ(to_yaml(parse_config(to_yaml(c))), to_yaml(c));
+  auto with = [&](const std::vector<std::string>& more) {
+    std::vector<std::string> sets = sliced;
+    sets.insert(sets.end(), more.begin(), more.end());
+    return sets;
+  };
+  EXPECT_EQ(error_of("", with({"flow.method=diffusion"})), "");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"kernel.name=gaussian",
+       "kernel.slices: the sliced gradient needs kernel.name energy, got "
+       "gaussian"},
+      {"flow.method=drmmd", "kernel.slices: flow.method drmmd needs the kernel's matrices"},
+      {"flow.method=sobolev", "kernel.slices: flow.method sobolev needs the kernel's matrices"},
+      {"device=cuda", "kernel.slices: the sliced gradient runs on CPU, got device cuda"},
+      {"problem=network", "kernel.slices: the sliced gradient is problem samples' only"},
+      {"kernel.slices=-1", "kernel.slices: must be in [0, 1e+12], got '-1'"},
+  };
+  for (const auto& [set, expect] : cases) {
+    const std::string e = error_of("", with({set}));
+    EXPECT_EQ(e.find(expect), 0u) << set << ": " << e;
+  }
+}
+
 }  // namespace
 }  // namespace mmdflow

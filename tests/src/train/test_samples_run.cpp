@@ -66,14 +66,16 @@ std::string losses_without_seconds(const std::string& dir) {
   return out;
 }
 
-// The chaotic flows (diffusion, Sobolev descent) over 40 steps, and noise injection and DrMMD:
-// the points after 40 steps are the same bits at every process count.
+// The chaotic flows (diffusion, Sobolev descent) over 40 steps, and noise injection, DrMMD and
+// the sliced energy gradient: the points after 40 steps are the same bits at every process count.
 TEST(SamplesRun, EveryFlowIsTheSameBitsAtOneTwoAndThreeProcesses) {
   const std::vector<std::string> flows = {
       "--set flow.method=mmd --set noise.beta0=0.5 --set noise.every=10 --set flow.step_size=2",
       "--set flow.method=diffusion --set noise.beta0=0.05 --set flow.step_size=2",
       "--set flow.method=sobolev --set noise.beta0=0 --set flow.step_size=0.5",
       "--set flow.method=drmmd --set flow.drmmd_lambda=0.01 --set noise.beta0=0.3 --set "
+      "flow.step_size=0.5",
+      "--set kernel.name=energy --set kernel.slices=16 --set noise.beta0=0.2 --set "
       "flow.step_size=0.5"};
   for (const std::string& flow : flows) {
     at::Tensor first;
