@@ -81,21 +81,14 @@ void run_samples_bench(const Config& cfg, const BenchOptions& opt, Comm& comm) {
   if (lead) {
     fmt::print(
         "mmdflow bench: samples, {} {}, {} threads x {} processes, path {}; {} flow, kernel {} "
-        "bandwidth {}{}, target {} M={} d={}, beta={}
-        ",
-        dev.str(),
-        name_of(cfg.dtype), at::get_num_threads(), comm.world(),
+        "bandwidth {}{}, target {} M={} d={}, beta={}\n",
+        dev.str(), name_of(cfg.dtype), at::get_num_threads(), comm.world(),
         dev.is_cpu() ? name_of(active_isa()) : "aten", name_of(so.method), name_of(k.kind),
         k.bandwidth, sliced ? fmt::format(" sliced along {} directions", target.slices) : "",
         name_of(cfg.target.law), M, d, so.beta);
-    fmt::print(
-        "{:>9} {:>12} {:>12} {:>14} {:>10} {:>12}
-        ", " N
-        ", "ms / step ",
-                sliced
-            ? ""
-            : "Gpairs/s",
-        eager ? "eager-ms/step" : "", eager ? "speed-up" : "", "peak-RSS-MiB");
+    fmt::print("{:>9} {:>12} {:>12} {:>14} {:>10} {:>12}\n", "N", "ms/step",
+               sliced ? "" : "Gpairs/s", eager ? "eager-ms/step" : "", eager ? "speed-up" : "",
+               "peak-RSS-MiB");
   }
   CommReducer reduce(comm);
   for (int64_t N : sizes) {
@@ -121,14 +114,10 @@ void run_samples_bench(const Config& cfg, const BenchOptions& opt, Comm& comm) {
           few, [&](int64_t) { Z.sub_(eager_gaussian_grad(Z, U, k.bandwidth), so.step_size); });
     }
     if (lead) {
-      fmt::print(
-          "{:>9} {:>12.3f} {:>12} {:>14} {:>10} {:>12.0f}
-          ", N, ms,
-              sliced
-              ? ""
-              : fmt::format("{:.3f}", pairs / (ms * 1e-3) / 1e9),
-          eager_at(N) ? fmt::format("{:.3f}", eager_ms) : "",
-          eager_at(N) ? fmt::format("{:.1f}x", eager_ms / ms) : "", peak_rss_mib());
+      fmt::print("{:>9} {:>12.3f} {:>12} {:>14} {:>10} {:>12.0f}\n", N, ms,
+                 sliced ? "" : fmt::format("{:.3f}", pairs / (ms * 1e-3) / 1e9),
+                 eager_at(N) ? fmt::format("{:.3f}", eager_ms) : "",
+                 eager_at(N) ? fmt::format("{:.1f}x", eager_ms / ms) : "", peak_rss_mib());
       std::fflush(stdout);
     }
   }
