@@ -40,14 +40,25 @@ class NetworkResults : public Results {
 
 constexpr const char* kSnapshots = "snapshots.pt";
 
+at::Tensor read_one(const std::string& path, const std::string& name);
+
 class SamplesResults : public Results {
  public:
   SamplesResults(const Config& c, const Points& points, const SampleTarget& target)
       : c_(c), points_(points), target_(target) {}
 
-  // The snapshots a resumed run keeps: those of snapshots.pt up to its epoch (none when the file
-  // is missing); a new run starts them with the initial points.
-  void open(const RunFolder& folder, int64_t epoch) override {
+  // The target is filed as the run starts (target.pt); a resumed run's, drawn or read again,
+  // must be the same bits, or the points would continue toward another target (its file
+  // changed). The snapshots a resumed run keeps: those of snapshots.pt up to its epoch (none when
+  // the file is missing); a new run starts them with the initial points.
+  void open(RunFolder& folder, int64_t epoch, bool lead) override {
+    const std::string target = folder.file("target.pt");
+    if (epoch == 0 && lead) folder.save_tensors_file("target.pt", {{"U", target_.U.cpu().clone()}});
+    if (epoch > 0 && std::filesystem::exists(target) &&
+        !at::equal(read_one(target, "U").to(target_.U.scalar_type()), target_.U.cpu()))
+      throw ConfigError(fmt::format(
+          "{}: the run's target differs from the one it started with{}; resume needs the same",
+          target, c_.target.file ? " (" + shorten(*c_.target.file) + " changed?)" : ""));
     if (c_.log.snapshot_every == 0) return;
     const std::string path = folder.file(kSnapshots);
     if (epoch > 0 && std::filesystem::exists(path)) read(path, epoch);

@@ -25,8 +25,10 @@ class RunFolder;
 class Results {
  public:
   virtual ~Results() = default;
-  // Once the folder is open, at `epoch` (a resumed run's checkpoint, or 0). Every rank.
-  virtual void open(const RunFolder& folder, int64_t epoch) {}
+  // Once the folder is open, at `epoch` (a resumed run's checkpoint, or 0), before the run's first
+  // writes; `lead` (rank 0) writes. Every rank; throws ConfigError for a folder the run cannot
+  // continue in.
+  virtual void open(RunFolder& folder, int64_t epoch, bool lead) {}
   // After each epoch, every rank.
   virtual void after_epoch(int64_t epoch) {}
   // With each checkpoint, rank 0 (lead): what a resumed run needs beside the checkpoint.

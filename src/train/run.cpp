@@ -119,7 +119,7 @@ class Run {
       folder_.emplace(req_.out, mode(), lead_);
       if (req_.resume) ckpt = folder_->load_checkpoint(cfg_, trainer_->measure().shard());
       const int64_t epoch = ckpt ? ckpt->state.epoch : 0;
-      trainer_->results().open(*folder_, epoch);
+      trainer_->results().open(*folder_, epoch, lead_);
       if (lead_) kept_losses = folder_->losses_upto(epoch);
       if (lead_ && cfg_.theory()) kept_theory = folder_->theory_upto(epoch);
     });

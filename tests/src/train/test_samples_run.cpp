@@ -119,6 +119,29 @@ TEST(SamplesRun, ResumedRunContinuesExactly) {
   EXPECT_EQ(losses_without_seconds(part), losses_without_seconds(whole));
 }
 
+// A resumed run whose target file changed is refused (exit 2, naming target.pt and the file)
+// and leaves the folder as it was; with the file restored, it resumes.
+TEST(SamplesRun, ResumeTowardAChangedTargetFileIsRefused) {
+  const std::string dir = scratch("target_file"), out = scratch("changed");
+  fs::create_directories(dir);
+  const std::string file = dir + "/u.csv";
+  std::ofstream(file) << "0,1\n1,0\n2,2\n-1,0.5\n";
+  const std::string args =
+      "train --threads 1 --set problem=samples --set dtype=float64 --set "
+      "student.particles=20 --set target.law=file --set target.file=" +
+      file + " --set kernel.bandwidth=0.5 --set noise.beta0=0";
+  ASSERT_EQ(run(args + " --set train.epochs=5 --out " + out).code, 0);
+  const auto before = test::snapshot(out);
+  std::ofstream(file) << "0,1\n1,0\n2,2\n-1,0.75\n";
+  const test::Result r = run(args + " --set train.epochs=10 --resume " + out);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("target.pt"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("u.csv"), std::string::npos) << r.output;
+  EXPECT_EQ(test::snapshot(out), before);
+  std::ofstream(file) << "0,1\n1,0\n2,2\n-1,0.5\n";
+  EXPECT_EQ(run(args + " --set train.epochs=10 --resume " + out).code, 0);
+}
+
 // train.epochs 0: particles.pt holds the initial points, target.pt the target, as drawn from
 // the config's streams; summary.json's comparison is their 1/2 MMD^2.
 TEST(SamplesRun, ZeroEpochsWriteTheInitialPointsAndTheTarget) {
