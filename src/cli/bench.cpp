@@ -22,6 +22,18 @@
 #include "src/train/reducer.h"
 
 namespace mmdflow {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+double peak_rss_mib() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_maxrss) / 1024.0;
+}
+
 namespace {
 
 using clock_type = std::chrono::steady_clock;
@@ -32,11 +44,6 @@ double seconds_since(clock_type::time_point t) {
 
 void sync(c10::Device dev, const at::Tensor& t) {
   if (!dev.is_cpu()) t.sum().item<double>();  // waits for the device
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 // Best GFLOP/s of an [m, k] x [k, n] product, float32, over a few repeats.
@@ -53,12 +60,6 @@ double matmul_gflops(c10::Device dev, int64_t m, int64_t k, int64_t n, int64_t r
     best = std::min(best, seconds_since(t));
   }
   return 2.0 * double(m) * double(k) * double(n) / best / 1e9;
-}
-
-double peak_rss_mib() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return double(ru.ru_maxrss) / 1024.0;
 }
 
 // ---- the kernels' path, the BLAS library, and the CPU's multiply-add peak ---------------------

@@ -25,6 +25,11 @@ struct BlasInfo {
   int core_bits = 0;  // vector width of that core's kernels, 0 if unknown
 };
 
+// The middle of the timings (0 for none), and this process's peak resident memory in MiB: what
+// each bench table reports.
+double median(std::vector<double> v);
+double peak_rss_mib();
+
 // The vector width of OpenBLAS's kernels for a core (openblas_get_corename), 0 if unknown.
 int openblas_core_bits(std::string core);
 
