@@ -51,9 +51,8 @@ class SamplesResults : public Results {
   // must be the same bits, or the points would continue toward another target (its file
   // changed). The snapshots a resumed run keeps: those of snapshots.pt up to its epoch (none when
   // the file is missing); a new run starts them with the initial points.
-  void open(RunFolder& folder, int64_t epoch, bool lead) override {
+  void open(const RunFolder& folder, int64_t epoch) override {
     const std::string target = folder.file("target.pt");
-    if (epoch == 0 && lead) folder.save_tensors_file("target.pt", {{"U", target_.U.cpu().clone()}});
     if (epoch > 0 && std::filesystem::exists(target) &&
         !at::equal(read_one(target, "U").to(target_.U.scalar_type()), target_.U.cpu()))
       throw ConfigError(fmt::format(
@@ -63,6 +62,9 @@ class SamplesResults : public Results {
     const std::string path = folder.file(kSnapshots);
     if (epoch > 0 && std::filesystem::exists(path)) read(path, epoch);
     if (epoch == 0) take(0);
+  }
+  void write_start(RunFolder& folder, int64_t epoch) override {
+    if (epoch == 0) folder.save_tensors_file("target.pt", {{"U", target_.U.cpu().clone()}});
   }
   void after_epoch(int64_t epoch) override {
     if (c_.log.snapshot_every > 0 && epoch % c_.log.snapshot_every == 0) take(epoch);
@@ -76,7 +78,8 @@ class SamplesResults : public Results {
     folder.save_tensors_file("particles.pt", {{"Z", Z.clone()}});
     folder.save_tensors_file("target.pt", {{"U", target_.U.cpu().clone()}});
     write(folder);
-    const Comparison cmp = compare_points(c_, points_.whole(), target_);
+    // The loss after the last step is the run's own (its rows summed over the processes).
+    const Comparison cmp = compare_points(c_, points_.whole(), target_, s.final_valid_loss);
     s.compare = cmp;
     return format_table(cmp);
   }
@@ -131,9 +134,10 @@ at::Tensor read_one(const std::string& path, const std::string& name) {
 
 }  // namespace
 
-Comparison compare_points(const Config& c, const at::Tensor& Z, const SampleTarget& target) {
+Comparison compare_points(const Config& c, const at::Tensor& Z, const SampleTarget& target,
+                          std::optional<double> known) {
   Comparison cmp;
-  cmp.target_half_mmd2 = half_mmd2_of(target, mmd_row_terms(target, Z, Z));
+  cmp.target_half_mmd2 = known ? *known : half_mmd2_of(target, mmd_row_terms(target, Z, Z));
   cmp.half_mmd2 = *cmp.target_half_mmd2;
   if (c.target.law == TargetLaw::File) return cmp;
   at::Generator gen = stream_generator(c.seed, kCompareStream);

@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "models/particle_net.h"
@@ -25,10 +26,11 @@ class RunFolder;
 class Results {
  public:
   virtual ~Results() = default;
-  // Once the folder is open, at `epoch` (a resumed run's checkpoint, or 0), before the run's first
-  // writes; `lead` (rank 0) writes. Every rank; throws ConfigError for a folder the run cannot
-  // continue in.
-  virtual void open(RunFolder& folder, int64_t epoch, bool lead) {}
+  // Once the folder is open, at `epoch` (a resumed run's checkpoint, or 0), before any write.
+  // Every rank, reading only; throws ConfigError for a folder the run cannot continue in.
+  virtual void open(const RunFolder& folder, int64_t epoch) {}
+  // Rank 0, with the run's first writes.
+  virtual void write_start(RunFolder& folder, int64_t epoch) {}
   // After each epoch, every rank.
   virtual void after_epoch(int64_t epoch) {}
   // With each checkpoint, rank 0 (lead): what a resumed run needs beside the checkpoint.
@@ -40,9 +42,11 @@ class Results {
   virtual std::string files(int world) const = 0;
 };
 
-// problem samples: 1/2 MMD^2 of the points Z [N, d] to the target, and to c.compare.samples
-// fresh draws of the target's law (from the compare stream; none for a file).
-Comparison compare_points(const Config& c, const at::Tensor& Z, const SampleTarget& target);
+// problem samples: 1/2 MMD^2 of the points Z [N, d] to the target (`known`: as a run computed
+// it, over its processes, at these points), and to c.compare.samples fresh draws of the target's
+// law (from the compare stream; none for a file).
+Comparison compare_points(const Config& c, const at::Tensor& Z, const SampleTarget& target,
+                          std::optional<double> known = std::nullopt);
 // A samples run folder's particles.pt (Z [N, d]) and target.pt (U [M, d]), checked: a
 // single tensor of that name, 2-D, finite, of the config's N and of one d. Throws
 // CheckpointError naming the file.

@@ -115,11 +115,12 @@ class Run {
   void open() {
     std::optional<Checkpoint> ckpt;
     std::string kept_losses, kept_theory;
+    int64_t epoch = 0;
     on_every_rank(comm_, [&] {
       folder_.emplace(req_.out, mode(), lead_);
       if (req_.resume) ckpt = folder_->load_checkpoint(cfg_, trainer_->measure().shard());
-      const int64_t epoch = ckpt ? ckpt->state.epoch : 0;
-      trainer_->results().open(*folder_, epoch, lead_);
+      epoch = ckpt ? ckpt->state.epoch : 0;
+      trainer_->results().open(*folder_, epoch);
       if (lead_) kept_losses = folder_->losses_upto(epoch);
       if (lead_ && cfg_.theory()) kept_theory = folder_->theory_upto(epoch);
     });
@@ -129,6 +130,7 @@ class Run {
     on_every_rank(comm_, [&] {
       if (!lead_) return;
       folder_->write_config(cfg_);
+      trainer_->results().write_start(*folder_, epoch);
       folder_->open_losses(kept_losses);
       if (cfg_.theory()) folder_->open_theory(kept_theory);
     });
