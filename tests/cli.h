@@ -222,4 +222,15 @@ inline std::vector<int> wait_all(const std::vector<pid_t>& pids, std::chrono::se
   return codes;
 }
 
+// A run at world size `world` (1: a plain process), rank r's output in log.r; the exit codes of
+// its ranks.
+inline std::vector<int> train_at(const std::string& args, int world, const std::string& log) {
+  if (world == 1) {
+    const Result r = run(args);
+    write_file_atomic(log + ".0", r.output);
+    return {r.code};
+  }
+  return wait_all(spawn_ranks(args, world, free_port(), log), std::chrono::seconds(120));
+}
+
 }  // namespace mmdflow::test

@@ -29,6 +29,7 @@ using test::free_port;
 using test::run;
 using test::scratch;
 using test::spawn_ranks;
+using test::train_at;
 using test::wait_all;
 
 // 300 particles: blocks of 128, 128 and 44, so no world size here divides them evenly.
@@ -58,16 +59,6 @@ nlohmann::json summary_of(const std::string& dir) {
   return nlohmann::json::parse(read_file(dir + "/summary.json"));
 }
 
-// A run at world size `world` (1: a plain process); the exit codes of its ranks.
-std::vector<int> train(const std::string& args, int world, const std::string& log) {
-  if (world == 1) {
-    test::Result r = run(args);
-    write_file_atomic(log + ".0", r.output);
-    return {r.code};
-  }
-  return wait_all(spawn_ranks(args, world, free_port(), log), std::chrono::seconds(120));
-}
-
 std::string logs(const std::string& log, int world) {
   std::string out;
   for (int r = 0; r < world; ++r)
@@ -88,9 +79,9 @@ NamedTensors weights_of(const std::string& dir) {
 TEST(Sharding, ThreeProcessesGiveTheSingleProcessRun) {
   const std::string sets = " --set train.epochs=5 --set noise.beta0=0.5";
   const std::string one = scratch("w1"), three = scratch("w3");
-  ASSERT_EQ(train(kBase + sets + " --out " + one, 1, one + ".log"), std::vector<int>{0})
+  ASSERT_EQ(train_at(kBase + sets + " --out " + one, 1, one + ".log"), std::vector<int>{0})
       << logs(one + ".log", 1);
-  ASSERT_EQ(train(kBase + sets + " --out " + three, 3, three + ".log"), std::vector<int>(3, 0))
+  ASSERT_EQ(train_at(kBase + sets + " --out " + three, 3, three + ".log"), std::vector<int>(3, 0))
       << logs(three + ".log", 3);
   expect_close(losses_of(three), losses_of(one), "3 processes");
   const auto a = summary_of(three), b = summary_of(one);
@@ -129,8 +120,9 @@ TEST(Sharding, ThreeProcessesGiveTheSingleProcessRun) {
 // one-process comparison.
 TEST(Sharding, CompareWithMoreProcessesThanBlocks) {
   const std::string dir = scratch("cmp2"), log = dir + ".log";
-  ASSERT_EQ(train(kBase + " --set student.particles=200 --set train.epochs=2 --out " + dir, 2, log),
-            std::vector<int>(2, 0))
+  ASSERT_EQ(
+      train_at(kBase + " --set student.particles=200 --set train.epochs=2 --out " + dir, 2, log),
+      std::vector<int>(2, 0))
       << logs(log, 2);
   const test::Result one = run("compare --run " + dir);
   ASSERT_EQ(one.code, 0) << one.output;
@@ -147,10 +139,10 @@ TEST(Sharding, CompareWithMoreProcessesThanBlocks) {
 TEST(Sharding, WeightsFileOfAnotherRunIsRefused) {
   const std::string a = scratch("crc_a"), b = scratch("crc_b");
   for (const auto& [dir, seed] : {std::pair{a, 0}, std::pair{b, 1}})
-    ASSERT_EQ(
-        train(kBase + " --set train.epochs=1 --set seed=" + std::to_string(seed) + " --out " + dir,
-              2, dir + ".log"),
-        std::vector<int>(2, 0))
+    ASSERT_EQ(train_at(kBase + " --set train.epochs=1 --set seed=" + std::to_string(seed) +
+                           " --out " + dir,
+                       2, dir + ".log"),
+              std::vector<int>(2, 0))
         << logs(dir + ".log", 2);
   ASSERT_EQ(run("compare --run " + a).code, 0);
   fs::copy_file(b + "/student-00001-of-00002.pt", a + "/student-00001-of-00002.pt",
@@ -227,12 +219,12 @@ TEST(Sharding, EveryFlowAtTwoAndThreeProcessesGivesTheSingleProcessRun) {
   for (const auto& [name, sets] : flows) {
     const std::string args = kBase + sets + " --set train.epochs=3 --set compare.samples=50";
     const std::string one = scratch("flow" + std::to_string(k) + "w1");
-    ASSERT_EQ(train(args + " --out " + one, 1, one + ".log"), std::vector<int>{0})
+    ASSERT_EQ(train_at(args + " --out " + one, 1, one + ".log"), std::vector<int>{0})
         << name << logs(one + ".log", 1);
     const NamedTensors w1 = weights_of(one);
     for (int world : {2, 3}) {
       const std::string dir = scratch("flow" + std::to_string(k) + "w" + std::to_string(world));
-      ASSERT_EQ(train(args + " --out " + dir, world, dir + ".log"), std::vector<int>(world, 0))
+      ASSERT_EQ(train_at(args + " --out " + dir, world, dir + ".log"), std::vector<int>(world, 0))
           << name << logs(dir + ".log", world);
       const std::string at_ = name + " on " + std::to_string(world) + " processes";
       expect_close(losses_of(dir), losses_of(one), at_);
@@ -249,8 +241,8 @@ TEST(Sharding, EveryFlowAtTwoAndThreeProcessesGivesTheSingleProcessRun) {
 std::vector<std::vector<double>> straight(int64_t epochs, const std::string& sets = "") {
   const std::string dir = scratch("straight" + std::to_string(epochs));
   const auto codes =
-      train(kBase + sets + " --set train.epochs=" + std::to_string(epochs) + " --out " + dir, 1,
-            dir + ".log");
+      train_at(kBase + sets + " --set train.epochs=" + std::to_string(epochs) + " --out " + dir, 1,
+               dir + ".log");
   EXPECT_EQ(codes, std::vector<int>{0}) << logs(dir + ".log", 1);
   return losses_of(dir);
 }
@@ -261,10 +253,10 @@ TEST(Sharding, ResumesAtAnotherWorldSize) {
   const auto reference = straight(8, kNoise);
   for (const auto& [first, then] : {std::pair{2, 3}, std::pair{3, 1}, std::pair{1, 2}}) {
     const std::string dir = scratch("resume" + std::to_string(first) + std::to_string(then));
-    ASSERT_EQ(train(kBase + kNoise + " --set train.epochs=4 --out " + dir, first, dir + ".log"),
+    ASSERT_EQ(train_at(kBase + kNoise + " --set train.epochs=4 --out " + dir, first, dir + ".log"),
               std::vector<int>(first, 0))
         << logs(dir + ".log", first);
-    ASSERT_EQ(train("train --resume " + dir + " --set train.epochs=8", then, dir + ".log"),
+    ASSERT_EQ(train_at("train --resume " + dir + " --set train.epochs=8", then, dir + ".log"),
               std::vector<int>(then, 0))
         << logs(dir + ".log", then);
     expect_close(losses_of(dir), reference,
@@ -315,8 +307,9 @@ TEST(Sharding, LostRankStopsTheOthersAndTheRunResumesExactly) {
   // The last checkpoint is whole: two processes continue it as one would have.
   const int64_t at = checkpoint_epoch(dir), until = at + 4;
   ASSERT_GE(at, 2);
-  ASSERT_EQ(train("train --resume " + dir + " --set train.epochs=" + std::to_string(until), 2, log),
-            std::vector<int>(2, 0))
+  ASSERT_EQ(
+      train_at("train --resume " + dir + " --set train.epochs=" + std::to_string(until), 2, log),
+      std::vector<int>(2, 0))
       << logs(log, 2);
   expect_close(losses_of(dir), straight(until, kNoise), "resumed after a lost rank");
 }
@@ -344,7 +337,7 @@ TEST(Sharding, StoppedRankIsFoundAfterTheTimeout) {
 
 TEST(Sharding, CrashBetweenShardsAndManifestKeepsThePreviousCheckpoint) {
   const std::string dir = scratch("crash"), log = dir + ".log";
-  ASSERT_EQ(train(kBase + kNoise + " --set train.epochs=4 --out " + dir, 2, log),
+  ASSERT_EQ(train_at(kBase + kNoise + " --set train.epochs=4 --out " + dir, 2, log),
             std::vector<int>(2, 0))
       << logs(log, 2);
   const std::string manifest = read_file(dir + "/checkpoint.bin");
@@ -358,7 +351,7 @@ TEST(Sharding, CrashBetweenShardsAndManifestKeepsThePreviousCheckpoint) {
   EXPECT_EQ(read_file(dir + "/checkpoint.bin"), manifest);
   EXPECT_TRUE(fs::exists(dir + "/checkpoint.shards/" + shard_name(3, 1, 2)));
   EXPECT_EQ(checkpoint_epoch(dir), 4);
-  ASSERT_EQ(train("train --resume " + dir + " --set train.epochs=8", 3, log),
+  ASSERT_EQ(train_at("train --resume " + dir + " --set train.epochs=8", 3, log),
             std::vector<int>(3, 0))
       << logs(log, 3);
   expect_close(losses_of(dir), straight(8, kNoise), "resumed after a crash");
@@ -376,7 +369,7 @@ TEST(Sharding, SigtermToAllOrOneRankGivesOneCheckpointAndExit143Everywhere) {
     EXPECT_NE(read_file(log + ".0").find("stopped by SIGTERM"), std::string::npos) << logs(log, 3);
     const int64_t at = checkpoint_epoch(dir), until = at + 3;
     ASSERT_EQ(
-        train("train --resume " + dir + " --set train.epochs=" + std::to_string(until), 1, log),
+        train_at("train --resume " + dir + " --set train.epochs=" + std::to_string(until), 1, log),
         std::vector<int>{0})
         << logs(log, 1);
     expect_close(losses_of(dir), straight(until, kNoise), all ? "SIGTERM to all" : "to one");

@@ -18,11 +18,9 @@ namespace fs = std::filesystem;
 namespace mmdflow {
 namespace {
 
-using test::free_port;
 using test::run;
 using test::scratch;
-using test::spawn_ranks;
-using test::wait_all;
+using test::train_at;
 
 // 300 points: blocks of 128, 128 and 44, so no world size here divides them evenly.
 const std::string kBase =
@@ -35,15 +33,6 @@ at::Tensor tensor_of(const std::string& path, const std::string& name) {
     if (n == name) return t;
   ADD_FAILURE() << path << " holds no " << name;
   return {};
-}
-
-std::vector<int> train(const std::string& args, int world, const std::string& log) {
-  if (world == 1) {
-    const test::Result r = run(args);
-    write_file_atomic(log + ".0", r.output);
-    return {r.code};
-  }
-  return wait_all(spawn_ranks(args, world, free_port(), log), std::chrono::seconds(120));
 }
 
 // epoch, train_loss, valid_loss of each line: exact sums, added in row order at any world size
@@ -83,7 +72,7 @@ TEST(SamplesRun, EveryFlowIsTheSameBitsAtOneTwoAndThreeProcesses) {
     for (int world : {1, 2, 3}) {
       const std::string out = scratch("w" + std::to_string(world));
       const std::string args = kBase + " --set train.epochs=40 " + flow + " --out " + out;
-      ASSERT_EQ(train(args, world, out + ".log"), std::vector<int>(world, 0))
+      ASSERT_EQ(train_at(args, world, out + ".log"), std::vector<int>(world, 0))
           << flow << "\n"
           << read_file(out + ".log.0");
       const at::Tensor Z = tensor_of(out + "/particles.pt", "Z");
