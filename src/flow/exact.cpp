@@ -68,11 +68,11 @@ StepStats exact_step(Particles& z, const Particles& teacher, InputDist dist, con
   StepStats st;
   st.loss = h.loss(clean);
   Particles g = clean.grad;
-  if (clean_grad) st.grad_sq = clean.grad_sq;
+  if (clean_grad) st.grad_sq = whole_share(clean.grad_sq);
   if (inject) {
     const ExactWitness noisy = h.at(perturb(z, noise), true);
     g = noisy.grad;
-    st.noisy_grad_sq = noisy.grad_sq;
+    st.noisy_grad_sq = whole_share(noisy.grad_sq);
   } else {
     st.noisy_grad_sq = st.grad_sq;
   }
@@ -92,10 +92,10 @@ StepStats exact_stats(const Particles& z, const Particles& teacher, InputDist di
   const ExactWitness clean = h.at(z, true);
   StepStats st;
   st.loss = h.loss(clean);
-  st.grad_sq = clean.grad_sq;
-  st.noisy_grad_sq = opt.beta != 0.0
-                         ? h.at(perturb(z, Noise{opt.beta, opt.noise_seed}), true).grad_sq
-                         : st.grad_sq;
+  st.grad_sq = whole_share(clean.grad_sq);
+  st.noisy_grad_sq =
+      opt.beta != 0.0 ? whole_share(h.at(perturb(z, Noise{opt.beta, opt.noise_seed}), true).grad_sq)
+                      : st.grad_sq;
   return st;
 }
 

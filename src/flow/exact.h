@@ -18,7 +18,8 @@ namespace mmdflow {
 //   drmmd:     z <- z - gamma grad h_lambda(z + beta w), h_lambda(z) = ((1 + lambda) / lambda)
 //              [h(z) - k(z, X) (K_XX + M lambda I)^{-1} h(X)], X the teacher's particles.
 // Sobolev descent has no population form (its Gram is indexed by inputs): refused.
-// Stats, 0-dim float64: loss = 1/2 MMD^2 before the step; noisy_grad_sq = mean_n ||g_n||^2 of
+// Stats, float64 (the norms as whole shares): loss = 1/2 MMD^2 before the step (0-dim);
+// noisy_grad_sq = mean_n ||g_n||^2 of
 // the applied gradient (at z + beta w but for diffusion); grad_sq the same at the clean
 // particles, always when it is the applied one (beta = 0, diffusion), else with
 // opt.clean_grad_sq (a second pass over all pairs).

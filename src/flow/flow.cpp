@@ -14,18 +14,24 @@ Reducer& Reducer::local() {
   return none;
 }
 
+at::Tensor Reducer::add_up(const TreeShare& s) {
+  if (world() == 1) return s.whole();
+  at::Tensor table = tree_table(s, rank(), world());
+  sum(table);
+  return tree_root(table, s, world());
+}
+
 at::Tensor residual(const Student& s, const at::Tensor& X, const at::Tensor& Y, Reducer& reduce) {
-  at::Tensor F = s.feature_sum(X).contiguous();
-  reduce.sum(F);
+  const at::Tensor F = reduce.add_up(s.feature_sum(X)).to(X.scalar_type());
   return F / double(s.size()) - Y;
 }
 
-at::Tensor feature_sums(const Student& s, const at::Tensor& X, int64_t batch) {
+TreeShare feature_sums(const Student& s, const at::Tensor& X, int64_t batch) {
   const int64_t n = X.size(0);
-  std::vector<at::Tensor> parts;
+  std::vector<TreeShare> parts;
   for (int64_t lo = 0; lo < n; lo += batch)
     parts.push_back(s.feature_sum(X.narrow(0, lo, std::min(batch, n - lo))));
-  return at::cat(parts);
+  return side_by_side(parts);
 }
 
 at::Tensor half_mse_of(const at::Tensor& F, const at::Tensor& Y, int64_t N, int64_t batch) {
@@ -41,9 +47,8 @@ at::Tensor half_mse_of(const at::Tensor& F, const at::Tensor& Y, int64_t N, int6
 
 at::Tensor half_mse(const Student& s, const at::Tensor& X, const at::Tensor& Y, int64_t batch,
                     Reducer& reduce) {
-  at::Tensor F = feature_sums(s, X, batch);
-  reduce.sum(F);
-  return half_mse_of(F, Y, s.size(), batch);
+  const at::Tensor F = reduce.add_up(feature_sums(s, X, batch)).view({X.size(0), -1});
+  return half_mse_of(F.to(X.scalar_type()), Y, s.size(), batch);
 }
 
 namespace {
@@ -78,11 +83,10 @@ StepStats flow_step(Student& s, const at::Tensor& X, const at::Tensor& Y, const 
   StepStats st;
   at::Tensor r, gram;                   // [B, o] at the clean particles; Sobolev descent: [B, B]
   if (opt.method == Method::Sobolev) {  // both sums in one
-    const at::Tensor F = s.feature_sum(X), G = s.jacobian_gram(X);
-    at::Tensor both = at::cat({F.reshape(-1), G.reshape(-1)});
-    reduce.sum(both);
-    r = both.narrow(0, 0, F.numel()).view(F.sizes()) / double(s.size()) - Y;
-    gram = both.narrow(0, F.numel(), G.numel()).view(G.sizes());
+    const at::Tensor both = reduce.add_up(side_by_side({s.feature_sum(X), s.jacobian_gram(X)}));
+    const int64_t Bo = Y.numel();
+    r = both.narrow(0, 0, Bo).view(Y.sizes()).to(X.scalar_type()) / double(s.size()) - Y;
+    gram = both.narrow(0, Bo, B * B).view({B, B}).to(X.scalar_type());
   } else {
     r = residual(s, X, Y, reduce);
   }

@@ -130,7 +130,11 @@ StepStats samples_step(Points& p, const SampleTarget& t, const StepOptions& opt)
   at::Tensor z = p.rows();  // [n, d], a view: moved in place
   const Shard rows = p.shard();
   const double N = double(p.size());
-  auto share = [&](const at::Tensor& g) { return g.to(at::kDouble).square().sum() / N; };
+  // The rows' share of ||g||^2 / N, per block of rows (src/flow/tree_sum.h).
+  auto share = [&](const at::Tensor& g) {
+    return tree_share(block_rows(g.to(at::kDouble).square().sum(1)) / N, rows.begin / kNoiseBlock,
+                      (rows.total + kNoiseBlock - 1) / kNoiseBlock);
+  };
   StepStats st;
   if (opt.method == Method::Sobolev) {
     const at::Tensor g = sobolev_grad(t, Z, rows, opt.sobolev_eps);

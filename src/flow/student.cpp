@@ -45,19 +45,30 @@ class BlockStudent : public Student {
   }
   int64_t size() const override { return shard_.total; }
   Shard shard() const override { return shard_; }
-  at::Tensor feature_sum(const at::Tensor& X) const override {
-    return mmdflow::feature_sum(net_.family(), net_.particles(), X, chunk_, impl_);
+  TreeShare feature_sum(const at::Tensor& X) const override {
+    return shared(feature_block_sums(net_.family(), net_.particles(), X, chunk_, impl_));
   }
-  at::Tensor descend(const at::Tensor& X, const at::Tensor& W, double step,
-                     const Noise& noise) override {
-    return share(mmdflow::descend(net_.family(), net_.particles(), X, W, step, chunk_, impl_,
-                                  placed(noise)));
+  TreeShare descend(const at::Tensor& X, const at::Tensor& W, double step,
+                    const Noise& noise) override {
+    return shared(mmdflow::descend(net_.family(), net_.particles(), X, W, step, chunk_, impl_,
+                                   placed(noise)) /
+                  double(shard_.total));
   }
-  at::Tensor grad_sq(const at::Tensor& X, const at::Tensor& W) const override {
-    return share(mean_sq_norm(weighted_grad(net_.family(), net_.particles(), X, W, chunk_, impl_)));
+  TreeShare grad_sq(const at::Tensor& X, const at::Tensor& W) const override {
+    return shared(
+        block_sq_norms(weighted_grad(net_.family(), net_.particles(), X, W, chunk_, impl_)) /
+        double(shard_.total));
   }
-  at::Tensor jacobian_gram(const at::Tensor& X) const override {
-    return mmdflow::jacobian_gram(net_.family(), net_.particles(), X, chunk_);
+  // The blocks' Grams a chunk at a time.
+  TreeShare jacobian_gram(const at::Tensor& X) const override {
+    const int64_t begin = block_span().first, end = block_span().second;
+    const int64_t at_once =
+        chunk_ > 0 ? (chunk_ + kNoiseBlock - 1) / kNoiseBlock : std::max<int64_t>(1, end - begin);
+    return tree_share_of(begin, end, total_blocks(), at_once, [&](int64_t lo, int64_t hi) {
+      const int64_t n = net_.size(), p0 = std::min(n, (lo - begin) * kNoiseBlock),
+                    p1 = std::min(n, (hi - begin) * kNoiseBlock);
+      return jacobian_gram_blocks(net_.family(), net_.particles().slice(p0, p1), X);
+    });
   }
   void perturb_(const Noise& noise) override {
     Particles noisy = perturb(net_.particles(), placed(noise));
@@ -87,10 +98,15 @@ class BlockStudent : public Student {
     noise.block0 = shard_.begin / kNoiseBlock;
     return noise;
   }
-  // A mean over the shard's particles as its share of the mean over all N.
-  at::Tensor share(const at::Tensor& mean) const {
-    if (shard_.size() == 0) return at::zeros_like(mean);  // the mean of nothing is NaN
-    return shard_.size() == shard_.total ? mean : mean * (double(shard_.size()) / shard_.total);
+  int64_t total_blocks() const { return (shard_.total + kNoiseBlock - 1) / kNoiseBlock; }
+  // The shard's blocks [begin, end) of the measure's.
+  std::pair<int64_t, int64_t> block_span() const {
+    const int64_t b0 = shard_.begin / kNoiseBlock;
+    return {b0, b0 + (shard_.size() + kNoiseBlock - 1) / kNoiseBlock};
+  }
+  // The shard's share from its blocks' leaves [blocks, ...].
+  TreeShare shared(const at::Tensor& leaves) const {
+    return tree_share(leaves, block_span().first, total_blocks());
   }
 
   mutable ParticleNet net_;  // feature sums read it; descend changes it
@@ -114,30 +130,32 @@ class DenseStudent : public Student {
   int64_t size() const override { return N_; }
   Shard shard() const override { return {0, N_, N_}; }
 
-  at::Tensor feature_sum(const at::Tensor& X) const override {
-    if (on_cpu()) return cpu_.feature_sum(fam_, params(), X);
-    return output(fam_.out, forward(w_, X).U).view({X.size(0), fam_.outputs, N_}).sum(2);
+  // The whole measure is one block.
+  TreeShare feature_sum(const at::Tensor& X) const override {
+    if (on_cpu()) return whole_share(cpu_.feature_sum(fam_, params(), X));
+    return whole_share(
+        output(fam_.out, forward(w_, X).U).view({X.size(0), fam_.outputs, N_}).sum(2));
   }
-  at::Tensor descend(const at::Tensor& X, const at::Tensor& W, double step,
-                     const Noise& noise) override {
+  TreeShare descend(const at::Tensor& X, const at::Tensor& W, double step,
+                    const Noise& noise) override {
     if (on_cpu()) {
       DenseParams p = params();
-      return mean_of(cpu_.grad(fam_, p, X, W, noise, step, /*update=*/true));
+      return whole_share(mean_of(cpu_.grad(fam_, p, X, W, noise, step, /*update=*/true)));
     }
     DenseWeights g = grad(noise.beta != 0.0 ? noisy(noise) : w_, X, W);
     auto wt = tensors(w_);
     auto gt = tensors(g);
     for (size_t i = 0; i < wt.size(); ++i) wt[i]->add_(*gt[i], -step);
-    return sq_norm(g);
+    return whole_share(sq_norm(g));
   }
-  at::Tensor grad_sq(const at::Tensor& X, const at::Tensor& W) const override {
+  TreeShare grad_sq(const at::Tensor& X, const at::Tensor& W) const override {
     if (on_cpu()) {
       DenseParams p = params();
-      return mean_of(cpu_.grad(fam_, p, X, W, Noise{}, 0.0, /*update=*/false));
+      return whole_share(mean_of(cpu_.grad(fam_, p, X, W, Noise{}, 0.0, /*update=*/false)));
     }
-    return sq_norm(grad(w_, X, W));
+    return whole_share(sq_norm(grad(w_, X, W)));
   }
-  at::Tensor jacobian_gram(const at::Tensor& X) const override {
+  TreeShare jacobian_gram(const at::Tensor& X) const override {
     TORCH_CHECK(fam_.outputs == 1, "the Jacobian Gram needs o = 1, got o = ", fam_.outputs);
     Fwd f = forward(w_, X);
     at::Tensor Gp = output_grad(fam_.out, f.U);                                  // [B, N]
@@ -147,7 +165,7 @@ class DenseStudent : public Student {
     if (w_.b2.defined()) k2 = k2 + 1;
     at::Tensor k1 = at::mm(X, X.t());
     if (w_.b1.defined()) k1 = k1 + 1;
-    return gg * k2 + at::mm(C, C.t()) * k1;
+    return whole_share(gg * k2 + at::mm(C, C.t()) * k1);
   }
   void perturb_(const Noise& noise) override {
     if (on_cpu()) {

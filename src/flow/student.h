@@ -16,24 +16,24 @@
 #include "models/weights.h"
 #include "src/base/io.h"
 #include "src/flow/choices.h"
+#include "src/flow/tree_sum.h"
 #include "src/kernels/features.h"
 
 namespace mmdflow {
 
 class Student : public Measure {
  public:
-  // sum over the shard's n of phi_n(x_b): [B, o].
-  virtual at::Tensor feature_sum(const at::Tensor& X) const = 0;
+  // sum over the shard's n of phi_n(x_b): the shard's share of [B, o] (src/flow/tree_sum.h).
+  virtual TreeShare feature_sum(const at::Tensor& X) const = 0;
   // theta <- theta - step g, g = grad_theta sum_b W_b^T sum_n phi_n(x_b) at theta + beta w
-  // (W [B, o]). Returns the shard's share of ||g||^2 / N (block: sum over the shard of ||g_n||^2,
-  // over N), 0-dim: the shards' shares add up to the whole's.
-  virtual at::Tensor descend(const at::Tensor& X, const at::Tensor& W, double step,
-                             const Noise& noise) = 0;
+  // (W [B, o]). Returns the shard's share of ||g||^2 / N (block: sum_n ||g_n||^2 / N), [].
+  virtual TreeShare descend(const at::Tensor& X, const at::Tensor& W, double step,
+                            const Noise& noise) = 0;
   // The same share at the clean parameters, no update.
-  virtual at::Tensor grad_sq(const at::Tensor& X, const at::Tensor& W) const = 0;
+  virtual TreeShare grad_sq(const at::Tensor& X, const at::Tensor& W) const = 0;
   // sum over the shard's n of <J_{b,n}, J_{b',n}>, J_{b,n} = grad phi_n(x_b) (o = 1); dense: J_b =
-  // grad of sum_n phi_n(x_b) over all weights, as the original code. [B, B].
-  virtual at::Tensor jacobian_gram(const at::Tensor& X) const = 0;
+  // grad of sum_n phi_n(x_b) over all weights, as the original code. The share of [B, B].
+  virtual TreeShare jacobian_gram(const at::Tensor& X) const = 0;
   // theta <- theta + beta w.
   virtual void perturb_(const Noise& noise) = 0;
   // What differs between layouts in the flows (src/flow/flow.h). Diffusion: the noise after the

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/util/accumulate.h>
 
 #include <type_traits>
 #include <vector>
@@ -172,6 +173,32 @@ void parallel_blocks(int64_t nblocks, int64_t C, const F& fn) {
     at::parallel_for(c0, std::min(nblocks, c0 + per_chunk), 1, fn);
 }
 
+// The fused kernel's sums per block of kBlock particles: [nblocks, o, Bt], in parallel.
+at::Tensor fused_block_sums(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
+                            int64_t C) {
+  const at::Tensor Xt = X.t().contiguous();
+  const Particles zc = contiguous(z);
+  const Dims s = dims_of(z);
+  const int64_t N = z.size(), o = s.o, Bt = X.size(0), nblocks = (N + kBlock - 1) / kBlock;
+  at::Tensor part = at::zeros({nblocks, o, Bt}, at::TensorOptions().dtype(at::kDouble));
+  double* out = part.data_ptr<double>();
+  AT_DISPATCH_FLOATING_TYPES(X.scalar_type(), "feature_sum", [&] {
+    using T = scalar_t;
+    const BlockKernels<T> kernels = block_kernels<T>(fam);
+    BlockArgs<T> args{s,   Bt,  nullptr,         Xt.data_ptr<T>(), nullptr, fam.out.param,
+                      0.0, 0.0, &blas_product<T>};
+    const View<T> v = view_of<T>(zc);
+    parallel_blocks(nblocks, C, [&](int64_t b0, int64_t b1) {
+      BlockScratch<T> scratch;
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t lo = blk * kBlock, n = std::min(N - lo, kBlock);
+        kernels.feature_sum(args, v.shift(s, lo), n, scratch, out + blk * o * Bt);
+      }
+    });
+  });
+  return part;
+}
+
 }  // namespace
 
 at::Tensor feature_sum(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
@@ -184,30 +211,56 @@ at::Tensor feature_sum(const ParticleFamily& fam, const Particles& z, const at::
       sum += feature_sum_generic(fam, z.slice(lo, std::min(N, lo + C)), X);
     return sum;
   }
-  const at::Tensor Xt = X.t().contiguous();
-  const Particles zc = contiguous(z);
-  const Dims s = dims_of(z);
-  const int64_t o = s.o, Bt = X.size(0), nblocks = (N + kBlock - 1) / kBlock;
-  std::vector<double> part(nblocks * o * Bt, 0.0);
-  AT_DISPATCH_FLOATING_TYPES(X.scalar_type(), "feature_sum", [&] {
-    using T = scalar_t;
-    const BlockKernels<T> kernels = block_kernels<T>(fam);
-    BlockArgs<T> args{s,   Bt,  nullptr,         Xt.data_ptr<T>(), nullptr, fam.out.param,
-                      0.0, 0.0, &blas_product<T>};
-    const View<T> v = view_of<T>(zc);
-    parallel_blocks(nblocks, C, [&](int64_t b0, int64_t b1) {
-      BlockScratch<T> scratch;
-      for (int64_t blk = b0; blk < b1; ++blk) {
-        const int64_t lo = blk * kBlock, n = std::min(N - lo, kBlock);
-        kernels.feature_sum(args, v.shift(s, lo), n, scratch, part.data() + blk * o * Bt);
-      }
-    });
-  });
-  at::Tensor acc = at::zeros({o, Bt}, at::TensorOptions().dtype(at::kDouble));
+  const at::Tensor part = fused_block_sums(fam, z, X, C);
+  const int64_t nblocks = part.size(0), n = part.size(1) * part.size(2);
+  at::Tensor acc = at::zeros({part.size(1), part.size(2)}, part.options());
+  const double* p = part.data_ptr<double>();
   double* sum = acc.data_ptr<double>();
   for (int64_t blk = 0; blk < nblocks; ++blk)
-    for (int64_t i = 0; i < o * Bt; ++i) sum[i] += part[blk * o * Bt + i];
+    for (int64_t i = 0; i < n; ++i) sum[i] += p[blk * n + i];
   return acc.t().to(X.scalar_type());
+}
+
+at::Tensor block_rows(const at::Tensor& t) {
+  const int64_t n = t.size(0), nb = (n + kBlock - 1) / kBlock;
+  const at::Tensor v =
+      t.to(at::kDouble).contiguous().reshape({n, c10::multiply_integers(t.sizes().slice(1))});
+  const int64_t E = v.size(1);
+  std::vector<int64_t> shape = t.sizes().vec();
+  shape[0] = nb;
+  if (!v.is_cpu()) {
+    at::Tensor padded = at::zeros({nb * kBlock, E}, v.options());
+    padded.narrow(0, 0, n).copy_(v);
+    return padded.view({nb, kBlock, E}).sum(1).view(shape);
+  }
+  at::Tensor out = at::zeros({nb, E}, v.options());
+  const double* src = v.data_ptr<double>();
+  double* dst = out.data_ptr<double>();
+  at::parallel_for(0, nb, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk)
+      for (int64_t row = blk * kBlock; row < std::min(n, (blk + 1) * kBlock); ++row)
+        for (int64_t e = 0; e < E; ++e) dst[blk * E + e] += src[row * E + e];
+  });
+  return out.view(shape);
+}
+
+at::Tensor feature_block_sums(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
+                              int64_t chunk, Impl impl) {
+  check_inputs(fam, z, X);
+  const int64_t N = z.size(), C = resolve_chunk(chunk, N);
+  at::Tensor part;  // [nblocks, o, Bt]
+  if (use_fused(impl, fam, X)) {
+    part = fused_block_sums(fam, z, X, C);
+  } else {
+    std::vector<at::Tensor> parts;
+    for (int64_t lo = 0; lo < N; lo += C) {
+      const Particles zc = z.slice(lo, std::min(N, lo + C));
+      parts.push_back(block_rows(output(fam.out, hidden_generic(fam, zc, X).U)));
+    }
+    part = parts.empty() ? at::zeros({0, fam.outputs, X.size(0)}, X.options().dtype(at::kDouble))
+                         : at::cat(parts);
+  }
+  return part.transpose(1, 2).contiguous();
 }
 
 Particles perturb(const Particles& z, const Noise& noise) {
@@ -291,44 +344,49 @@ at::Tensor descend(const ParticleFamily& fam, Particles& z, const at::Tensor& X,
     auto gt = g.tensors();
     auto zt = z.tensors();
     for (size_t i = 0; i < zt.size(); ++i) zt[i]->add_(*gt[i], -step);
-    return mean_sq_norm(g);
+    return block_sq_norms(g);
   }
   check_inputs(fam, z, X, W);
   TORCH_CHECK(all_contiguous(z), "descend updates the particles in place: they must be contiguous");
   std::vector<double> sq;
   fused_grad(fam, z, X, W, resolve_chunk(chunk, z.size()), noise, nullptr, step, sq);
-  double total = 0;
-  for (double v : sq) total += v;  // block order: independent of the thread count
   // float64: a diverging run must reach its non-finite check, not fail converting to float32.
-  return at::scalar_tensor(total / double(z.size()), X.options().dtype(at::kDouble));
+  return at::tensor(sq, X.options().dtype(at::kDouble));
 }
 
-at::Tensor jacobian_gram(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
-                         int64_t chunk) {
+at::Tensor jacobian_gram_blocks(const ParticleFamily& fam, const Particles& z,
+                                const at::Tensor& X) {
   check_inputs(fam, z, X);
   TORCH_CHECK(fam.outputs == 1, "the Jacobian Gram needs o = 1, got o = ", fam.outputs);
-  const int64_t N = z.size(), C = resolve_chunk(chunk, N), Bt = X.size(0);
+  const int64_t N = z.size(), Bt = X.size(0), nblocks = (N + kBlock - 1) / kBlock;
   at::Tensor kx = at::mm(X, X.t());  // <grad_A, grad_A'> = (.) x_b . x_b'
   if (z.a.defined()) kx = kx + 1;
-  at::Tensor gram = at::zeros({Bt, Bt}, X.options());
-  for (int64_t lo = 0; lo < N; lo += C) {
-    const Particles zc = z.slice(lo, std::min(N, lo + C));
-    Hidden h = hidden_generic(fam, zc, X);
-    at::Tensor gp = output_grad(fam.out, h.U);  // [C, 1, Bt] G'
-    // d phi / d(A_h x + a_h) = G' B_h s'(P_h) and d phi / d B_h = G' s(P_h): [C, H, Bt] each.
-    at::Tensor dA =
-        activate_backprop(fam.activation, h.P, gp * zc.B.transpose(1, 2)).reshape({-1, Bt});
-    at::Tensor dB = (gp * h.S).reshape({-1, Bt});
-    gram += at::mm(dA.t(), dA) * kx + at::mm(dB.t(), dB);
-    if (z.b.defined()) gram += at::mm(gp.squeeze(1).t(), gp.squeeze(1));
+  const Hidden h = hidden_generic(fam, z, X);
+  const at::Tensor gp = output_grad(fam.out, h.U);  // [N, 1, Bt] G'
+  // d phi / d(A_h x + a_h) = G' B_h s'(P_h) and d phi / d B_h = G' s(P_h): [N, H, Bt] each.
+  const at::Tensor dA = activate_backprop(fam.activation, h.P, gp * z.B.transpose(1, 2));
+  const at::Tensor dB = gp * h.S;
+  at::Tensor out = at::empty({nblocks, Bt, Bt}, X.options().dtype(at::kDouble));
+  for (int64_t blk = 0; blk < nblocks; ++blk) {  // one product per block: the same bits anywhere
+    const int64_t lo = blk * kBlock, n = std::min(N - lo, kBlock);
+    const at::Tensor a = dA.narrow(0, lo, n).reshape({-1, Bt}),
+                     b = dB.narrow(0, lo, n).reshape({-1, Bt});
+    at::Tensor gram = at::mm(a.t(), a) * kx + at::mm(b.t(), b);
+    if (z.b.defined()) {
+      const at::Tensor g = gp.narrow(0, lo, n).squeeze(1);
+      gram += at::mm(g.t(), g);
+    }
+    out[blk].copy_(gram);
   }
-  return gram;
+  return out;
 }
 
-at::Tensor mean_sq_norm(const Particles& g) {
-  at::Tensor total = at::zeros({}, g.A.options());
-  for (const at::Tensor* t : g.tensors()) total = total + t->square().sum();
-  return total / g.size();
+at::Tensor block_sq_norms(const Particles& g) {
+  const int64_t N = g.size();
+  at::Tensor per = at::zeros({N}, g.A.options().dtype(at::kDouble));  // per particle
+  for (const at::Tensor* t : g.tensors())
+    per += t->to(at::kDouble).square().reshape({N, t->numel() / std::max<int64_t>(N, 1)}).sum(1);
+  return block_rows(per);
 }
 
 }  // namespace mmdflow

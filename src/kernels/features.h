@@ -35,6 +35,10 @@ Particles perturb(const Particles& z, const Noise& noise);
 
 at::Tensor feature_sum(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
                        int64_t chunk = 0, Impl impl = Impl::Auto);  // X [Bt, d] -> [Bt, o]
+// The feature sums per block of kNoiseBlock particles (z's first block a block of the measure):
+// [nblocks, Bt, o] float64, each block's the same wherever it lies (src/flow/tree_sum.h).
+at::Tensor feature_block_sums(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
+                              int64_t chunk = 0, Impl impl = Impl::Auto);
 
 // The gradients at the noisy particles z + beta w when noise.beta > 0 (shaped like z).
 Particles weighted_grad(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
@@ -42,17 +46,20 @@ Particles weighted_grad(const ParticleFamily& fam, const Particles& z, const at:
                         const Noise& noise = {});  // X [Bt, d], W [Bt, o]
 
 // One descent step z <- z - step g, g = weighted_grad(...), without storing g whole on CPU.
-// Returns (1/N) sum_n ||g_n||^2 as a 0-dim tensor.
+// Returns sum_n ||g_n||^2 per block: [nblocks] float64.
 at::Tensor descend(const ParticleFamily& fam, Particles& z, const at::Tensor& X,
                    const at::Tensor& W, double step, int64_t chunk = 0, Impl impl = Impl::Auto,
                    const Noise& noise = {});
 
-// Jacobian Gram of Sobolev descent: sum_n <J_{b,n}, J_{b',n}>, J_{b,n} = grad_z phi_{z_n}(x_b),
-// for o = 1: [B, B], O(N H B^2), chunked. ATen ops, any device.
-at::Tensor jacobian_gram(const ParticleFamily& fam, const Particles& z, const at::Tensor& X,
-                         int64_t chunk = 0);
+// Jacobian Gram of Sobolev descent per block: sum_n <J_{b,n}, J_{b',n}> over each block's n,
+// J_{b,n} = grad_z phi_{z_n}(x_b), for o = 1: [nblocks, B, B] float64, one product per block.
+// ATen ops, any device; the caller bounds the particles per call.
+at::Tensor jacobian_gram_blocks(const ParticleFamily& fam, const Particles& z, const at::Tensor& X);
 
-// (1/N) sum_n ||g_n||^2 over every coordinate, as a 0-dim tensor on g's device.
-at::Tensor mean_sq_norm(const Particles& g);
+// sum_n ||g_n||^2 over every coordinate, per block: [nblocks] float64 on g's device.
+at::Tensor block_sq_norms(const Particles& g);
+// The sums of kNoiseBlock consecutive rows of t [n, ...], in row order: [ceil(n / kNoiseBlock),
+// ...] float64.
+at::Tensor block_rows(const at::Tensor& t);
 
 }  // namespace mmdflow

@@ -105,8 +105,8 @@ at::Tensor initial_points(const Config& c, int64_t d) {
 }
 
 Shard shard_of(const Config& c, int rank, int world) {
-  const int64_t N = c.student.particles, blocks = (N + kNoiseBlock - 1) / kNoiseBlock;
-  const int64_t b0 = blocks * rank / world, b1 = blocks * (rank + 1) / world;
+  const int64_t N = c.student.particles;
+  const auto [b0, b1] = block_range((N + kNoiseBlock - 1) / kNoiseBlock, rank, world);
   return {b0 * kNoiseBlock, std::min(N, b1 * kNoiseBlock), N};
 }
 

@@ -139,13 +139,17 @@ std::vector<MemoryShare> memory_shares(const Config& c, Work work, int world) {
   }
   // A step: its batch; block layout: the fused kernel's [128 H, B] scratch per busy thread and
   // the feature sums of each block [blocks, o, B] in float64; dense: the [B, N H] activations.
-  // Sobolev adds its [B, B] Gram.
+  // Sobolev adds [B, B] Grams in float64: one per block of a chunk, as many again while they are
+  // added up, and two per level of the block tree (src/flow/tree_sum.h) besides the root.
   const double held = std::ceil(rows / double(kNoiseBlock));
   const double busy = std::max(1.0, std::min(double(c.threads), held));
   double step = B * (sample + M * (Ht + o) * elem);
   step +=
       dense ? 4 * B * N * H * elem : busy * double(kNoiseBlock) * H * B * elem + held * o * B * 8;
-  if (c.flow.method == Method::Sobolev) step += B * B * 8;
+  if (c.flow.method == Method::Sobolev) {
+    const double chunk = c.flow.chunk > 0 ? std::ceil(double(c.flow.chunk) / kNoiseBlock) : held;
+    step += (2 * std::min(held, chunk) + 2 * std::ceil(std::log2(held)) + 1) * B * B * 8;
+  }
   out.push_back({"train.batch", fmt::format("{} inputs per step", count(B)), step});
   return out;
 }

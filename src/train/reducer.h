@@ -14,6 +14,8 @@ class CommReducer : public Reducer {
  public:
   explicit CommReducer(Comm& comm) : comm_(comm) {}
   void sum(at::Tensor& t) override { comm_.sum(t); }
+  int rank() const override { return comm_.rank(); }
+  int world() const override { return comm_.world(); }
 
  private:
   Comm& comm_;
@@ -25,6 +27,8 @@ class StopReducer : public Reducer {
  public:
   StopReducer(Comm& comm, const std::function<int()>& stop) : comm_(comm), stop_(stop) {}
   void sum(at::Tensor& t) override;
+  int rank() const override { return comm_.rank(); }
+  int world() const override { return comm_.world(); }
   int agreed = 0;  // the largest stop answer of any rank at the last sum
 
  private:

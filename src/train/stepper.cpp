@@ -16,17 +16,22 @@ uint64_t noise_seed(at::Generator& gen) { return gen.get<at::CPUGeneratorImpl>()
 class NetworkStepper : public Stepper {
  public:
   NetworkStepper(Student& student, Dataset valid) : student_(student), valid_(std::move(valid)) {}
-  at::Tensor valid_terms() const override {
-    return feature_sums(student_, valid_.X, kEvalBatch).to(at::kDouble).reshape(-1);
+  // The table of the shard's share of the feature sums (src/flow/tree_sum.h).
+  at::Tensor valid_terms(const Reducer& reduce) override {
+    valid_share_ = feature_sums(student_, valid_.X, kEvalBatch);
+    return tree_table(valid_share_, reduce.rank(), reduce.world());
   }
-  double valid_loss(const at::Tensor& summed) override {
-    const at::Tensor F = summed.view({valid_.size(), -1}).to(valid_.Y.scalar_type());
+  double valid_loss(const at::Tensor& summed, const Reducer& reduce) override {
+    const at::Tensor F = tree_root(summed, valid_share_, reduce.world())
+                             .view({valid_.size(), -1})
+                             .to(valid_.Y.scalar_type());
     return half_mse_of(F, valid_.Y, student_.size(), kEvalBatch).item<double>();
   }
 
  protected:
   Student& student_;
   Dataset valid_;
+  TreeShare valid_share_;  // of the last valid_terms
 };
 
 class SampledStepper : public NetworkStepper {
@@ -116,8 +121,8 @@ class ExactStepper : public NetworkStepper {
     at_end.noise_seed = sub_seed(last.noise_seed, 1);
     const StepStats t = exact_stats(*student_.particles(), teacher_.particles(), dist_, at_end);
     log.half_mmd2 = t.loss.item<double>();
-    log.theory_grad_sq = t.grad_sq.item<double>();
-    log.theory_noisy_grad_sq = t.noisy_grad_sq.item<double>();
+    log.theory_grad_sq = t.grad_sq.whole().item<double>();
+    log.theory_noisy_grad_sq = t.noisy_grad_sq.whole().item<double>();
   }
 
  private:
@@ -144,20 +149,20 @@ class SamplesStepper : public Stepper {
   double loss(Reducer& reduce) override {
     if (points_.stale()) gather(reduce);
     if (known_ != points_.version()) {
-      at::Tensor t = valid_terms();
+      at::Tensor t = valid_terms(reduce);
       reduce.sum(t);
-      valid_loss(t);
+      valid_loss(t, reduce);
     }
     return F_;
   }
   // The rows' terms of 1/2 MMD^2, zero outside them: their sum is exact, added in row order.
-  at::Tensor valid_terms() const override {
+  at::Tensor valid_terms(const Reducer&) override {
     const Shard s = points_.shard();
     at::Tensor t = at::zeros({s.total, 2}, at::TensorOptions().dtype(at::kDouble));
     t.narrow(0, s.begin, s.size()).copy_(mmd_row_terms(target_, points_.rows(), points_.whole()));
     return t.reshape(-1);
   }
-  double valid_loss(const at::Tensor& summed) override {
+  double valid_loss(const at::Tensor& summed, const Reducer&) override {
     F_ = half_mmd2_of(target_, summed.view({-1, 2}));
     known_ = points_.version();
     return F_;

@@ -40,8 +40,8 @@ class Stepper {
   // The validation loss of the measure as it stands, in two halves around the epoch's one sum
   // over the ranks: this rank's terms ([k] float64, k the same on every rank), then the loss from
   // their sum (network: on the validation set; samples: 1/2 MMD^2 to the target).
-  virtual at::Tensor valid_terms() const = 0;
-  virtual double valid_loss(const at::Tensor& summed) = 0;
+  virtual at::Tensor valid_terms(const Reducer& reduce) = 0;
+  virtual double valid_loss(const at::Tensor& summed, const Reducer& reduce) = 0;
   // The theory's statistics after an epoch whose last step ran with `last`: log's half_mmd2,
   // theory_grad_sq and theory_noisy_grad_sq (sampled: its validation loss and logged norms;
   // samples: at the points the step started from, its exact loss and norms).

@@ -42,9 +42,9 @@ void Trainer::start() {
   static const std::function<int()> never;
   StopReducer reduce(*comm_, never);
   initial_train_ = p_.stepper->loss(reduce);
-  at::Tensor terms = p_.stepper->valid_terms();
+  at::Tensor terms = p_.stepper->valid_terms(reduce);
   reduce.sum(terms);
-  initial_valid_ = p_.stepper->valid_loss(terms);
+  initial_valid_ = p_.stepper->valid_loss(terms, reduce);
   s_.best_valid = initial_valid_;
 }
 
@@ -129,25 +129,26 @@ EpochLog Trainer::end_epoch(const StepOptions& opt, const StepStats& last, Reduc
   log.train_loss = s_.loss_sum / double(steps);
   // The epoch's one sum over the ranks: the validation terms, the last step's gradient shares,
   // the shards whose weights are not finite.
-  const at::Tensor terms = p_.stepper->valid_terms();  // [k]
-  const at::Tensor shares = at::stack(
-      {last.grad_sq.to(at::kDouble).reshape({}), last.noisy_grad_sq.to(at::kDouble).reshape({}),
-       at::scalar_tensor(p_.measure->all_finite() ? 0.0 : 1.0, terms.options())});
-  at::Tensor all = at::cat({terms, shares});
+  const at::Tensor terms = p_.stepper->valid_terms(reduce);  // [k]
+  const TreeShare grads = side_by_side({last.grad_sq, last.noisy_grad_sq});
+  const at::Tensor table = tree_table(grads, reduce.rank(), reduce.world());
+  const int64_t k = terms.numel(), t = table.numel();
+  at::Tensor all = at::cat({terms, table.to(terms.device()),
+                            at::full({1}, p_.measure->all_finite() ? 0.0 : 1.0, terms.options())});
   reduce.sum(all);
-  const at::Tensor sums = all.narrow(0, terms.numel(), 3).cpu();
-  log.valid_loss = p_.stepper->valid_loss(all.narrow(0, 0, terms.numel()));
+  const at::Tensor norms = tree_root(all.narrow(0, k, t), grads, reduce.world()).cpu();  // [2]
+  log.valid_loss = p_.stepper->valid_loss(all.narrow(0, 0, k), reduce);
   log.beta = opt.beta;
   log.step_size = opt.step_size;
-  log.grad_sq = sums[0].item<double>();
-  log.noisy_grad_sq = sums[1].item<double>();
+  log.grad_sq = norms[0].item<double>();
+  log.noisy_grad_sq = norms[1].item<double>();
   s_.beta_sq_sum += double(steps) * opt.beta * opt.beta;
   log.beta_sq_sum = s_.beta_sq_sum;
   if (cfg_.theory()) p_.stepper->theory(opt, log);
   log.seconds = seconds0_ + since(t0_);
   log.finite = std::isfinite(log.train_loss) && std::isfinite(log.valid_loss) &&
                std::isfinite(log.half_mmd2) && std::isfinite(log.theory_noisy_grad_sq) &&
-               sums[2].item<double>() == 0;
+               all[k + t].item<double>() == 0;
   s_.epoch = log.epoch;
   s_.batch = 0;
   s_.perm = at::Tensor();

@@ -46,8 +46,8 @@ TEST(ExactFlow, TwoParticlesByHand) {
   EXPECT_TRUE(at::allclose(z.A.flatten(), A, 0, 1e-15)) << z.A;
   EXPECT_TRUE(at::allclose(z.B.flatten(), B, 0, 1e-15)) << z.B;
   EXPECT_NEAR(st.loss.item<double>(), a / 2, 1e-15);
-  EXPECT_NEAR(st.grad_sq.item<double>(), 2 * a * a + 1.0 / 64, 1e-15);
-  EXPECT_EQ(st.noisy_grad_sq.item<double>(), st.grad_sq.item<double>());
+  EXPECT_NEAR(st.grad_sq.whole().item<double>(), 2 * a * a + 1.0 / 64, 1e-15);
+  EXPECT_EQ(st.noisy_grad_sq.whole().item<double>(), st.grad_sq.whole().item<double>());
 }
 
 // RMS over R batches of ||(sampled step) - (exact step)||, relative to ||exact step||: flow_step on
@@ -165,16 +165,16 @@ TEST(ExactFlow, Statistics) {
   StepOptions opt = options(Method::MMD, 0.3, 0.6, 9);
   Particles a = z.clone();
   StepStats st = exact_step(a, t, kernel.dist, opt);
-  EXPECT_FALSE(st.grad_sq.defined());  // beta > 0: a second pass, on request only
+  EXPECT_FALSE(st.grad_sq.nodes.defined());  // beta > 0: a second pass, on request only
   EXPECT_NEAR(st.loss.item<double>(), 0.5 * exact_mmd2(z, t, kernel.dist).item<double>(), 1e-15);
-  EXPECT_EQ(st.noisy_grad_sq.item<double>(),
+  EXPECT_EQ(st.noisy_grad_sq.whole().item<double>(),
             exact_grad_sq(z, t, kernel, Noise{0.6, 9}).item<double>());
   opt.clean_grad_sq = true;
   a = z.clone();
   st = exact_step(a, t, kernel.dist, opt);
-  EXPECT_EQ(st.grad_sq.item<double>(), exact_grad_sq(z, t, kernel).item<double>());
-  EXPECT_GT(st.grad_sq.item<double>(), 0.0);
-  EXPECT_NE(st.grad_sq.item<double>(), st.noisy_grad_sq.item<double>());
+  EXPECT_EQ(st.grad_sq.whole().item<double>(), exact_grad_sq(z, t, kernel).item<double>());
+  EXPECT_GT(st.grad_sq.whole().item<double>(), 0.0);
+  EXPECT_NE(st.grad_sq.whole().item<double>(), st.noisy_grad_sq.whole().item<double>());
 }
 
 // The theory's statistics without a step: the loss and both gradient norms of the flow's witness
@@ -193,20 +193,20 @@ TEST(ExactFlow, StatisticsWithoutAStep) {
     opt.clean_grad_sq = true;
     const StepStats step = exact_step(a, t, kernel.dist, opt);
     EXPECT_EQ(st.loss.item<double>(), step.loss.item<double>()) << name_of(m);
-    EXPECT_EQ(st.grad_sq.item<double>(), step.grad_sq.item<double>()) << name_of(m);
+    EXPECT_EQ(st.grad_sq.whole().item<double>(), step.grad_sq.whole().item<double>()) << name_of(m);
     if (m == Method::Diffusion) {
-      EXPECT_EQ(st.noisy_grad_sq.item<double>(),
+      EXPECT_EQ(st.noisy_grad_sq.whole().item<double>(),
                 exact_grad_sq(z, t, kernel, Noise{0.5, 19}).item<double>());
     } else {
-      EXPECT_EQ(st.noisy_grad_sq.item<double>(), step.noisy_grad_sq.item<double>()) << name_of(m);
+      EXPECT_EQ(st.noisy_grad_sq.whole().item<double>(), step.noisy_grad_sq.whole().item<double>()) << name_of(m);
       // The applied gradient's mean square norm is the step's, over gamma^2 (h_lambda's scale).
       const double moved = (a.flat() - z.flat()).square().sum(1).mean().item<double>() / 0.09;
-      EXPECT_NEAR(st.noisy_grad_sq.item<double>(), moved, 1e-12 * moved) << name_of(m);
+      EXPECT_NEAR(st.noisy_grad_sq.whole().item<double>(), moved, 1e-12 * moved) << name_of(m);
     }
-    EXPECT_NE(st.noisy_grad_sq.item<double>(), st.grad_sq.item<double>()) << name_of(m);
+    EXPECT_NE(st.noisy_grad_sq.whole().item<double>(), st.grad_sq.whole().item<double>()) << name_of(m);
     opt.beta = 0;
     const StepStats plain = exact_stats(z, t, kernel.dist, opt);
-    EXPECT_EQ(plain.noisy_grad_sq.item<double>(), plain.grad_sq.item<double>()) << name_of(m);
+    EXPECT_EQ(plain.noisy_grad_sq.whole().item<double>(), plain.grad_sq.whole().item<double>()) << name_of(m);
   }
 }
 

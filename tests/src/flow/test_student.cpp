@@ -60,7 +60,7 @@ TEST(DenseStudent, FeatureSumMatchesTheWrittenOutNetwork) {
   Dense d;
   auto s = make_dense_student(d.f, d.clone());
   EXPECT_EQ(s->size(), d.N);
-  EXPECT_TRUE(at::allclose(s->feature_sum(d.X), d.features(d.w).sum(2), 1e-12, 1e-12));
+  EXPECT_TRUE(at::allclose(s->feature_sum(d.X).whole(), d.features(d.w).sum(2), 1e-12, 1e-12));
 }
 
 // The original code's MMD flow: theta <- theta - lr 1/2 grad[(1/B) sum_b r_b^T sum_n
@@ -132,7 +132,7 @@ TEST(DenseStudent, JacobianGramMatchesAutograd) {
   }
   at::Tensor J = at::stack(rows);
   auto s = make_dense_student(d.f, d.clone());
-  EXPECT_TRUE(at::allclose(s->jacobian_gram(d.X), at::mm(J, J.t()), 1e-10, 1e-12));
+  EXPECT_TRUE(at::allclose(s->jacobian_gram(d.X).whole(), at::mm(J, J.t()), 1e-10, 1e-12));
 }
 
 // A dense network whose W2 is block-diagonal is the block-layout network.
@@ -147,7 +147,7 @@ TEST(DenseStudent, BlockDiagonalDenseEqualsBlockLayout) {
     for (int64_t k = 0; k < o; ++k) w.W2[k * N + n].narrow(0, n * H, H).copy_(z.B[n][k]);
   at::Tensor X = test::inputs(9, 4, 1);
   auto dense = make_dense_student(f, w);
-  EXPECT_TRUE(at::allclose(dense->feature_sum(X), feature_sum(f, z, X), 1e-12, 1e-12));
+  EXPECT_TRUE(at::allclose(dense->feature_sum(X).whole(), feature_sum(f, z, X), 1e-12, 1e-12));
 }
 
 // A dense network large enough for every block boundary of the CPU step: 140 output units (blocks
@@ -199,7 +199,7 @@ TEST(DenseStudent, CpuStepIsTheOriginalUpdateOnEveryPath) {
   for (Isa isa : supported_isas()) {
     ScopedIsa path(isa);
     auto s = make_dense_student(d.f, d.clone());
-    EXPECT_TRUE(at::allclose(s->feature_sum(d.X), d.features(d.w).sum(2), 1e-12, 1e-12))
+    EXPECT_TRUE(at::allclose(s->feature_sum(d.X).whole(), d.features(d.w).sum(2), 1e-12, 1e-12))
         << std::string(name_of(isa));
     flow_step(*s, d.X, d.Y, opt);
     // To 5e-15: the original update up to the order of additions.
@@ -260,7 +260,7 @@ TEST(DenseStudent, CpuStepIndependentOfThreadCount) {
     auto s = make_dense_student(d.f, d.clone());
     StepStats st = flow_step(*s, d.X, d.Y, opt);
     after.push_back(saved(*s));
-    sq.push_back(st.grad_sq.item<double>());
+    sq.push_back(st.grad_sq.whole().item<double>());
   }
   at::set_num_threads(threads);
   for (size_t i = 1; i < after.size(); ++i) {

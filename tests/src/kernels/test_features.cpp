@@ -209,8 +209,9 @@ TEST(WeightedGradInvariance, FusedDescentEqualsGenericEverywhere) {
             const Noise noise{0.3, 44};
             ScopedIsa path(isa);
             Particles a = z.clone(), b = z.clone();
-            const double sa = descend(f, a, X, W, 0.5, 0, Impl::Fused, noise).item<double>();
-            const double sb = descend(f, b, X, W, 0.5, 0, Impl::Generic, noise).item<double>();
+            const double sa = descend(f, a, X, W, 0.5, 0, Impl::Fused, noise).sum().item<double>();
+            const double sb =
+                descend(f, b, X, W, 0.5, 0, Impl::Generic, noise).sum().item<double>();
             const double tol = dtype == at::kDouble ? 1e-12 : 2e-5;
             const std::string at_ = std::string(name_of(isa)) + " " + name_of(s) + "/" +
                                     name_of(g) + " H=" + std::to_string(H) +
@@ -239,14 +240,14 @@ TEST(WeightedGradInvariance, EveryPathTakesTheSameStep) {
     at::Tensor sum_ref;
     {
       ScopedIsa path(widest);
-      sq_ref = descend(f, ref, X, W, 1.0, 0, Impl::Fused, noise).item<double>();
+      sq_ref = descend(f, ref, X, W, 1.0, 0, Impl::Fused, noise).sum().item<double>();
       sum_ref = feature_sum(f, z, X, 0, Impl::Fused);
     }
     const double scale = 1 + ref.A.abs().max().item<double>();
     for (Isa isa : supported_isas()) {
       ScopedIsa path(isa);
       Particles a = z.clone();
-      const double sq = descend(f, a, X, W, 1.0, 0, Impl::Fused, noise).item<double>();
+      const double sq = descend(f, a, X, W, 1.0, 0, Impl::Fused, noise).sum().item<double>();
       const double tol = dtype == at::kDouble && isa != Isa::Generic ? 1e-13 : 1e-5;
       const std::string at_ = std::string(name_of(isa)) + " against " +
                               std::string(name_of(widest)) +
@@ -265,6 +266,47 @@ TEST(WeightedGradChecks, RejectsMismatchedShapes) {
   Particles z = test::random_net(f, 3, 1).particles();
   EXPECT_THROW(weighted_grad(f, z, test::inputs(5, 3, 1), test::inputs(5, 1, 2)), c10::Error);
   EXPECT_THROW(weighted_grad(f, z, test::inputs(5, 4, 1), test::inputs(4, 1, 2)), c10::Error);
+}
+
+}  // namespace
+}  // namespace mmdflow
+
+namespace mmdflow {
+namespace {
+
+// A block's sums (features, Jacobian Gram, squared gradient norms) are the same bits wherever the
+// block lies: in a whole measure, in a shard that starts at it, in any chunk (the leaves of
+// src/flow/tree_sum.h). N = 300: blocks of 128, 128 and 44.
+TEST(BlockSums, EachBlocksSumsAreTheSameWhereverTheBlockLies) {
+  for (auto dtype : {at::kDouble, at::kFloat})
+    for (Impl impl : {Impl::Fused, Impl::Generic}) {
+      const std::string at_ = std::string(impl == Impl::Fused ? "fused" : "generic") +
+                              (dtype == at::kDouble ? " float64" : " float32");
+      ParticleFamily f =
+          test::family(5, 3, 1, Activation::ReLU, OutputKind::Gaussian, 2, true, true);
+      const Particles z = test::random_net(f, 300, 61, dtype).particles();
+      const at::Tensor X = test::inputs(7, f.dim, 62, dtype);
+      const at::Tensor whole = feature_block_sums(f, z, X, 0, impl);  // [3, 7, 1]
+      ASSERT_EQ(whole.sizes(), at::IntArrayRef({3, 7, 1})) << at_;
+      EXPECT_EQ(whole.scalar_type(), at::kDouble);
+      EXPECT_TRUE(
+          at::equal(feature_block_sums(f, z.slice(128, 300), X, 0, impl), whole.narrow(0, 1, 2)))
+          << at_;
+      EXPECT_TRUE(at::equal(feature_block_sums(f, z, X, 128, impl), whole)) << at_;
+      const double tol = dtype == at::kDouble ? 1e-12 : 1e-4;
+      EXPECT_TRUE(at::allclose(whole.sum(0).to(dtype), feature_sum(f, z, X), tol, tol)) << at_;
+
+      const at::Tensor gram = jacobian_gram_blocks(f, z, X);  // [3, 7, 7]
+      EXPECT_TRUE(at::equal(jacobian_gram_blocks(f, z.slice(256, 300), X), gram.narrow(0, 2, 1)));
+      const Particles g = weighted_grad(f, z, X, X.narrow(1, 0, 1) / 7, 0, impl);
+      const at::Tensor sq = block_sq_norms(g);  // [3]
+      EXPECT_TRUE(at::equal(block_sq_norms(g.slice(128, 256)), sq.narrow(0, 1, 1))) << at_;
+      Particles a = z.clone(), b = z.slice(128, 300).clone();
+      const at::Tensor W = X.narrow(1, 0, 1) / 7;
+      EXPECT_TRUE(at::equal(descend(f, b, X, W, 0.1, 0, impl, Noise{0.5, 63, 1}),
+                            descend(f, a, X, W, 0.1, 0, impl, Noise{0.5, 63}).narrow(0, 1, 2)))
+          << at_;
+    }
 }
 
 }  // namespace
