@@ -102,6 +102,13 @@ class QuietStderr {
 };
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+// A job's text read from the store, for a message: one line of at most 200 bytes.
+std::string readable(const std::string& job) {
+  std::string out = job.substr(0, 200);
+  for (char& c : out)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  return out;
+}
 std::vector<uint8_t> bytes(const std::string& s) { return {s.begin(), s.end()}; }
 std::string text(const std::vector<uint8_t>& v) { return {v.begin(), v.end()}; }
 
@@ -115,7 +122,8 @@ using Store = c10::intrusive_ptr<c10d::TCPStore>;
 constexpr const char* kJob = "mmdflow/meet/job";
 constexpr const char* kJoined = "mmdflow/meet/joined";
 constexpr const char* kMeetVerdict = "mmdflow/meet/verdict";
-constexpr const char* kRead = "mmdflow/meet/read";  // ranks that read a failed verdict
+constexpr const char* kCame = "mmdflow/meet/came";  // processes of this job, duplicates too
+constexpr const char* kRead = "mmdflow/meet/read";  // those that read a failed verdict
 std::string claim_key(int r) { return fmt::format("mmdflow/meet/claim/{}", r); }
 std::string stranger_key(int r) { return fmt::format("mmdflow/meet/stranger/{}", r); }
 constexpr milliseconds kTry{1000};     // a connection attempt, or a store's first answer
@@ -146,8 +154,24 @@ class Rendezvous {
   // The store, every rank met; throws ConfigError naming what went wrong, or Stopped.
   Store meet() {
     Store s = l_.rank == 0 ? host() : reach();
+    try {
+      return join(s);
+    } catch (const ConfigError&) {
+      throw;
+    } catch (const Stopped&) {
+      throw;
+    } catch (const std::exception& e) {  // the store's connection broke
+      throw ConfigError(fmt::format("lost the rendezvous at {}{}: {}", where_,
+                                    l_.rank == 0 ? "" : " (rank 0, which holds it, is gone)",
+                                    first_line(e.what())));
+    }
+  }
+
+ private:
+  Store join(const Store& s) {
     s->wait({}, kAnswer);  // every later answer within kAnswer (the socket's receive timeout)
     check_job(*s);
+    s->add(kCame, 1);
     const bool second = s->add(claim_key(l_.rank), 1) > 1;
     if (second)
       decide(*s,
@@ -176,7 +200,6 @@ class Rendezvous {
                                      : verdict.substr(1));
   }
 
- private:
   // Rank 0: the store's server. A port in use is named as such, never waited out.
   Store host() {
     c10d::TCPStoreOptions o;
@@ -206,7 +229,7 @@ class Rendezvous {
       throw ConfigError(
           fmt::format("MASTER_PORT {}: in use by the rendezvous of another job ({}): "
                       "give each job its own port",
-                      l_.master_port, shorten(other)));
+                      l_.master_port, readable(other)));
     throw ConfigError(
         fmt::format("MASTER_PORT {}: port in use by another program: choose a free "
                     "port for MASTER_PORT",
@@ -281,7 +304,7 @@ class Rendezvous {
         fmt::format("the rendezvous at {} belongs to another job ({}), not this one "
                     "({}): give each job its own MASTER_PORT, and every rank of a "
                     "job the same command and folder",
-                    where_, shorten(theirs), shorten(job_)));
+                    where_, readable(theirs), readable(job_)));
   }
 
   // The verdict, once.
@@ -316,7 +339,7 @@ class Rendezvous {
       gone.push_back(r);
       if (note.empty() && s.check({stranger_key(r)}))
         note = fmt::format(" (a process of another job, {}, came as rank {} and was turned away)",
-                           shorten(text(s.get(stranger_key(r)))), r);
+                           readable(text(s.get(stranger_key(r)))), r);
     }
     const int64_t more = l_.world - joined - int64_t(gone.size());
     return fmt::format(
@@ -326,11 +349,11 @@ class Rendezvous {
         more > 0 ? fmt::format(" and {} more", more) : "", l_.world, where_, timeout_s_, note);
   }
 
-  // Rank 0 keeps the store up until every rank that came has read the failed verdict.
+  // Rank 0 keeps the store up until every process that came has read the failed verdict.
   void linger(c10d::TCPStore& s) {
     const auto until = clock_type::now() + std::chrono::seconds(3);
     try {
-      while (s.add(kRead, 0) < s.add(kJoined, 0) && clock_type::now() < until)
+      while (s.add(kRead, 0) < s.add(kCame, 0) && clock_type::now() < until)
         std::this_thread::sleep_for(kPoll);
     } catch (const std::exception&) {
     }
