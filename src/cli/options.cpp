@@ -2,11 +2,9 @@
 
 #include <fmt/format.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
-#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -14,7 +12,6 @@
 #include <filesystem>
 
 #include "src/base/errors.h"
-#include "src/base/io.h"
 #include "src/cli/signals.h"
 
 namespace mmdflow {
@@ -137,6 +134,10 @@ std::unique_ptr<Comm> comm_of(const Launch& launch, const Config& cfg, const std
         prefix(), signal_name(e.signal)));
     std::fflush(nullptr);
     std::_Exit(128 + e.signal);  // a backend's thread may still be connecting
+  } catch (const ConfigError& e) {
+    print_error(e.what());
+    std::fflush(nullptr);
+    std::_Exit(kBadInput);  // the same: nothing is written yet
   }
   comm->on_peer_lost([](const std::string& verdict) {
     print_error(verdict);

@@ -39,7 +39,7 @@ int integer(const std::map<std::string, std::string>& env, const std::string& na
 }
 
 // The step of an srun job step ("" in a batch script's shell, or outside Slurm): SLURM_STEP_ID
-// (SLURM_STEPID before Slurm 2.x) with an ordinary number; 4294967290 and above are Slurm's
+// (or its older name SLURM_STEPID) with an ordinary number; 4294967290 and above are Slurm's
 // special steps (batch, extern, interactive, pending), which launch nothing.
 std::string slurm_step(const std::map<std::string, std::string>& env) {
   for (const char* name : {"SLURM_STEP_ID", "SLURM_STEPID"}) {
