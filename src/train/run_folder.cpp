@@ -243,6 +243,13 @@ RunFolder::RunFolder(const std::string& dir, Mode mode, bool writer) : dir_(dir)
   if (fresh && !contents(dir).empty())
     throw UsageError(fmt::format("{} {}: already exists and is not an empty folder", opt, dir));
   if (!fresh) check_resumable(dir);
+  // The token a run wrote earlier stays (a refused resume changes nothing); else a new one.
+  char held[65];
+  const ssize_t n = ::pread(lock_.get(), held, sizeof held, 0);
+  if (n > 0 && n < ssize_t(sizeof held)) {
+    token_.assign(held, size_t(n));
+    return;
+  }
   std::random_device device;  // not the run's seeded streams
   token_ = fmt::format("{:08x}{:08x}{:08x}{:08x}-{}", device(), device(), device(), device(),
                        ::getpid());

@@ -87,9 +87,9 @@ class RunFolder {
   static void check_resumable(const std::string& dir);
   RunFolder(RunFolder&&) = default;
 
-  // The folder's identity for this run: random bytes the writer puts in .lock (synced, so that
-  // every machine sharing the file system reads them back). Ranks that read another token, or
-  // none, at their spelling of the folder are in another folder than the writer's.
+  // The folder's identity: random bytes the writer of its first run put in .lock (synced, so
+  // that every machine sharing the file system reads them back), kept by later runs. Ranks that
+  // read another token, or none, at their spelling of the folder are in another folder.
   const std::string& token() const { return token_; }
   static std::string read_token(const std::string& dir);
   // The writer of a fresh run that the ranks did not agree on: the folder goes again when it
