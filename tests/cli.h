@@ -142,17 +142,20 @@ inline int free_port() {
 
 // Starts the ranks of a sharded run as torchrun would: each runs the binary with args (split at
 // spaces) and more_args[rank] (if any), with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR=127.0.0.1
-// and MASTER_PORT=port, and env[rank] ("NAME=value") added; rank r's output goes to log.r.
+// and MASTER_PORT=port, and env[rank] ("NAME=value", which wins over those) added, in the folder
+// cwd[rank] (if any); rank r's output goes to log.r.
 inline std::vector<pid_t> spawn_ranks(const std::string& args, int world, int port,
                                       const std::string& log,
                                       const std::map<int, std::string>& more_args = {},
-                                      const std::map<int, std::string>& env = {}) {
+                                      const std::map<int, std::string>& env = {},
+                                      const std::map<int, std::string>& cwd = {}) {
   std::vector<pid_t> pids;
   for (int r = 0; r < world; ++r) {
     std::vector<std::string> words{MMDFLOW_BIN};
     std::stringstream ss(args + " " + (more_args.count(r) ? more_args.at(r) : ""));
     for (std::string w; ss >> w;) words.push_back(w);
     std::vector<std::string> vars;
+    if (env.count(r)) vars.push_back(env.at(r));  // first: getenv and launch_from take the first
     for (char** e = environ; *e; ++e) {
       const std::string kv = *e;
       const std::string name = kv.substr(0, kv.find('='));
@@ -165,7 +168,7 @@ inline std::vector<pid_t> spawn_ranks(const std::string& args, int world, int po
           "LOCAL_RANK=" + std::to_string(r), std::string("MASTER_ADDR=127.0.0.1"),
           "MASTER_PORT=" + std::to_string(port)})
       vars.push_back(kv);
-    if (env.count(r)) vars.push_back(env.at(r));
+    const std::string dir = cwd.count(r) ? cwd.at(r) : "";
     std::vector<char*> argv, envp;
     for (std::string& w : words) argv.push_back(w.data());
     argv.push_back(nullptr);
@@ -179,6 +182,7 @@ inline std::vector<pid_t> spawn_ranks(const std::string& args, int world, int po
       dup2(fd, 2);
       signal(SIGINT, SIG_DFL);
       signal(SIGTERM, SIG_DFL);
+      if (!dir.empty() && chdir(dir.c_str()) != 0) _exit(127);
       execve(argv[0], argv.data(), envp.data());
       _exit(127);
     }

@@ -72,7 +72,7 @@ int cmd_compare(int argc, char** argv) {
     print_result(format_table(compare_points(cfg, Z, target)));
     return kOk;
   }
-  std::unique_ptr<Comm> comm = comm_of(launch, cfg);
+  std::unique_ptr<Comm> comm = comm_of(launch, cfg, job_of("compare --run", dir));
   check_shardable(cfg, comm->world());
   check_memory(cfg, Work::Compare, comm->world());
   const Shard shard = shard_of(cfg, comm->rank(), comm->world());
@@ -126,7 +126,7 @@ int cmd_bench(int argc, char** argv) {
   if (r->count("particles")) bo.particles = parse_sizes((*r)["particles"].as<std::string>());
   if (r->count("batch")) bo.batch = int_option(*r, "batch", 1, 1 << 24);
   bo.repeats = int_option(*r, "repeats", 1, 1000000);
-  std::unique_ptr<Comm> comm = comm_of(launch, cfg);
+  std::unique_ptr<Comm> comm = comm_of(launch, cfg, "bench");
   Config largest = cfg;  // as run_bench runs its largest size: the MMD flow, block layout
   largest.flow.method = Method::MMD;
   if (!bo.particles.empty())

@@ -2,19 +2,16 @@
 
 #include <fmt/format.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
-#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <future>
+#include <filesystem>
 
 #include "src/base/errors.h"
-#include "src/base/io.h"
 #include "src/cli/signals.h"
 
 namespace mmdflow {
@@ -111,26 +108,37 @@ void check_open_files(int world) {
 
 }  // namespace
 
-std::unique_ptr<Comm> comm_of(const Launch& launch, const Config& cfg) {
+std::string job_of(const std::string& command, const std::string& dir) {
+  if (dir.empty()) return command;
+  std::error_code ec;
+  const std::filesystem::path abs = std::filesystem::absolute(dir, ec);
+  std::filesystem::path real = std::filesystem::weakly_canonical(abs, ec);
+  if (ec) real = abs.lexically_normal();
+  std::string path = real.string();
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  return command + " " + path;
+}
+
+std::unique_ptr<Comm> comm_of(const Launch& launch, const Config& cfg, const std::string& job) {
   if (launch.world == 1) return single_process();
   if (!cfg.device.is_cuda()) check_open_files(launch.world);
   // The rendezvous waits up to dist.timeout: a stop signal recorded meanwhile (train) ends the
   // process at once, as nothing is written before the processes have met.
-  const Fd err(::dup(2));
-  auto meeting = std::async(std::launch::async, [&] {
-    return connect(launch, cfg.dist.timeout, cfg.dist.backend, cfg.device);
-  });
-  while (meeting.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
-    if (const int sig = StopSignals::received()) {
-      const std::string line = fmt::format(
-          "mmdflow: {}stopped by {} while meeting the other processes; nothing was written\n",
-          prefix(), signal_name(sig));
-      // The rendezvous silences stderr: the line goes to the copy taken before it.
-      [[maybe_unused]] const ssize_t n = ::write(err.get(), line.data(), line.size());
-      std::_Exit(128 + sig);
-    }
+  std::unique_ptr<Comm> comm;
+  try {
+    comm = connect(launch, cfg.dist.timeout, cfg.dist.backend, cfg.device,
+                   {job, [] { return int(StopSignals::received()); }});
+  } catch (const Stopped& e) {
+    print_message(fmt::format(
+        "mmdflow: {}stopped by {} while meeting the other processes; nothing was written\n",
+        prefix(), signal_name(e.signal)));
+    std::fflush(nullptr);
+    std::_Exit(128 + e.signal);  // a backend's thread may still be connecting
+  } catch (const ConfigError& e) {
+    print_error(e.what());
+    std::fflush(nullptr);
+    std::_Exit(kBadInput);  // the same: nothing is written yet
   }
-  auto comm = meeting.get();
   comm->on_peer_lost([](const std::string& verdict) {
     print_error(verdict);
     std::fflush(nullptr);

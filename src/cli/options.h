@@ -24,9 +24,15 @@ int64_t int_option(const cxxopts::ParseResult& r, const std::string& name, int64
 // sharded run's process R start with "rank R: ".
 Launch launch_of_process();
 // The processes of `launch` connected for cfg's dist section and device (a single process when
-// its world is 1). When another rank finds a peer lost (this one may be blocked in a collective
-// with a rank that stopped), this process ends with exit 5 and the lost peer's one-line error.
-std::unique_ptr<Comm> comm_of(const Launch& launch, const Config& cfg);
+// its world is 1); `job` says what they run (its command and folder: job_of), and a process
+// of another job at MASTER_PORT is turned away. SIGINT or SIGTERM while they meet ends this
+// process at once (130, 143). When another rank finds a peer lost (this one may be blocked in a
+// collective with a rank that stopped), this process ends with exit 5 and the lost peer's
+// one-line error.
+std::unique_ptr<Comm> comm_of(const Launch& launch, const Config& cfg, const std::string& job);
+// "train --out /abs/folder": a command and the folder it works in, whatever its spelling
+// (relative, with . or .., through links); the command alone when `dir` is empty.
+std::string job_of(const std::string& command, const std::string& dir);
 
 // A command's result (compare's table, sweep --plan's lines) on stdout; throws IoError (exit 4)
 // when it cannot be written whole, e.g. on a full disk.

@@ -78,7 +78,9 @@ int cmd_train(int argc, char** argv) {
   std::optional<StopSignals> signals(std::in_place);
   const Launch launch = launch_of_process();
   RunRequest req = request_of(*r);
-  std::unique_ptr<Comm> comm = comm_of(launch, req.cfg);
+  std::unique_ptr<Comm> comm =
+      comm_of(launch, req.cfg,
+              job_of(req.resume ? "train --resume" : "train --out", req.out_given ? req.out : ""));
   std::optional<Progress> progress;
   if (comm->rank() == 0) progress.emplace(req.cfg.train.epochs, req.cfg.log.print_every);
   RunHooks hooks;

@@ -7,9 +7,11 @@
 
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "src/base/errors.h"
 #include "src/comm/backend.h"
 #include "src/comm/launch.h"
 
@@ -54,10 +56,30 @@ std::vector<std::vector<double>> gather_after(Comm& comm, size_t n,
 // One process: sums are the identity.
 std::unique_ptr<Comm> single_process();
 
-// The processes of `launch` (world > 1) meet at MASTER_ADDR:MASTER_PORT within timeout_s;
-// `backend` Auto is NCCL for a CUDA device, Gloo otherwise. Throws ConfigError (exit 2) when the
-// rendezvous cannot be reached or served, or the backend is not built in.
+// How the processes of one job meet at MASTER_ADDR:MASTER_PORT.
+struct Meeting {
+  // What every rank of this job says of it (its command and run folder); connect() adds the world
+  // size and the launcher's job id. A process whose job differs from rank 0's is turned away
+  // (exit 2) before anything of it enters the store: another job on the port is never stalled.
+  std::string job;
+  // Polled while waiting: a non-zero value (a signal number) ends the wait with Stopped.
+  std::function<int()> stop;
+};
+
+// connect() was stopped by `signal` (Meeting::stop); nothing was shared.
+struct Stopped : std::runtime_error {
+  explicit Stopped(int signal) : std::runtime_error(signal_name(signal)), signal(signal) {}
+  int signal;
+};
+
+// The processes of `launch` (world > 1) meet at MASTER_ADDR:MASTER_PORT: rank 0 hosts the store,
+// every rank checks its job against rank 0's and registers its rank; rank 0 declares the meeting
+// whole once every rank has come. Every process returns or throws within timeout_s and a few
+// seconds, whatever goes wrong. Throws ConfigError (exit 2) with one line naming the cause: the
+// port in use by another program or by another job's rendezvous, rank 0 unreachable, the ranks
+// that did not come, a rank started twice, a backend not built in; Stopped on `meeting.stop`.
+// `backend` Auto is NCCL for a CUDA device, Gloo otherwise.
 std::unique_ptr<Comm> connect(const Launch& launch, double timeout_s, Backend backend,
-                              c10::Device device);
+                              c10::Device device, const Meeting& meeting = {});
 
 }  // namespace mmdflow

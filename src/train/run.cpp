@@ -39,8 +39,9 @@ void on_every_rank(Comm& comm, F&& step, const char* did = "failed to start") {
       });
 }
 
-// Every rank runs rank 0's configuration in rank 0's folder (a default --out is rank 0's); the
-// threads may differ between machines.
+// Every rank runs rank 0's configuration (the threads may differ between machines); a default
+// --out is rank 0's. Whether the ranks' folders are one is found once rank 0 made it
+// (agree_on_folder).
 void agree_on_setup(Comm& comm, const Config& cfg, std::string& out, bool out_given) {
   Config mine = cfg;
   mine.threads = 0;
@@ -54,10 +55,8 @@ void agree_on_setup(Comm& comm, const Config& cfg, std::string& out, bool out_gi
                           "its configuration differs from rank 0's: {} is {} here, {} on "
                           "rank 0",
                           d[0].path, shorten(d[0].b), shorten(d[0].a));
-  } else if (out_given && out0 != out) {
-    why = fmt::format("its folder {} is not rank 0's {}", shorten(out), shorten(out0));
   }
-  out = out0;
+  if (!out_given) out = out0;
   const auto all = comm.gather({why.empty() ? 0.0 : 1.0});
   if (!why.empty()) throw ConfigError(why + ": every rank must run the same command");
   std::vector<int> others;
@@ -65,9 +64,34 @@ void agree_on_setup(Comm& comm, const Config& cfg, std::string& out, bool out_gi
     if (all[r][0] != 0) others.push_back(r);
   if (!others.empty())
     throw ConfigError(fmt::format(
-        "rank {} runs another configuration or folder than this one: every rank must run the "
-        "same command",
+        "rank {} runs another configuration than this one: every rank must run the same command",
         fmt::join(others, ", ")));
+}
+
+// Every rank finds, at its own spelling of the folder, the token rank 0 (the writer) put in it:
+// one folder, on one file system, whatever the spelling. Otherwise every rank throws
+// ConfigError and the writer removes the folder it created.
+void agree_on_folder(Comm& comm, RunFolder& folder) {
+  const std::string shared = comm.from_rank0(
+      "folder", comm.rank() == 0 ? folder.token() + "\n" + folder.dir() : std::string());
+  const std::string token = shared.substr(0, shared.find('\n')),
+                    dir0 = shared.substr(std::min(shared.size(), token.size() + 1));
+  const bool same = comm.rank() == 0 || RunFolder::read_token(folder.dir()) == token;
+  const auto all = comm.gather({same ? 0.0 : 1.0});
+  std::vector<int> others;
+  for (int r = 0; r < comm.world(); ++r)
+    if (all[r][0] != 0) others.push_back(r);
+  if (others.empty()) return;
+  folder.abandon();
+  if (!same)
+    throw ConfigError(fmt::format(
+        "its folder {} is not rank 0's {} (rank 0's run folder is not there: another folder, or "
+        "a path local to each machine): every rank must see one folder, on a shared file system",
+        shorten(folder.dir()), shorten(dir0)));
+  throw ConfigError(fmt::format(
+      "rank {} does not see this run folder {} at its --out: every rank must see one folder, "
+      "on a shared file system",
+      fmt::join(others, ", "), shorten(folder.dir())));
 }
 
 // A stop answer above every signal number: rank 0 could not write a log line.
@@ -116,8 +140,9 @@ class Run {
     std::optional<Checkpoint> ckpt;
     std::string kept_losses, kept_theory;
     int64_t epoch = 0;
+    on_every_rank(comm_, [&] { folder_.emplace(req_.out, mode(), lead_); });
+    if (comm_.world() > 1) agree_on_folder(comm_, *folder_);
     on_every_rank(comm_, [&] {
-      folder_.emplace(req_.out, mode(), lead_);
       if (req_.resume) ckpt = folder_->load_checkpoint(cfg_, trainer_->measure().shard());
       epoch = ckpt ? ckpt->state.epoch : 0;
       trainer_->results().open(*folder_, epoch);

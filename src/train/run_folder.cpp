@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <regex>
 #include <sstream>
 
@@ -224,6 +225,7 @@ RunFolder::RunFolder(const std::string& dir, Mode mode, bool writer) : dir_(dir)
   if (!writer) return;
   if (fresh) {
     try {
+      created_ = !fs::exists(fs::symlink_status(dir));
       fs::create_directories(dir);
     } catch (const fs::filesystem_error& e) {
       throw IoError(fmt::format("cannot create {}: {}", dir, e.code().message()));
@@ -241,6 +243,35 @@ RunFolder::RunFolder(const std::string& dir, Mode mode, bool writer) : dir_(dir)
   if (fresh && !contents(dir).empty())
     throw UsageError(fmt::format("{} {}: already exists and is not an empty folder", opt, dir));
   if (!fresh) check_resumable(dir);
+  // The token a run wrote earlier stays (a refused resume changes nothing); else a new one.
+  char held[65];
+  const ssize_t n = ::pread(lock_.get(), held, sizeof held, 0);
+  if (n > 0 && n < ssize_t(sizeof held)) {
+    token_.assign(held, size_t(n));
+    return;
+  }
+  std::random_device device;  // not the run's seeded streams
+  token_ = fmt::format("{:08x}{:08x}{:08x}{:08x}-{}", device(), device(), device(), device(),
+                       ::getpid());
+  if (::ftruncate(lock_.get(), 0) != 0 ||
+      ::pwrite(lock_.get(), token_.data(), token_.size(), 0) != ssize_t(token_.size()) ||
+      ::fsync(lock_.get()) != 0)
+    throw IoError(fmt::format("cannot write {}: {}", path(kLock), std::strerror(errno)));
+}
+
+std::string RunFolder::read_token(const std::string& dir) {
+  try {
+    return read_regular_file(dir + "/" + kLock, 64, false);
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+void RunFolder::abandon() {
+  if (!writer_ || !created_) return;
+  std::error_code ec;
+  fs::remove(path(kLock), ec);
+  fs::remove(dir_, ec);  // only if empty
 }
 
 void RunFolder::check_resumable(const std::string& dir) {

@@ -1,7 +1,7 @@
 // The files of one run, in one folder. One process (rank 0 of a sharded run) is its writer: it
 // holds the folder's lock for the whole run and writes config.yaml, losses.csv, summary.json, the
 // checkpoint's manifest and teacher.pt; every rank writes its own weight shards.
-//   .lock                     flock'ed by the writer while it runs
+//   .lock                     flock'ed by the writer while it runs; holds its token()
 //   config.yaml               the resolved configuration
 //   losses.csv                a line per epoch, columns loss_columns()
 //   theory.csv                a line per epoch, columns theory_columns() (log.theory)
@@ -87,6 +87,15 @@ class RunFolder {
   static void check_resumable(const std::string& dir);
   RunFolder(RunFolder&&) = default;
 
+  // The folder's identity: random bytes the writer of its first run put in .lock (synced, so
+  // that every machine sharing the file system reads them back), kept by later runs. Ranks that
+  // read another token, or none, at their spelling of the folder are in another folder.
+  const std::string& token() const { return token_; }
+  static std::string read_token(const std::string& dir);
+  // The writer of a fresh run that the ranks did not agree on: the folder goes again when it
+  // created it (it holds nothing but .lock).
+  void abandon();
+
   const std::string& dir() const { return dir_; }
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
   std::string config_path() const { return path("config.yaml"); }
@@ -126,6 +135,8 @@ class RunFolder {
  private:
   std::string dir_;
   bool writer_;
+  bool created_ = false;  // the writer made the folder
+  std::string token_;
   Fd lock_;  // flock'ed: one process writes the folder; released last
   // The header and the lines of epochs 1..epochs of a per-epoch file.
   std::string lines_upto(const std::string& name, const std::string& header, int64_t epochs) const;

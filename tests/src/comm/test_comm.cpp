@@ -12,6 +12,7 @@
 #include "src/base/device.h"
 #include "src/comm/comm.h"
 #include "src/train/checkpoint.h"
+#include "src/train/run.h"
 #include "src/train/trainer.h"
 #include "tests/cli.h"
 
@@ -27,7 +28,7 @@ void on_ranks(int world, const std::function<void(Comm&)>& body) {
   for (int r = 0; r < world; ++r)
     threads.emplace_back([&, r] {
       try {
-        const Launch l{r, world, r, "127.0.0.1", port, "test"};
+        const Launch l{r, world, r, "127.0.0.1", port, "test", ""};
         auto comm = connect(l, 30, Backend::Gloo, c10::Device(c10::kCPU));
         body(*comm);
       } catch (...) {
@@ -215,6 +216,122 @@ TEST(Comm, CheckpointThatFailsOnOneRankEndsOnEveryRankAtOnce) {
   EXPECT_EQ(seen[0], "rank 1 could not write its checkpoint shard; checkpoint.bin kept");
   EXPECT_EQ(seen[1], "own error");
   EXPECT_FALSE(std::filesystem::exists(dir + "/checkpoint.bin"));
+}
+
+// Rank r of `world` at `port` meeting as job `job`: its Comm, or the one line it failed with.
+struct Met {
+  std::unique_ptr<Comm> comm;
+  std::string error;
+  double seconds = 0;
+};
+Met meet(int r, int world, int port, const std::string& job, double timeout_s,
+         std::function<int()> stop = {}) {
+  Met m;
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    m.comm = connect({r, world, r, "127.0.0.1", port, "test", ""}, timeout_s, Backend::Gloo,
+                     c10::Device(c10::kCPU), {job, std::move(stop)});
+  } catch (const ConfigError& e) {
+    m.error = e.what();
+  } catch (const Stopped& e) {
+    m.error = fmt::format("stopped by {}", signal_name(e.signal));
+  }
+  m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return m;
+}
+
+// Issue 19: a process of another job at the port leaves at once, naming both jobs, and the job
+// whose rendezvous it is meets undisturbed, even when the stranger came before its own rank 1.
+TEST(Rendezvous, AnotherJobIsTurnedAwayAndTheFirstJobMeets) {
+  const int port = test::free_port();
+  Met zero, one, stranger;
+  std::thread t0([&] { zero = meet(0, 2, port, "train --out /runs/a", 20); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  stranger = meet(1, 2, port, "train --out /runs/b", 20);
+  std::thread t1([&] { one = meet(1, 2, port, "train --out /runs/a", 20); });
+  t0.join();
+  t1.join();
+  EXPECT_NE(stranger.error.find("the rendezvous at 127.0.0.1:" + std::to_string(port) +
+                                " belongs to another job (train --out /runs/a, 2 processes), "
+                                "not this one (train --out /runs/b, 2 processes)"),
+            std::string::npos)
+      << stranger.error;
+  EXPECT_LT(stranger.seconds, 10);
+  ASSERT_TRUE(zero.comm && one.comm) << zero.error << one.error;
+  std::vector<at::Tensor> t(2);
+  std::thread s0([&] { t[0] = at::ones({3}, at::kDouble), zero.comm->sum(t[0]); });
+  t[1] = at::ones({3}, at::kDouble), one.comm->sum(t[1]);
+  s0.join();
+  EXPECT_TRUE(at::equal(t[0], at::full({3}, 2.0, at::kDouble)));
+}
+
+// Issue 19: a rank that never comes is named, by every rank, within the timeout; a rank started
+// twice is named at once.
+TEST(Rendezvous, MissingAndDuplicateRanksAreNamed) {
+  int port = test::free_port();
+  std::vector<Met> got(3);
+  std::vector<std::thread> ranks;
+  for (int r : {0, 2}) ranks.emplace_back([&, r] { got[r] = meet(r, 3, port, "", 3); });
+  for (auto& t : ranks) t.join();
+  for (int r : {0, 2}) {
+    EXPECT_NE(got[r].error.find("rank 1 of 3 did not come to the rendezvous at 127.0.0.1:" +
+                                std::to_string(port) + " within dist.timeout = 3 s"),
+              std::string::npos)
+        << got[r].error;
+    EXPECT_LT(got[r].seconds, 3 + 5) << r;
+  }
+  port = test::free_port();
+  ranks.clear();
+  for (int i = 0; i < 3; ++i)
+    ranks.emplace_back([&, i] { got[i] = meet(std::min(i, 1), 3, port, "", 30); });
+  for (auto& t : ranks) t.join();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NE(got[i].error.find("rank 1 was started twice"), std::string::npos) << got[i].error;
+    EXPECT_LT(got[i].seconds, 10) << i;  // not dist.timeout
+  }
+}
+
+// Issue 19: the stop function is obeyed while waiting for the others.
+TEST(Rendezvous, StopEndsTheWait) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const Met alone = meet(0, 2, test::free_port(), "", 60, [t0] {
+    return std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(500) ? SIGTERM : 0;
+  });
+  EXPECT_EQ(alone.error, "stopped by SIGTERM");
+  EXPECT_LT(alone.seconds, 5);
+}
+
+// Issue 19: ranks agree on the run folder itself, found through the token rank 0 writes in it:
+// spellings of one folder are one run; two folders are refused on every rank, with nothing left.
+TEST(Rendezvous, RanksAgreeOnTheFolderNotOnItsSpelling) {
+  set_threads(1);
+  Config cfg = small();
+  cfg.train.epochs = 1;
+  cfg.log.print_every = 1;
+  const std::string base = test::scratch("spelling");
+  std::filesystem::create_directories(base + "/sub");
+  const std::vector<std::string> spellings = {base + "/X", base + "/./X", base + "/sub/../X/"};
+  std::vector<std::string> errors(3);
+  on_ranks(3, [&](Comm& comm) {
+    const Outcome o = run_training({cfg, spellings[comm.rank()], false, true}, comm, {});
+    EXPECT_EQ(o.end, Trainer::End::Done);
+  });
+  for (int r = 0; r < 3; ++r)
+    EXPECT_TRUE(std::filesystem::exists(fmt::format("{}/X/student-{:05}-of-00003.pt", base, r)));
+  on_ranks(2, [&](Comm& comm) {
+    try {
+      run_training({cfg, base + (comm.rank() == 0 ? "/A" : "/B"), false, true}, comm, {});
+    } catch (const ConfigError& e) {
+      errors[comm.rank()] = e.what();
+    }
+  });
+  EXPECT_NE(errors[1].find("its folder " + base + "/B is not rank 0's " + base + "/A"),
+            std::string::npos)
+      << errors[1];
+  EXPECT_NE(errors[0].find("rank 1 does not see this run folder " + base + "/A"), std::string::npos)
+      << errors[0];
+  EXPECT_FALSE(std::filesystem::exists(base + "/A"));
+  EXPECT_FALSE(std::filesystem::exists(base + "/B"));
 }
 
 }  // namespace

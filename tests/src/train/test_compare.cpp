@@ -70,7 +70,7 @@ TEST(Compare, ShardsGatherTheWholeComparison) {
   std::vector<std::thread> ranks;
   for (int r = 0; r < world; ++r)
     ranks.emplace_back([&, r] {
-      auto comm = connect({r, world, r, "127.0.0.1", port, "test"}, 30, Backend::Gloo,
+      auto comm = connect({r, world, r, "127.0.0.1", port, "test", ""}, 30, Backend::Gloo,
                           c10::Device(c10::kCPU));
       Config cfg;
       cfg.student.particles = 300;
