@@ -365,7 +365,8 @@ TEST(Sharding, SigtermToAllOrOneRankGivesOneCheckpointAndExit143Everywhere) {
     ASSERT_TRUE(logged(dir, 5)) << logs(log, 3);
     for (int r = 0; r < 3; ++r)
       if (all || r == 2) kill(pids[r], SIGTERM);
-    EXPECT_EQ(wait_all(pids, std::chrono::seconds(60)), std::vector<int>(3, 143)) << logs(log, 3);
+    EXPECT_EQ(wait_all(pids, std::chrono::seconds(60), true), std::vector<int>(3, 143))
+        << logs(log, 3);
     EXPECT_NE(read_file(log + ".0").find("stopped by SIGTERM"), std::string::npos) << logs(log, 3);
     const int64_t at = checkpoint_epoch(dir), until = at + 3;
     ASSERT_EQ(
@@ -407,7 +408,7 @@ void expect_preemption_stops_every_rank(int sig, int trials) {
         if (k > 0) std::this_thread::sleep_for(std::chrono::milliseconds(skew));
         kill(pids[(first + k) % 3], sig);
       }
-      EXPECT_EQ(wait_all(pids, std::chrono::seconds(60)), std::vector<int>(3, 128 + sig))
+      EXPECT_EQ(wait_all(pids, std::chrono::seconds(60), true), std::vector<int>(3, 128 + sig))
           << what << logs(log, 3);
       EXPECT_NE(read_file(log + ".0").find("stopped by " + name), std::string::npos)
           << what << logs(log, 3);
@@ -449,34 +450,37 @@ TEST(Sharding, SigintUpToASecondApartStopsEveryRankWith130AndOneCheckpoint) {
   expect_preemption_stops_every_rank(SIGINT, 1);
 }
 
-// A rank's own signal while a checkpoint is written ends no rank half-way: the test hook
-// MMDFLOW_FAILPOINT=sigterm-at-checkpoint sends rank 1 SIGTERM as each checkpoint begins, first
-// the periodic one of epoch 2, which stops the run one step later, then the stop's own. Every rank
-// exits 143 and the checkpoint resumes. One as the final files begin (sigterm-at-final-files)
-// lets them finish: the run is done, exit 0 everywhere, its weights whole. Found before (issue
-// 19): the late signal killed the rank, and the others exited 5.
+// A signal of a process's own while a checkpoint is written ends no process half-way: the test
+// hook MMDFLOW_FAILPOINT=sigterm-at-checkpoint sends the last rank (or the single process)
+// SIGTERM as each checkpoint begins, first the periodic one of epoch 2, which stops the run (at
+// the next step boundary), then the stop's own. Every rank exits 143 and the checkpoint resumes.
+// One as the final files begin (sigterm-at-final-files) lets them finish: the run is done, exit 0
+// everywhere, its weights whole. Found before (issue 19): the second signal killed the process
+// (the others exited 5), and the one during the final files left no summary.json.
 TEST(Sharding, SignalDuringACheckpointOrTheFinalFilesEndsNoRankHalfWay) {
-  const std::string dir = scratch("sig_ckpt"), log = dir + ".log";
-  EXPECT_EQ(
-      wait_all(spawn_ranks(kBase + kNoise + " --set train.epochs=100000 --out " + dir, 3,
-                           free_port(), log, {}, {{1, "MMDFLOW_FAILPOINT=sigterm-at-checkpoint"}}),
-               std::chrono::seconds(60)),
-      std::vector<int>(3, 143))
-      << logs(log, 3);
-  EXPECT_NE(read_file(log + ".0").find("stopped by SIGTERM after epoch 2 and 1 step of epoch 3"),
-            std::string::npos)
-      << logs(log, 3);
-  ASSERT_EQ(train_at("train --resume " + dir + " --set train.epochs=6", 1, log),
-            std::vector<int>{0})
-      << logs(log, 1);
-  expect_close(losses_of(dir), straight(6, kNoise), "resumed after a signal in its checkpoint");
+  const auto reference = straight(6, kNoise);
   std::vector<NamedTensors> weights;
   for (int world : {1, 3}) {
+    const std::string dir = scratch("sig_ckpt" + std::to_string(world)), log = dir + ".log";
+    EXPECT_EQ(wait_all(spawn_ranks(kBase + kNoise + " --set train.epochs=100000 --out " + dir,
+                                   world, free_port(), log, {},
+                                   {{world - 1, "MMDFLOW_FAILPOINT=sigterm-at-checkpoint"}}),
+                       std::chrono::seconds(60), true),
+              std::vector<int>(world, 143))
+        << logs(log, world);
+    // Sharded, the answer travels with the next step's sum.
+    const std::string at = world == 1 ? "after epoch 2;" : "after epoch 2 and 1 step of epoch 3;";
+    EXPECT_NE(read_file(log + ".0").find("stopped by SIGTERM " + at), std::string::npos)
+        << logs(log, world);
+    ASSERT_EQ(train_at("train --resume " + dir + " --set train.epochs=6", 1, log),
+              std::vector<int>{0})
+        << logs(log, 1);
+    expect_close(losses_of(dir), reference, "resumed after a signal in its checkpoint");
     const std::string done = scratch("sig_final" + std::to_string(world)), dlog = done + ".log";
     EXPECT_EQ(wait_all(spawn_ranks(kBase + kNoise + " --set train.epochs=3 --out " + done, world,
                                    free_port(), dlog, {},
                                    {{world - 1, "MMDFLOW_FAILPOINT=sigterm-at-final-files"}}),
-                       std::chrono::seconds(60)),
+                       std::chrono::seconds(60), true),
               std::vector<int>(world, 0))
         << logs(dlog, world);
     EXPECT_EQ(summary_of(done)["status"], "done") << logs(dlog, world);
