@@ -14,6 +14,7 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <sstream>
 #include <string>
@@ -199,22 +200,27 @@ inline int wait_code(pid_t pid) {
 }
 
 // The exit codes of pids; any still running after `limit` is killed (and gives -1), so that no
-// test waits for ever on a hung rank.
-inline std::vector<int> wait_all(const std::vector<pid_t>& pids, std::chrono::seconds limit) {
+// test waits for ever on a hung rank. A process ended by a signal gives 128 + the signal, as a
+// shell says, or with signal_apart -signal, told apart from exit(128 + signal).
+inline std::vector<int> wait_all(const std::vector<pid_t>& pids, std::chrono::seconds limit,
+                                 bool signal_apart = false) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
-  std::vector<int> codes(pids.size(), -2);
+  constexpr int running = std::numeric_limits<int>::min();
+  std::vector<int> codes(pids.size(), running);
   for (size_t done = 0; done < pids.size();) {
     for (size_t i = 0; i < pids.size(); ++i) {
-      if (codes[i] != -2) continue;
+      if (codes[i] != running) continue;
       int status = 0;
       if (waitpid(pids[i], &status, WNOHANG) == pids[i]) {
-        codes[i] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        codes[i] = WIFEXITED(status) ? WEXITSTATUS(status)
+                   : signal_apart    ? -WTERMSIG(status)
+                                     : 128 + WTERMSIG(status);
         ++done;
       }
     }
     if (done < pids.size() && std::chrono::steady_clock::now() > deadline) {
       for (size_t i = 0; i < pids.size(); ++i)
-        if (codes[i] == -2) {
+        if (codes[i] == running) {
           kill(pids[i], SIGKILL);
           waitpid(pids[i], nullptr, 0);
           codes[i] = -1;

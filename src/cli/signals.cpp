@@ -1,5 +1,7 @@
 #include "src/cli/signals.h"
 
+#include <initializer_list>
+
 namespace mmdflow {
 
 StopSignals::StopSignals() {
@@ -10,19 +12,12 @@ StopSignals::StopSignals() {
   };
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
-  for (int i = 0; i < 3; ++i) {
-    sigaction(kStops[i], nullptr, &old_[i]);
-    if (old_[i].sa_handler != SIG_IGN) sigaction(kStops[i], &sa, nullptr);
+  for (const int sig : {SIGINT, SIGTERM, SIGPIPE}) {
+    struct sigaction old = {};
+    sigaction(sig, nullptr, &old);
+    if (old.sa_handler != SIG_IGN) sigaction(sig, &sa, nullptr);
   }
-  struct sigaction ignore = {};
-  ignore.sa_handler = SIG_IGN;
-  sigemptyset(&ignore.sa_mask);
-  sigaction(SIGHUP, &ignore, &old_hup_);
-}
-
-StopSignals::~StopSignals() {
-  for (int i = 0; i < 3; ++i) sigaction(kStops[i], &old_[i], nullptr);
-  sigaction(SIGHUP, &old_hup_, nullptr);
+  std::signal(SIGHUP, SIG_IGN);
 }
 
 void ignore_file_size_signal() { std::signal(SIGXFSZ, SIG_IGN); }

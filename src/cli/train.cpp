@@ -74,8 +74,9 @@ int cmd_train(int argc, char** argv) {
       cxxopts::value<std::string>());
   auto r = parse(o, argc, argv);
   if (!r) return kOk;
-  // From here until training ends, a signal stops the run at its first step boundary.
-  std::optional<StopSignals> signals(std::in_place);
+  // From here on, a signal stops the run at its first step boundary, or, once training ended,
+  // waits for the final files and the process's end (src/cli/signals.h).
+  const StopSignals signals;
   const Launch launch = launch_of_process();
   RunRequest req = request_of(*r);
   std::unique_ptr<Comm> comm =
@@ -88,7 +89,6 @@ int cmd_train(int argc, char** argv) {
   hooks.on_epoch = [&](const EpochLog& l) { progress->update(l); };
   hooks.on_trained = [&] {
     if (progress) progress->finish();
-    signals.reset();
   };
   hooks.say = [](const std::string& text) { say(text); };
   const Outcome out = run_training(std::move(req), *comm, hooks);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <exception>
 #include <optional>
 
@@ -96,6 +97,13 @@ void agree_on_folder(Comm& comm, RunFolder& folder) {
 
 // A stop answer above every signal number: rank 0 could not write a log line.
 constexpr int kWriteStop = 1000;
+
+// Test hook (docs/reliability.md): MMDFLOW_FAILPOINT=sigterm-at-<point> in a process's
+// environment makes it send itself SIGTERM there, as a pre-emption's late signal would arrive.
+void failpoint(const std::string& point) {
+  const char* at = std::getenv("MMDFLOW_FAILPOINT");
+  if (at && at == "sigterm-at-" + point) std::raise(SIGTERM);
+}
 
 class Run {
  public:
@@ -211,8 +219,11 @@ class Run {
         "could not write the run's logs");
   }
 
+  // Collective: a checkpoint of the trainer's state now, every train.checkpoint_every epochs, last
+  // and at a stop.
   void save_checkpoint() {
     const TrainerState s = trainer_->state();
+    failpoint("checkpoint");
     folder_->save_checkpoint(cfg_, s, trainer_->measure().shard(), comm_);
     on_every_rank(
         comm_, [&] { trainer_->results().on_checkpoint(*folder_, lead_); },
@@ -236,10 +247,7 @@ class Run {
             st.epoch + 1, signal_name(o.signal), last_good());
       return o;
     }
-    folder_->save_checkpoint(cfg_, st, trainer_->measure().shard(), comm_);
-    on_every_rank(
-        comm_, [&] { trainer_->results().on_checkpoint(*folder_, lead_); },
-        "could not write beside its checkpoint");
+    save_checkpoint();
     if (lead_)
       o.message = fmt::format(
           "mmdflow: stopped by {} {}; checkpoint written, continue with: mmdflow train --resume "
@@ -284,6 +292,7 @@ class Run {
 
   // The final measure's files, its comparison, the summary.
   Outcome done(Summary& s) {
+    failpoint("final-files");
     Results& results = trainer_->results();
     const std::string table = results.finish(*folder_, comm_, s, lead_);
     if (!lead_) return {};

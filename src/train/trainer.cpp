@@ -95,6 +95,8 @@ Trainer::End Trainer::run(const std::function<void(const EpochLog&)>& on_epoch,
     on_epoch(log);
     if (!log.finite) return End::NonFinite;
   }
+  // No step boundary is left: a stop answered since the last one (sharded, carried by the last
+  // epoch's sum to every rank alike) leaves the run Done, its final files to be written.
   return End::Done;
 }
 
