@@ -75,6 +75,16 @@ class Single : public Comm {
   std::string from_rank0(const std::string&, const std::string& text) override { return text; }
 };
 
+// The store at `port`: its server (rank 0, never waiting for the others) or a client.
+c10d::TCPStoreOptions store_options(int port, bool server, std::chrono::milliseconds timeout) {
+  c10d::TCPStoreOptions o;
+  o.port = uint16_t(port);
+  o.isServer = server;
+  o.waitWorkers = false;
+  o.timeout = timeout;
+  return o;
+}
+
 // Silences stderr while one lives (counted: ranks may be threads of one process): c10d's socket
 // code logs its retries there, and a failed rendezvous gets one line of its own instead.
 class QuietStderr {
@@ -202,11 +212,7 @@ class Rendezvous {
 
   // Rank 0: the store's server. A port in use is named as such, never waited out.
   Store host() {
-    c10d::TCPStoreOptions o;
-    o.port = uint16_t(l_.master_port);
-    o.isServer = true;
-    o.waitWorkers = false;
-    o.timeout = timeout_;
+    const c10d::TCPStoreOptions o = store_options(l_.master_port, true, timeout_);
     try {
       QuietStderr quiet;
       Store s = c10::make_intrusive<c10d::TCPStore>(l_.master_addr, o);
@@ -238,11 +244,7 @@ class Rendezvous {
 
   // A client that answered within kTry; null (with why_) when none did.
   Store client() {
-    c10d::TCPStoreOptions o;
-    o.port = uint16_t(l_.master_port);
-    o.isServer = false;
-    o.waitWorkers = false;
-    o.timeout = kTry;
+    const c10d::TCPStoreOptions o = store_options(l_.master_port, false, kTry);
     Store s;
     try {
       QuietStderr quiet;
@@ -498,11 +500,7 @@ class C10dComm : public Comm {
   void beat() {
     c10::intrusive_ptr<c10d::TCPStore> own;
     try {
-      c10d::TCPStoreOptions o;
-      o.port = uint16_t(launch_.master_port);
-      o.isServer = false;
-      o.waitWorkers = false;
-      o.timeout = timeout_;
+      const c10d::TCPStoreOptions o = store_options(launch_.master_port, false, timeout_);
       QuietStderr quiet;
       own = c10::make_intrusive<c10d::TCPStore>(launch_.master_addr, o);
     } catch (const std::exception&) {
