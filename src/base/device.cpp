@@ -2,10 +2,14 @@
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <alloca.h>
 #include <dlfcn.h>
 #include <fmt/format.h>
 #include <sched.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <future>
 #include <system_error>
 #include <thread>
@@ -44,6 +48,51 @@ int64_t cores_available() {
   CPU_ZERO(&set);
   if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
   return std::max(1u, std::thread::hardware_concurrency());
+}
+
+namespace {
+
+constexpr char kPolicy[] = "OMP_WAIT_POLICY=", kSpin[] = "GOMP_SPINCOUNT=",
+               kMarker[] = "MMDFLOW_WAIT_PASSIVELY=1";
+bool g_passive_by_default = false;
+
+bool starts_with(const char* s, const char* prefix) {
+  return std::strncmp(s, prefix, std::strlen(prefix)) == 0;
+}
+
+}  // namespace
+
+void reexec_to_wait_passively(char** argv, char** envp) {
+  size_t n = 0;
+  for (; envp && envp[n]; ++n)
+    if (starts_with(envp[n], kPolicy) || starts_with(envp[n], kSpin) ||
+        std::strcmp(envp[n], kMarker) == 0)
+      return;  // the user's setting, or executed again already
+  char** env = static_cast<char**>(alloca((n + 3) * sizeof(char*)));
+  for (size_t i = 0; i < n; ++i) env[i] = envp[i];
+  env[n] = const_cast<char*>("OMP_WAIT_POLICY=passive");
+  env[n + 1] = const_cast<char*>(kMarker);
+  env[n + 2] = nullptr;
+  execve("/proc/self/exe", argv, env);  // on failure, libgomp's default
+}
+
+void settle_wait_policy() {
+  const char* marker = std::getenv("MMDFLOW_WAIT_PASSIVELY");
+  if (!marker) return;
+  g_passive_by_default = true;
+  unsetenv("MMDFLOW_WAIT_PASSIVELY");
+  unsetenv("OMP_WAIT_POLICY");
+}
+
+std::string wait_policy() {
+  if (g_passive_by_default) return "passive (mmdflow's default)";
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  const char* spin = std::getenv("GOMP_SPINCOUNT");
+  if (!policy && !spin) return "libgomp's default (spinning about 3 ms)";
+  std::string out;
+  if (policy) out = std::string(kPolicy) + policy;
+  if (spin) out += (out.empty() ? "" : " ") + std::string(kSpin) + spin;
+  return out + " (the environment's)";
 }
 
 namespace {

@@ -15,6 +15,23 @@ int64_t cores_available();
 // single-threaded BLAS calls, as the fused kernels parallelise over particle blocks themselves;
 // returns the count in use. Throws std::runtime_error when the threads cannot be started.
 int64_t set_threads(int64_t n);
+// OpenMP's threads (libgomp, behind ATen's parallel_for) wait for work passively
+// (OMP_WAIT_POLICY=passive: asleep in the kernel) unless the environment sets OMP_WAIT_POLICY or
+// GOMP_SPINCOUNT. By default they spin about 3 ms before sleeping, and on cores shared with other
+// processes a step then waits for a descheduled thread while its peers spin: the paper step took
+// 60 times as long at 2 threads as at 1 with two busy processes on 2 cores (docs/performance.md).
+// libgomp reads the variables once, in its initialiser, before main: the executable's preinit
+// function (src/cli/main.cpp), which runs before any library's initialiser, calls
+// reexec_to_wait_passively(), which executes the program again with the variable added and a
+// marker, and main calls settle_wait_policy() first, which removes both from the environment (the
+// program's children choose for themselves). Only async-signal-safe calls in the first: libc is
+// not initialised yet.
+void reexec_to_wait_passively(char** argv, char** envp);
+void settle_wait_policy();
+// How OpenMP's threads wait, for reports: "passive (mmdflow's default)", or the environment's
+// OMP_WAIT_POLICY and GOMP_SPINCOUNT ("libgomp's default" where neither is set).
+std::string wait_policy();
+
 // Threads of OpenBLAS's own pool (where OpenBLAS is the BLAS in use), e.g. for a reference
 // matrix product.
 void set_blas_threads(int64_t n);
