@@ -15,6 +15,7 @@
 #include "src/base/random.h"
 #include "src/cli/bench_exact.h"
 #include "src/cli/bench_fma.h"
+#include "src/cli/bench_load.h"
 #include "src/cli/bench_samples.h"
 #include "src/flow/flow.h"
 #include "src/kernels/isa.h"
@@ -201,8 +202,20 @@ int openblas_core_bits(std::string core) {
   return 0;
 }
 
-std::string blas_warning(const BlasInfo& blas, int bits, double sgemm, double peak) {
+std::string blas_warning(const BlasInfo& blas, int bits, double sgemm, double peak, double share) {
   if (sgemm >= 0.25 * peak) return "";
+  const std::string head = fmt::format(
+      "warning: BLAS runs the float32 product at {:.0f} GFLOP/s, {:.0f}% of the FMA peak", sgemm,
+      100.0 * sgemm / peak);
+  // Other processes on the cores slow the product by the share of the time it had: its rate on
+  // that time is BLAS's own.
+  const bool shared = share < 0.8;
+  if (shared && sgemm / share >= 0.25 * peak)
+    return fmt::format(
+        "{}, with {:.0f}% of its threads' time: other processes share the cores (on the time it "
+        "had, {:.0f}% of the peak, no BLAS fault); this run's figures are low by as much, time "
+        "on a quiet machine",
+        head, 100.0 * share, 100.0 * sgemm / share / peak);
   std::string cause = "the BLAS library is slow on this CPU", fix = "link an optimised BLAS";
   if (!blas.core.empty() && blas.core_bits > 0 && blas.core_bits < bits && bits >= 256) {
     cause = fmt::format("OpenBLAS chose core {} ({}-bit kernels) for a CPU with {}-bit FMA",
@@ -210,13 +223,12 @@ std::string blas_warning(const BlasInfo& blas, int bits, double sgemm, double pe
     fix = fmt::format("run with OPENBLAS_CORETYPE={} (mmdflow never sets it)",
                       bits == 512 ? "SkylakeX" : "Haswell");
   } else if (!blas.core.empty()) {
-    cause = fmt::format("OpenBLAS runs core {}, or other processes share the cores", blas.core);
-    fix = "check the load, or try another OPENBLAS_CORETYPE";
+    cause = fmt::format("OpenBLAS runs core {}", blas.core);
+    fix = "try another OPENBLAS_CORETYPE";
   }
   return fmt::format(
-      "warning: BLAS runs the float32 product at {:.0f} GFLOP/s, {:.0f}% of the FMA peak: {}; "
-      "{}",
-      sgemm, 100.0 * sgemm / peak, cause, fix);
+      "{}{}: {}; {}", head,
+      shared ? fmt::format(" (with {:.0f}% of its threads' time)", 100.0 * share) : "", cause, fix);
 }
 
 namespace {
@@ -227,13 +239,17 @@ struct Machine {
   double peak = 0, fma = 0, ghz = 0;
   int lanes = 0;
   int64_t threads = 1, cores = 1;
+  Contention load;  // on the cores during the reference product (this process's)
 };
 
 Machine measure_machine(c10::Device dev, Comm& comm) {
   Machine m;
   m.threads = at::get_num_threads();
   set_blas_threads(m.threads);  // the reference uses every core through BLAS, on every rank at once
-  m.peak = total(comm, matmul_gflops(dev, 2048, 2048, 2048, 5));
+  const Usage start = usage_now();
+  const double ref = matmul_gflops(dev, 2048, 2048, 2048, 5);
+  m.load = contention_since(start, m.threads);
+  m.peak = total(comm, ref);
   set_blas_threads(1);
   m.fma = total(comm, fma_peak_gflops(m.threads));
   m.ghz = clock_ghz();
@@ -245,7 +261,7 @@ Machine measure_machine(c10::Device dev, Comm& comm) {
 // The lead's lines before the table: the setting, the paths, BLAS, the peak and the reference,
 // what the columns count.
 void print_header(const Config& cfg, const Machine& m, c10::Device dev, int world, int64_t B,
-                  bool dense, int products) {
+                  bool dense, int products, bool table) {
   const ParticleFamily fam = family_of(cfg);
   const double beta = cfg.noise.beta0;
   fmt::print(
@@ -255,6 +271,7 @@ void print_header(const Config& cfg, const Machine& m, c10::Device dev, int worl
       fam.hidden, fam.outputs, cfg.teacher.particles, B, beta,
       beta > 0 ? "noise injection" : "plain flow");
   fmt::print("{}\n", path_line());
+  fmt::print("OpenMP threads wait: {}\n", wait_policy());
   const BlasInfo blas = find_blas();
   fmt::print("BLAS: {}{}{}\n", blas.name,
              blas.core.empty()
@@ -278,8 +295,11 @@ void print_header(const Config& cfg, const Machine& m, c10::Device dev, int worl
       "of the FMA peak\n",
       m.peak, world > 1 ? ", summed over the processes running it at once" : "",
       100.0 * m.peak / m.fma);
-  if (const std::string w = blas_warning(blas, cpu_vector_bits(), m.peak, m.fma); !w.empty())
+  fmt::print("during the reference product: {}\n", describe(m.load, m.threads));
+  if (const std::string w = blas_warning(blas, cpu_vector_bits(), m.peak, m.fma, m.load.share);
+      !w.empty())
     fmt::print("{}\n", w);
+  if (!table) return;
   if (dense) {
     fmt::print(
         "dense layout: GFLOP/s count the products of a step with the second layer (4: S1 W2^T "
@@ -299,32 +319,56 @@ void print_header(const Config& cfg, const Machine& m, c10::Device dev, int worl
              world > 1 ? fmt::format(" {:>7}", "comm") : "");
 }
 
-// Steps of the MMD flow (noise injection at beta0) on a student of N particles: the median ms
-// per step after the warm-up, and the mean share of a step in communication.
+// Steps of the MMD flow (noise injection at beta0) on a student of N particles, ready to time.
+class StepBench {
+ public:
+  StepBench(const Config& cfg, int64_t N, int64_t B, c10::Device dev, at::Generator& gen,
+            Comm& comm)
+      : cfg_(with_particles(cfg, N)),
+        dev_(dev),
+        teacher_(make_teacher(cfg_, dev, gen)),
+        student_(make_student(cfg_, dev, gen, shard_of(cfg_, comm.rank(), comm.world()))),
+        batch_(make_dataset(cfg.data.input, B, teacher_, gen)),
+        reduce_(comm) {
+    so_.step_size = cfg.flow.step_size;
+    so_.beta = cfg.noise.beta0;
+  }
+
+  // ms of step r (its noise drawn from the seed and r).
+  double step(int64_t r) {
+    const auto t = clock_type::now();
+    so_.noise_seed = sub_seed(cfg_.seed, uint64_t(r));
+    const StepStats st = flow_step(*student_, batch_.X, batch_.Y, so_, at::Tensor(), reduce_);
+    sync(dev_, st.loss);
+    return 1e3 * seconds_since(t);
+  }
+
+ private:
+  static Config with_particles(Config c, int64_t N) {
+    c.student.particles = N;
+    return c;
+  }
+  Config cfg_;
+  c10::Device dev_;
+  ParticleNet teacher_;
+  std::unique_ptr<Student> student_;
+  Dataset batch_;
+  CommReducer reduce_;
+  StepOptions so_;  // the MMD flow with noise injection
+};
+
+// The median ms per step after the warm-up, and the mean share of a step in communication.
 struct Timing {
   double ms = 0, comm_share = 0;
 };
 
-Timing time_steps(const Config& cfg, int64_t N, int64_t B, c10::Device dev, at::Generator& gen,
-                  const BenchOptions& opt, Comm& comm) {
-  Config c = cfg;
-  c.student.particles = N;
-  ParticleNet teacher = make_teacher(c, dev, gen);
-  auto student = make_student(c, dev, gen, shard_of(c, comm.rank(), comm.world()));
-  Dataset batch = make_dataset(cfg.data.input, B, teacher, gen);
-  CommReducer reduce(comm);
-  StepOptions so;  // the MMD flow with noise injection
-  so.step_size = cfg.flow.step_size;
-  so.beta = cfg.noise.beta0;
+Timing time_steps(StepBench& sb, const BenchOptions& opt, Comm& comm) {
   std::vector<double> ms, comm_ms;
   for (int64_t r = 0; r < opt.warmup + opt.repeats; ++r) {
-    auto t = clock_type::now();
     const double c0 = comm.seconds();
-    so.noise_seed = sub_seed(cfg.seed, uint64_t(r));
-    StepStats st = flow_step(*student, batch.X, batch.Y, so, at::Tensor(), reduce);
-    sync(dev, st.loss);
+    const double t = sb.step(r);
     if (r >= opt.warmup) {
-      ms.push_back(1e3 * seconds_since(t));
+      ms.push_back(t);
       comm_ms.push_back(1e3 * (comm.seconds() - c0));
     }
   }
@@ -332,6 +376,53 @@ Timing time_steps(const Config& cfg, int64_t N, int64_t B, c10::Device dev, at::
   out.ms = median(ms);
   for (size_t i = 0; i < ms.size(); ++i) out.comm_share += comm_ms[i] / ms[i] / double(ms.size());
   return out;
+}
+
+// bench --busy: the steps at `threads` threads and at one thread, alternating in rounds of up to
+// 10 timed steps (each after one untimed step at its count), `opt.repeats` timed steps each, with
+// opt.busy busy-loop processes on the cores; prints one row per size.
+void run_busy_bench(const Config& cfg, const std::vector<int64_t>& sizes, int64_t B,
+                    c10::Device dev, int64_t threads, const BenchOptions& opt, Comm& comm) {
+  at::Generator gen = make_generator(c10::Device(c10::kCPU), cfg.seed);
+  std::vector<std::unique_ptr<StepBench>> benches;
+  for (int64_t N : sizes) benches.push_back(std::make_unique<StepBench>(cfg, N, B, dev, gen, comm));
+  for (auto& sb : benches)  // warm, before the busy loops start
+    for (int64_t r = 0; r < opt.warmup; ++r) sb->step(r);
+  const BusyLoops busy(opt.busy);
+  std::string pids;
+  for (pid_t p : busy.pids()) pids += fmt::format(" {}", p);
+  fmt::print(
+      "busy: {} busy-loop process{} (pid{}{}) on {} core{}; {} and 1 thread alternate in rounds "
+      "of up to 10 steps, {} timed steps each\n",
+      opt.busy, opt.busy == 1 ? "" : "es", opt.busy == 1 ? "" : "s", pids, cores_available(),
+      cores_available() == 1 ? "" : "s", threads, opt.repeats);
+  const std::string t = fmt::format("{}t", threads);
+  fmt::print("{:>9} {:>11} {:>11} {:>11} {:>11} {:>13} {:>12}\n", "N", "median-" + t, "worst-" + t,
+             "median-1t", "worst-1t", "median-ratio", "worst-ratio");
+  std::fflush(stdout);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    StepBench& sb = *benches[i];
+    std::vector<double> many, one;
+    for (int64_t done = 0, r = opt.warmup; done < opt.repeats;) {
+      const int64_t round = std::min<int64_t>(10, opt.repeats - done);
+      for (const int64_t n : {threads, int64_t(1)}) {
+        at::set_num_threads(int(n));
+        sb.step(r++);
+        for (int64_t k = 0; k < round; ++k) (n == 1 ? one : many).push_back(sb.step(r++));
+      }
+      done += round;
+    }
+    at::set_num_threads(int(threads));
+    const double worst_many = *std::max_element(many.begin(), many.end());
+    const double worst_one = *std::max_element(one.begin(), one.end());
+    fmt::print("{:>9} {:>11.3f} {:>11.3f} {:>11.3f} {:>11.3f} {:>12.2f}x {:>11.2f}x\n", sizes[i],
+               median(many), worst_many, median(one), worst_one, median(many) / median(one),
+               worst_many / worst_one);
+    fmt::print(
+        "    after these steps: load {:.2f} (1 minute), {} runnable threads of other processes\n",
+        load_average(), others_runnable());
+    std::fflush(stdout);
+  }
 }
 
 }  // namespace
@@ -358,10 +449,12 @@ void run_bench(Config cfg, const BenchOptions& opt, Comm& comm) {
   const int world = comm.world();
   const bool lead = comm.rank() == 0;
   const Machine m = measure_machine(dev, comm);
-  if (lead) print_header(cfg, m, dev, world, B, dense, products);
+  if (lead) print_header(cfg, m, dev, world, B, dense, products, opt.busy == 0);
+  if (opt.busy > 0) return run_busy_bench(cfg, sizes, B, dev, m.threads, opt, comm);
   at::Generator gen = make_generator(c10::Device(c10::kCPU), cfg.seed);
   for (int64_t N : sizes) {
-    const Timing t = time_steps(cfg, N, B, dev, gen, opt, comm);
+    StepBench sb(cfg, N, B, dev, gen, comm);
+    const Timing t = time_steps(sb, opt, comm);
     const double gflops = products * product_flops(N) / (t.ms * 1e-3) / 1e9;
     set_blas_threads(m.threads);  // BLAS alone on one product of this size
     const double shape = dense ? matmul_gflops(dev, B, N * fam.hidden, N * fam.outputs, 5)

@@ -15,6 +15,8 @@ struct BenchOptions {
   int64_t batch = 0;               // 0: the config's train.batch
   int64_t repeats = 20;
   int64_t warmup = 3;
+  int64_t busy = 0;  // > 0: the steps at the configured threads against one thread, under this
+                     // many busy-loop processes (block or dense layout, one process)
 };
 
 // The BLAS library behind ATen's products: OpenBLAS reports its version and the core it chose.
@@ -35,8 +37,11 @@ int openblas_core_bits(std::string core);
 
 // What a slow BLAS is, and what fixes it: one line, or empty when the float32 product (sgemm
 // GFLOP/s) runs at a quarter or more of the FMA peak (peak GFLOP/s) of a CPU whose widest
-// multiply-add vectors have `cpu_bits`. OPENBLAS_CORETYPE is only named, never set.
-std::string blas_warning(const BlasInfo& blas, int cpu_bits, double sgemm, double peak);
+// multiply-add vectors have `cpu_bits`. `share` is the CPU time the product's threads had over
+// its wall time: below 0.8, and fast enough on that time, other processes are named as the cause,
+// not BLAS. OPENBLAS_CORETYPE is only named, never set.
+std::string blas_warning(const BlasInfo& blas, int cpu_bits, double sgemm, double peak,
+                         double share);
 
 // Prints a table to stdout (rank 0), after the kernels' path, the BLAS library and the FMA peak.
 // Sharded (comm of world > 1), every rank steps its shard of each size, and the share of a step

@@ -116,7 +116,11 @@ int cmd_bench(int argc, char** argv) {
                   cxxopts::value<std::string>())(
       "batch", "inputs per step (default: the config's train.batch)",
       cxxopts::value<std::string>())("repeats", "timed steps per size",
-                                     cxxopts::value<std::string>()->default_value("20"));
+                                     cxxopts::value<std::string>()->default_value("20"))(
+      "busy",
+      "start K busy-loop processes and time the step at the configured threads against one "
+      "thread under them (median and worst of --repeats steps each)",
+      cxxopts::value<std::string>());
   auto r = parse(o, argc, argv);
   if (!r) return kOk;
   const Launch launch = launch_of_process();
@@ -126,6 +130,14 @@ int cmd_bench(int argc, char** argv) {
   if (r->count("particles")) bo.particles = parse_sizes((*r)["particles"].as<std::string>());
   if (r->count("batch")) bo.batch = int_option(*r, "batch", 1, 1 << 24);
   bo.repeats = int_option(*r, "repeats", 1, 1000000);
+  if (r->count("busy")) {
+    bo.busy = int_option(*r, "busy", 1, 1024);
+    if (launch.world > 1)
+      throw UsageError(fmt::format("--busy: one process only (WORLD_SIZE is {})", launch.world));
+    if (cfg.samples() || cfg.flow.kernel == Witness::Exact)
+      throw UsageError(
+          "--busy: times the network's step (not the samples family or the exact kernel)");
+  }
   std::unique_ptr<Comm> comm = comm_of(launch, cfg, "bench");
   Config largest = cfg;  // as run_bench runs its largest size: the MMD flow, block layout
   largest.flow.method = Method::MMD;

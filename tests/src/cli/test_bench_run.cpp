@@ -1,11 +1,17 @@
 // mmdflow bench end to end: the kernels' path (and MMDFLOW_ISA), the BLAS library, the FMA peak,
 // one row per size, and the dense layout.
 #include <gtest/gtest.h>
+#include <signal.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <regex>
+#include <sstream>
+#include <thread>
 
 #include "src/base/errors.h"
+#include "src/base/io.h"
 #include "src/kernels/isa.h"
 #include "tests/cli.h"
 
@@ -35,6 +41,108 @@ TEST(Bench, TimesTheDenseLayoutWhenTheConfigAsksForIt) {
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("dense layout: GFLOP/s count"), std::string::npos) << r.output;
   EXPECT_TRUE(std::regex_search(r.output, std::regex("\n +40 +[0-9.]+ ")));
+}
+
+// The pids in "busy: K busy-loop processes (pids A B) ...".
+std::vector<pid_t> busy_pids(const std::string& output) {
+  std::smatch m;
+  std::vector<pid_t> pids;
+  if (!std::regex_search(output, m,
+                         std::regex("busy: [0-9]+ busy-loop process(es)? \\(pids?([ 0-9]+)\\)")))
+    return pids;
+  std::stringstream ss(m[2].str());
+  for (pid_t p; ss >> p;) pids.push_back(p);
+  return pids;
+}
+
+bool gone(pid_t pid) {  // no process, or a zombie not yet reaped by its new parent
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t paren = text.rfind(')');
+  return paren == std::string::npos || text.compare(paren, 3, ") Z") == 0;
+}
+
+// bench --busy K: the step at the default threads and at one thread under K busy-loop processes,
+// median and worst of each and their ratios, one row per size; the loops end with the bench.
+TEST(Bench, BusyComparesDefaultThreadsWithOneThreadUnderBusyLoops) {
+  const test::Result r =
+      test::run("bench --particles 100,200 --repeats 3 --set train.batch=10 --busy 2");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const std::vector<pid_t> pids = busy_pids(r.output);
+  EXPECT_EQ(pids.size(), 2u) << r.output;
+  for (pid_t p : pids) EXPECT_TRUE(gone(p)) << p;
+  EXPECT_NE(r.output.find("median-1t    worst-1t  median-ratio  worst-ratio"), std::string::npos)
+      << r.output;
+  for (const char* n : {"100", "200"})
+    EXPECT_TRUE(std::regex_search(
+        r.output, std::regex(std::string("\n +") + n + "( +[0-9.]+){4} +[0-9.]+x +[0-9.]+x\n")))
+        << n << " in " << r.output;
+  EXPECT_TRUE(std::regex_search(r.output, std::regex("runnable threads? of other processes")))
+      << r.output;
+}
+
+TEST(Bench, BusyLoopsEndWhenASignalEndsTheBench) {
+  const std::string log = test::scratch("busy_signal") + ".txt";
+  const pid_t pid =
+      test::spawn("bench --particles 100 --repeats 1000000 --set train.batch=10 --busy 2", log);
+  std::vector<pid_t> pids;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  while (pids.empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    pids = busy_pids(read_file(log));
+  }
+  ASSERT_EQ(pids.size(), 2u) << read_file(log);
+  kill(pid, SIGTERM);
+  EXPECT_EQ(test::wait_code(pid), 128 + SIGTERM);
+  for (pid_t p : pids) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!gone(p) && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_TRUE(gone(p)) << p;
+  }
+}
+
+TEST(Bench, BusyIsForTheNetworkStepInOneProcess) {
+  const test::Result r = test::run(
+      "bench --busy 1 --set flow.kernel=exact --set model.hidden=1 --set model.output=identity "
+      "--set dtype=float64");
+  EXPECT_EQ(r.code, kBadInput) << r.output;
+  EXPECT_NE(r.output.find("--busy: times the network's step"), std::string::npos) << r.output;
+}
+
+// OpenMP's threads wait passively unless the environment sets OMP_WAIT_POLICY or GOMP_SPINCOUNT
+// (libgomp prints what it read with OMP_DISPLAY_ENV: a spin count of 0 is the passive policy).
+class WaitPolicyEnvironment : public testing::Test {
+ protected:
+  void TearDown() override {
+    for (const char* v : {"OMP_DISPLAY_ENV", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"}) unsetenv(v);
+  }
+};
+
+TEST_F(WaitPolicyEnvironment, PassiveUnlessTheEnvironmentSaysOtherwise) {
+  for (const char* v : {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"}) unsetenv(v);
+  setenv("OMP_DISPLAY_ENV", "verbose", 1);
+  test::Result r = test::run("--version");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("GOMP_SPINCOUNT = '0'"), std::string::npos) << r.output;
+  unsetenv("OMP_DISPLAY_ENV");
+  r = test::run("bench --particles 100 --repeats 1 --set train.batch=10");
+  EXPECT_NE(r.output.find("\nOpenMP threads wait: passive (mmdflow's default)\n"),
+            std::string::npos)
+      << r.output;
+  setenv("OMP_DISPLAY_ENV", "verbose", 1);
+  setenv("OMP_WAIT_POLICY", "active", 1);
+  r = test::run("--version");
+  EXPECT_NE(r.output.find("OMP_WAIT_POLICY = 'ACTIVE'"), std::string::npos) << r.output;
+  unsetenv("OMP_WAIT_POLICY");
+  setenv("GOMP_SPINCOUNT", "1234", 1);
+  r = test::run("--version");
+  EXPECT_NE(r.output.find("GOMP_SPINCOUNT = '1234'"), std::string::npos) << r.output;
+  unsetenv("OMP_DISPLAY_ENV");
+  r = test::run("bench --particles 100 --repeats 1 --set train.batch=10");
+  EXPECT_NE(r.output.find("\nOpenMP threads wait: GOMP_SPINCOUNT=1234 (the environment's)\n"),
+            std::string::npos)
+      << r.output;
 }
 
 // MMDFLOW_ISA in the environment of a run: the bench prints the path; bad values exit 2.
