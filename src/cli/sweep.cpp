@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <csignal>
@@ -14,8 +15,8 @@
 #include <functional>
 #include <map>
 #include <sstream>
-#include <thread>
 
+#include "src/base/device.h"
 #include "src/base/io.h"
 #include "src/cli/options.h"
 #include "src/train/run_folder.h"
@@ -393,9 +394,18 @@ int run_all(const std::vector<Run*>& todo, int64_t jobs, const std::string& self
 int run_sweep(const SweepOptions& opt, const std::string& self_exe) {
   Config cfg = load_config(opt.config_path, opt.sets);
   const int64_t seeds = opt.seeds > 0 ? opt.seeds : cfg.sweep.seeds;
-  const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
+  const int64_t cores = cores_available();
   const int64_t jobs = opt.jobs > 0 ? opt.jobs : cores;
-  const int64_t threads = std::max<int64_t>(1, cores / jobs);
+  // The cores are split among the jobs, unless --set threads=N asks N for every run.
+  const bool threads_set = std::any_of(opt.sets.begin(), opt.sets.end(), [](const std::string& s) {
+    return s.compare(0, s.find('='), "threads") == 0;
+  });
+  const int64_t threads = threads_set ? cfg.threads : std::max<int64_t>(1, cores / jobs);
+  if (!threads_set && cfg.threads != 0 && cfg.threads != threads)
+    print_message(fmt::format(
+        "mmdflow sweep: {}'s threads = {} is replaced by {} ({} cores / {} jobs); --set "
+        "threads={} keeps it\n",
+        opt.config_path, cfg.threads, threads, cores, jobs, cfg.threads));
   const std::vector<Setting> settings = settings_of(cfg, opt.grid);
   Config base = cfg;
   base.sweep = Config::Sweep{};
@@ -439,8 +449,8 @@ int run_sweep(const SweepOptions& opt, const std::string& self_exe) {
   fmt::print(
       "mmdflow sweep: {} settings x {} seeds = {} runs, {} complete, {} to run; {} jobs of "
       "{} threads -> {}\n",
-      settings.size(), seeds, runs.size(), runs.size() - todo.size(), todo.size(), jobs, threads,
-      opt.out);
+      settings.size(), seeds, runs.size(), runs.size() - todo.size(), todo.size(), jobs,
+      threads > 0 ? std::to_string(threads) : "one-per-core", opt.out);
   std::fflush(stdout);
   const int failures = run_all(todo, jobs, self_exe, args);
   write_tables(opt.out, settings, runs);

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "src/base/device.h"
 #include "src/base/io.h"
 #include "src/train/config.h"
 #include "tests/cli.h"
@@ -128,6 +129,29 @@ TEST(Sweep, PlanAndCollect) {
   plan = run("sweep --config " + tiny_study() + " --plan --out " + out);
   EXPECT_EQ(std::count(plan.output.begin(), plan.output.end(), '\n'), 2) << plan.output;
   EXPECT_EQ(run("sweep --config " + tiny_study() + " --plan --collect --out " + out).code, 2);
+}
+
+// Each run gets the cores / --jobs threads, unless --set threads=N asks N; a config file's threads
+// key is replaced, with one line saying so.
+TEST(Sweep, SetThreadsIsHonouredAndAConfigsThreadsReplacedAloud) {
+  const int64_t cores = cores_available(), other = cores + 3;
+  const std::string out = scratch("sweep_threads");
+  test::Result r = run("sweep --config " + tiny_study() +
+                       " --jobs 1 --set threads=" + std::to_string(other) + " --plan --out " + out);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(load_config(out + "/base.yaml").threads, other);
+  EXPECT_EQ(r.output.find("replaced"), std::string::npos) << r.output;
+  const std::string study = scratch("study_threads") + ".yaml";
+  write_file_atomic(study, read_file(tiny_study()) + "threads: " + std::to_string(other) + "\n");
+  fs::remove_all(out);
+  r = run("sweep --config " + study + " --jobs 1 --plan --out " + out);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(load_config(out + "/base.yaml").threads, cores);
+  EXPECT_NE(r.output.find("threads = " + std::to_string(other) + " is replaced by " +
+                          std::to_string(cores) + " (" + std::to_string(cores) +
+                          " cores / 1 jobs); --set threads=" + std::to_string(other) + " keeps it"),
+            std::string::npos)
+      << r.output;
 }
 
 // A rerun into a sweep folder runs the settings it ran: another base is refused, naming the key;
