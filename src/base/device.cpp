@@ -62,7 +62,12 @@ bool starts_with(const char* s, const char* prefix) {
 
 }  // namespace
 
-void reexec_to_wait_passively(char** argv, char** envp) {
+void reexec_to_wait_passively(int argc, char** argv, char** envp) {
+  for (int i = 1; i < argc; ++i)  // one thread: no OpenMP team to wait in
+    if (std::strcmp(argv[i], "--threads=1") == 0 || std::strcmp(argv[i], "threads=1") == 0 ||
+        (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc &&
+         std::strcmp(argv[i + 1], "1") == 0))
+      return;
   size_t n = 0;
   for (; envp && envp[n]; ++n)
     if (starts_with(envp[n], kPolicy) || starts_with(envp[n], kSpin) ||

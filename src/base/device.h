@@ -25,8 +25,9 @@ int64_t set_threads(int64_t n);
 // reexec_to_wait_passively(), which executes the program again with the variable added and a
 // marker, and main calls settle_wait_policy() first, which removes both from the environment (the
 // program's children choose for themselves). Only async-signal-safe calls in the first: libc is
-// not initialised yet.
-void reexec_to_wait_passively(char** argv, char** envp);
+// not initialised yet. Each execution costs about 0.15 s of loading; a command line asking for
+// one thread (`--threads 1`, `--set threads=1`) skips it.
+void reexec_to_wait_passively(int argc, char** argv, char** envp);
 void settle_wait_policy();
 // How OpenMP's threads wait, for reports: "passive (mmdflow's default)", or the environment's
 // OMP_WAIT_POLICY and GOMP_SPINCOUNT ("libgomp's default" where neither is set).

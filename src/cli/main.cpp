@@ -4,7 +4,9 @@
 namespace {
 
 // Before any library's initialiser (src/base/device.h).
-void preinit(int, char** argv, char** envp) { mmdflow::reexec_to_wait_passively(argv, envp); }
+void preinit(int argc, char** argv, char** envp) {
+  mmdflow::reexec_to_wait_passively(argc, argv, envp);
+}
 __attribute__((section(".preinit_array"), used)) void (*const g_preinit)(int, char**,
                                                                          char**) = preinit;
 

@@ -132,6 +132,8 @@ TEST_F(WaitPolicyEnvironment, PassiveUnlessTheEnvironmentSaysOtherwise) {
   test::Result r = test::run("--version");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("GOMP_SPINCOUNT = '0'"), std::string::npos) << r.output;
+  r = test::run("--version --threads 1");  // one thread: no team to wait in, no second execution
+  EXPECT_NE(r.output.find("GOMP_SPINCOUNT = '300000'"), std::string::npos) << r.output;
   unsetenv("OMP_DISPLAY_ENV");
   r = test::run("bench --particles 100 --repeats 1 --set train.batch=10");
   EXPECT_NE(r.output.find("\nOpenMP threads wait: passive (mmdflow's default)\n"),
