@@ -2,15 +2,18 @@
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
-#include <alloca.h>
+#include <dirent.h>
 #include <dlfcn.h>
 #include <fmt/format.h>
 #include <sched.h>
-#include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
-#include <cstring>
+#include <fstream>
 #include <future>
+#include <iterator>
+#include <limits>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -52,45 +55,75 @@ int64_t cores_available() {
 
 namespace {
 
-constexpr char kPolicy[] = "OMP_WAIT_POLICY=", kSpin[] = "GOMP_SPINCOUNT=",
-               kMarker[] = "MMDFLOW_WAIT_PASSIVELY=1";
-bool g_passive_by_default = false;
+constexpr char kPolicy[] = "OMP_WAIT_POLICY=", kSpin[] = "GOMP_SPINCOUNT=";
 
-bool starts_with(const char* s, const char* prefix) {
-  return std::strncmp(s, prefix, std::strlen(prefix)) == 0;
+// The runnable threads of the machine (/proc/stat's procs_running); -1 where unreadable.
+int64_t running_on_machine() {
+  std::ifstream in("/proc/stat");
+  for (std::string key; in >> key;) {
+    if (key == "procs_running") {
+      int64_t n = -1;
+      in >> n;
+      return n;
+    }
+    in.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  return -1;
 }
+
+// This process's running threads (state R in /proc/self/task/*/stat); -1 where unreadable.
+int64_t running_here() {
+  DIR* dir = opendir("/proc/self/task");
+  if (!dir) return -1;
+  int64_t n = 0;
+  while (const dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream in(std::string("/proc/self/task/") + e->d_name + "/stat");
+    const std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t close = stat.rfind(')');  // the name may hold spaces and parentheses
+    if (close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'R') ++n;
+  }
+  closedir(dir);
+  return n;
+}
+
+struct Follow {
+  int64_t most = 0, now = 0;
+  int ups = 0, downs = 0;  // readings in a row that asked for more, for fewer threads
+  std::chrono::steady_clock::time_point last;
+};
+Follow g_follow;
 
 }  // namespace
 
-void reexec_to_wait_passively(int argc, char** argv, char** envp) {
-  for (int i = 1; i < argc; ++i)  // one thread: no OpenMP team to wait in
-    if (std::strcmp(argv[i], "--threads=1") == 0 || std::strcmp(argv[i], "threads=1") == 0 ||
-        (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc &&
-         std::strcmp(argv[i + 1], "1") == 0))
-      return;
-  size_t n = 0;
-  for (; envp && envp[n]; ++n)
-    if (starts_with(envp[n], kPolicy) || starts_with(envp[n], kSpin) ||
-        std::strcmp(envp[n], kMarker) == 0)
-      return;  // the user's setting, or executed again already
-  char** env = static_cast<char**>(alloca((n + 3) * sizeof(char*)));
-  for (size_t i = 0; i < n; ++i) env[i] = envp[i];
-  env[n] = const_cast<char*>("OMP_WAIT_POLICY=passive");
-  env[n + 1] = const_cast<char*>(kMarker);
-  env[n + 2] = nullptr;
-  execve("/proc/self/exe", argv, env);  // on failure, libgomp's default
+void follow_load_with(int64_t most) {
+  g_follow = Follow{most, int64_t(at::get_num_threads()), 0, 0, {}};
 }
 
-void settle_wait_policy() {
-  const char* marker = std::getenv("MMDFLOW_WAIT_PASSIVELY");
-  if (!marker) return;
-  g_passive_by_default = true;
-  unsetenv("MMDFLOW_WAIT_PASSIVELY");
-  unsetenv("OMP_WAIT_POLICY");
+int64_t followed_most() { return g_follow.most; }
+int64_t followed_threads() { return g_follow.now; }
+
+void follow_load() {
+  Follow& f = g_follow;
+  if (f.most < 2) return;
+  const auto t = std::chrono::steady_clock::now();
+  if (t - f.last < std::chrono::milliseconds(50)) return;
+  f.last = t;
+  // This process's threads before and after the machine's: one that stops spinning in between
+  // is not taken for another process's.
+  const int64_t before = running_here(), all = running_on_machine(), after = running_here();
+  if (before < 0 || all < 0) return;
+  const int64_t others = std::max<int64_t>(0, all - std::max(before, after));
+  const int64_t want = std::clamp<int64_t>(cores_available() - others, 1, f.most);
+  f.ups = want > f.now ? f.ups + 1 : 0;
+  f.downs = want < f.now ? f.downs + 1 : 0;
+  if (f.ups >= 2 || f.downs >= 2) {  // two readings in a row: a passing thread changes nothing
+    at::set_num_threads(int(want));
+    f.now = want, f.ups = f.downs = 0;
+  }
 }
 
 std::string wait_policy() {
-  if (g_passive_by_default) return "passive (mmdflow's default)";
   const char* policy = std::getenv("OMP_WAIT_POLICY");
   const char* spin = std::getenv("GOMP_SPINCOUNT");
   if (!policy && !spin) return "libgomp's default (spinning about 3 ms)";
@@ -129,9 +162,11 @@ void check_threads_start(int64_t n) {
 
 int64_t set_threads(int64_t n) {
   const int64_t cores = cores_available();
+  const bool follow = n <= 0;
   n = n <= 0 ? cores : std::min(n, cores);
   check_threads_start(n);
   at::set_num_threads(int(n));
+  follow_load_with(follow ? n : 0);
   // The fused kernels give each thread whole particle blocks with its own BLAS products: a
   // second, BLAS-owned thread pool would only compete with them for the cores.
   set_blas_threads(1);

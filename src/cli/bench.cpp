@@ -366,6 +366,7 @@ Timing time_steps(StepBench& sb, const BenchOptions& opt, Comm& comm) {
   std::vector<double> ms, comm_ms;
   for (int64_t r = 0; r < opt.warmup + opt.repeats; ++r) {
     const double c0 = comm.seconds();
+    follow_load();
     const double t = sb.step(r);
     if (r >= opt.warmup) {
       ms.push_back(t);
@@ -388,6 +389,7 @@ void run_busy_bench(const Config& cfg, const std::vector<int64_t>& sizes, int64_
   for (int64_t N : sizes) benches.push_back(std::make_unique<StepBench>(cfg, N, B, dev, gen, comm));
   for (auto& sb : benches)  // warm, before the busy loops start
     for (int64_t r = 0; r < opt.warmup; ++r) sb->step(r);
+  const int64_t following = followed_most();  // the default threads follow the load
   const BusyLoops busy(opt.busy);
   std::string pids;
   for (pid_t p : busy.pids()) pids += fmt::format(" {}", p);
@@ -405,14 +407,19 @@ void run_busy_bench(const Config& cfg, const std::vector<int64_t>& sizes, int64_
     std::vector<double> many, one;
     for (int64_t done = 0, r = opt.warmup; done < opt.repeats;) {
       const int64_t round = std::min<int64_t>(10, opt.repeats - done);
-      for (const int64_t n : {threads, int64_t(1)}) {
-        at::set_num_threads(int(n));
+      // The default threads as the load left them last round (while following it), then one.
+      for (const bool single : {false, true}) {
+        at::set_num_threads(
+            int(single || following < 2 ? (single ? 1 : threads) : followed_threads()));
         sb.step(r++);
-        for (int64_t k = 0; k < round; ++k) (n == 1 ? one : many).push_back(sb.step(r++));
+        for (int64_t k = 0; k < round; ++k) {
+          if (!single) follow_load();
+          (single ? one : many).push_back(sb.step(r++));
+        }
       }
       done += round;
     }
-    at::set_num_threads(int(threads));
+    at::set_num_threads(int(following < 2 ? threads : followed_threads()));
     const double worst_many = *std::max_element(many.begin(), many.end());
     const double worst_one = *std::max_element(one.begin(), one.end());
     fmt::print("{:>9} {:>11.3f} {:>11.3f} {:>11.3f} {:>11.3f} {:>12.2f}x {:>11.2f}x\n", sizes[i],

@@ -30,45 +30,108 @@ bool within(int level, int64_t index, int64_t begin, int64_t end, int64_t total)
   return lo >= begin && hi <= end;
 }
 
+// One level's sums, row by row, as the sweep below takes them: a maximal node out (the first or
+// the last row), the rest paired up into the next level. On CPU the rows are a buffer added in
+// plain loops (a step's sums are small: no ATen call a level); elsewhere a tensor.
+class Level {
+ public:
+  explicit Level(const at::Tensor& V) : E_(V.size(1)), cpu_(V.is_cpu()) {
+    if (cpu_) {
+      const at::Tensor c = V.contiguous();
+      rows_.assign(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+    } else {
+      V_ = V;
+    }
+  }
+  void take_first() {
+    if (cpu_) {
+      left_.insert(left_.end(), rows_.begin(), rows_.begin() + E_);
+      rows_.erase(rows_.begin(), rows_.begin() + E_);
+    } else {
+      left_t_.push_back(V_[0]);
+      V_ = V_.narrow(0, 1, V_.size(0) - 1);
+    }
+  }
+  void take_last() {
+    if (cpu_) {
+      right_.insert(right_.begin(), rows_.end() - E_, rows_.end());
+      rows_.resize(rows_.size() - E_);
+    } else {
+      right_t_.insert(right_t_.begin(), V_[V_.size(0) - 1]);
+      V_ = V_.narrow(0, 0, V_.size(0) - 1);
+    }
+  }
+  void pair_up() {  // (0, 1), (2, 3), ...; an odd last row is its own parent
+    if (!cpu_) {
+      const int64_t n = V_.size(0), pairs = n / 2;
+      const at::Tensor P = V_.narrow(0, 0, 2 * pairs).view({pairs, 2, E_});
+      const at::Tensor next = P.select(1, 0) + P.select(1, 1);
+      V_ = n % 2 ? at::cat({next, V_.narrow(0, n - 1, 1)}) : next;
+      return;
+    }
+    const int64_t n = int64_t(rows_.size()) / E_, pairs = n / 2;
+    for (int64_t p = 0; p < pairs; ++p)
+      for (int64_t e = 0; e < E_; ++e)
+        rows_[p * E_ + e] = rows_[2 * p * E_ + e] + rows_[(2 * p + 1) * E_ + e];
+    if (n % 2) std::copy(rows_.end() - E_, rows_.end(), rows_.begin() + pairs * E_);
+    rows_.resize((pairs + n % 2) * E_);
+  }
+  at::Tensor nodes() const {  // [k, E], in block order
+    if (!cpu_) {
+      std::vector<at::Tensor> all = left_t_;
+      all.insert(all.end(), right_t_.begin(), right_t_.end());
+      return all.empty() ? V_.new_empty({0, E_}) : at::stack(all);
+    }
+    at::Tensor out = at::empty({int64_t(left_.size() + right_.size()) / E_, E_},
+                               at::TensorOptions().dtype(at::kDouble));
+    std::copy(right_.begin(), right_.end(),
+              std::copy(left_.begin(), left_.end(), out.data_ptr<double>()));
+    return out;
+  }
+
+ private:
+  int64_t E_;
+  bool cpu_;
+  std::vector<double> rows_, left_, right_;  // CPU
+  at::Tensor V_;                             // elsewhere
+  std::vector<at::Tensor> left_t_, right_t_;
+};
+
 // The maximal subtrees of blocks [begin, end), in block order, level by level from the leaves;
-// with leaves V ([end - begin, E]) also their sums. A level's first and last node may be
-// maximal; the others pair up into the next level (a lone left child is its parent).
-std::vector<Node> sweep(int64_t begin, int64_t end, int64_t total, at::Tensor V,
-                        std::vector<at::Tensor>* sums) {
+// with a level of leaves ([end - begin, E]) also their sums. A level's first and last node may be
+// maximal; the others pair up into the next level.
+std::vector<Node> sweep(int64_t begin, int64_t end, int64_t total, Level* level) {
   std::vector<Node> left, right;
-  std::vector<at::Tensor> left_sums, right_sums;
   const int L = levels(total);
   int64_t lo = begin, hi = end;
   for (int l = 0; lo < hi; ++l) {
     auto maximal = [&](int64_t j) { return l == L || !within(l + 1, j >> 1, begin, end, total); };
     if (maximal(lo)) {
       left.push_back({l, lo++});
-      if (sums) left_sums.push_back(V[0]), V = V.narrow(0, 1, V.size(0) - 1);
+      if (level) level->take_first();
     }
     if (lo < hi && maximal(hi - 1)) {
       right.push_back({l, --hi});
-      if (sums) right_sums.push_back(V[V.size(0) - 1]), V = V.narrow(0, 0, V.size(0) - 1);
+      if (level) level->take_last();
     }
     if (lo >= hi) break;
-    if (sums) {  // lo is even: (lo, lo + 1), (lo + 2, lo + 3), ...
-      const int64_t n = hi - lo, pairs = n / 2;
-      at::Tensor P = V.narrow(0, 0, 2 * pairs).view({pairs, 2, V.size(1)});
-      at::Tensor next = P.select(1, 0) + P.select(1, 1);
-      V = n % 2 ? at::cat({next, V.narrow(0, n - 1, 1)}) : next;
-    }
+    if (level) level->pair_up();  // lo is even
     lo >>= 1;
     hi = (hi + 1) >> 1;
   }
   left.insert(left.end(), right.rbegin(), right.rend());
-  if (sums) {
-    *sums = std::move(left_sums);
-    sums->insert(sums->end(), right_sums.rbegin(), right_sums.rend());
-  }
   return left;
 }
 
+// The sums of the maximal subtrees of blocks [begin, begin + n) from their leaves [n, E].
+at::Tensor swept(int64_t begin, int64_t total, const at::Tensor& V) {
+  Level level(V);
+  sweep(begin, begin + V.size(0), total, &level);
+  return level.nodes();
+}
+
 std::vector<Node> nodes_of(int64_t begin, int64_t end, int64_t total) {
-  return sweep(begin, end, total, at::Tensor(), nullptr);
+  return sweep(begin, end, total, nullptr);
 }
 
 // t [n, ...] as [n, E] (n may be 0).
@@ -93,13 +156,10 @@ TreeShare tree_share(const at::Tensor& leaves, int64_t begin, int64_t total) {
   const int64_t n = leaves.size(0);
   TORCH_CHECK(0 <= begin && begin + n <= total, "leaves [", begin, ", ", begin + n,
               ") do not lie within ", total, " blocks");
-  std::vector<at::Tensor> sums;
-  const at::Tensor V = rows_of(leaves.to(at::kDouble));
-  sweep(begin, begin + n, total, V, &sums);
   std::vector<int64_t> shape = leaves.sizes().vec();
-  shape[0] = int64_t(sums.size());
-  at::Tensor nodes = sums.empty() ? at::empty(shape, V.options()) : at::stack(sums).view(shape);
-  return {begin, begin + n, total, nodes};
+  const at::Tensor nodes = swept(begin, total, rows_of(leaves.to(at::kDouble)));
+  shape[0] = nodes.size(0);
+  return {begin, begin + n, total, nodes.view(shape)};
 }
 
 TreeShare tree_share_of(int64_t begin, int64_t end, int64_t total, int64_t max_blocks,
@@ -108,10 +168,8 @@ TreeShare tree_share_of(int64_t begin, int64_t end, int64_t total, int64_t max_b
   const std::function<at::Tensor(int, int64_t)> value = [&](int l, int64_t j) -> at::Tensor {
     const int64_t lo = j << l, hi = std::min((j + 1) << l, total);
     if (hi - lo <= max_blocks) {  // the node's leaves at once: their sweep is the node
-      std::vector<at::Tensor> sums;
       const at::Tensor V = leaves(lo, hi);
-      sweep(lo, hi, total, rows_of(V.to(at::kDouble)), &sums);
-      return sums.at(0).view(V.sizes().slice(1));
+      return swept(lo, total, rows_of(V.to(at::kDouble)))[0].view(V.sizes().slice(1));
     }
     const at::Tensor left = value(l - 1, 2 * j);
     return ((2 * j + 1) << (l - 1)) < total ? left + value(l - 1, 2 * j + 1) : left;

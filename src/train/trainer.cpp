@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "src/base/device.h"
 #include "src/base/random.h"
 
 namespace mmdflow {
@@ -115,6 +116,7 @@ bool Trainer::run_steps(StepOptions& opt, StopReducer& reduce, const std::functi
       return false;
     }
     opt.clean_grad_sq = s_.batch == steps - 1;
+    follow_load();
     last = p_.stepper->step(s_.batch, s_.steps, opt, s_.gen, reduce);
     loss_sum += last.loss;
     ++s_.steps;

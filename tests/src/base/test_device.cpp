@@ -3,12 +3,14 @@
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <set>
 #include <thread>
 
 #include "src/base/device.h"
 #include "src/base/errors.h"
 #include "src/base/random.h"
+#include "src/cli/bench_load.h"
 
 namespace mmdflow {
 namespace {
@@ -37,6 +39,34 @@ TEST(Device, ThreadsZeroMeansOnePerCore) {
 }
 
 // Streams of one seed are independent, below 2^63, and the same at every call.
+// The default count follows the load: with a busy process per core, the next steps take one
+// thread (within two readings, 50 ms apart); an explicit count stays whatever the load. Found
+// before (issue 19): two spinning threads made the paper step up to 60 times slower than one.
+TEST(Device, DefaultThreadsFollowTheLoadAndExplicitOnesStay) {
+  const int64_t cores = cores_available();
+  if (cores < 2) GTEST_SKIP() << "one core: no threads to follow the load with";
+  const int before = at::get_num_threads();
+  auto readings = [](int n) {
+    for (int i = 0; i < n; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(60));
+      follow_load();
+    }
+  };
+  EXPECT_EQ(set_threads(0), cores);
+  {
+    const BusyLoops busy(cores);
+    readings(10);
+    EXPECT_EQ(at::get_num_threads(), 1);
+  }
+  EXPECT_EQ(set_threads(cores), cores);
+  {
+    const BusyLoops busy(cores);
+    readings(5);
+    EXPECT_EQ(at::get_num_threads(), cores);
+  }
+  set_threads(before);
+}
+
 TEST(Random, StreamsAreDistinctAndReproducible) {
   std::set<uint64_t> seeds;
   for (uint64_t seed : {0ull, 1ull, 2ull, 12345ull})

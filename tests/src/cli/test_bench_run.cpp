@@ -117,43 +117,6 @@ TEST(Bench, BusyIsForTheNetworkStepInOneProcess) {
   EXPECT_NE(r.output.find("--busy: times the network's step"), std::string::npos) << r.output;
 }
 
-// OpenMP's threads wait passively unless the environment sets OMP_WAIT_POLICY or GOMP_SPINCOUNT
-// (libgomp prints what it read with OMP_DISPLAY_ENV: a spin count of 0 is the passive policy).
-class WaitPolicyEnvironment : public testing::Test {
- protected:
-  void TearDown() override {
-    for (const char* v : {"OMP_DISPLAY_ENV", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"}) unsetenv(v);
-  }
-};
-
-TEST_F(WaitPolicyEnvironment, PassiveUnlessTheEnvironmentSaysOtherwise) {
-  for (const char* v : {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"}) unsetenv(v);
-  setenv("OMP_DISPLAY_ENV", "verbose", 1);
-  test::Result r = test::run("--version");
-  ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("GOMP_SPINCOUNT = '0'"), std::string::npos) << r.output;
-  r = test::run("--version --threads 1");  // one thread: no team to wait in, no second execution
-  EXPECT_NE(r.output.find("GOMP_SPINCOUNT = '300000'"), std::string::npos) << r.output;
-  unsetenv("OMP_DISPLAY_ENV");
-  r = test::run("bench --particles 100 --repeats 1 --set train.batch=10");
-  EXPECT_NE(r.output.find("\nOpenMP threads wait: passive (mmdflow's default)\n"),
-            std::string::npos)
-      << r.output;
-  setenv("OMP_DISPLAY_ENV", "verbose", 1);
-  setenv("OMP_WAIT_POLICY", "active", 1);
-  r = test::run("--version");
-  EXPECT_NE(r.output.find("OMP_WAIT_POLICY = 'ACTIVE'"), std::string::npos) << r.output;
-  unsetenv("OMP_WAIT_POLICY");
-  setenv("GOMP_SPINCOUNT", "1234", 1);
-  r = test::run("--version");
-  EXPECT_NE(r.output.find("GOMP_SPINCOUNT = '1234'"), std::string::npos) << r.output;
-  unsetenv("OMP_DISPLAY_ENV");
-  r = test::run("bench --particles 100 --repeats 1 --set train.batch=10");
-  EXPECT_NE(r.output.find("\nOpenMP threads wait: GOMP_SPINCOUNT=1234 (the environment's)\n"),
-            std::string::npos)
-      << r.output;
-}
-
 // MMDFLOW_ISA in the environment of a run: the bench prints the path; bad values exit 2.
 class IsaEnvironment : public testing::Test {
  protected:
