@@ -389,7 +389,9 @@ void run_busy_bench(const Config& cfg, const std::vector<int64_t>& sizes, int64_
   for (int64_t N : sizes) benches.push_back(std::make_unique<StepBench>(cfg, N, B, dev, gen, comm));
   for (auto& sb : benches)  // warm, before the busy loops start
     for (int64_t r = 0; r < opt.warmup; ++r) sb->step(r);
-  const int64_t following = followed_most();  // the default threads follow the load
+  // The default threads follow the load (as the load left them last), an explicit count stays.
+  const int64_t following = followed_most();
+  auto governed = [&] { return following < 2 ? threads : followed_threads(); };
   const BusyLoops busy(opt.busy);
   std::string pids;
   for (pid_t p : busy.pids()) pids += fmt::format(" {}", p);
@@ -409,8 +411,7 @@ void run_busy_bench(const Config& cfg, const std::vector<int64_t>& sizes, int64_
       const int64_t round = std::min<int64_t>(10, opt.repeats - done);
       // The default threads as the load left them last round (while following it), then one.
       for (const bool single : {false, true}) {
-        at::set_num_threads(
-            int(single || following < 2 ? (single ? 1 : threads) : followed_threads()));
+        at::set_num_threads(int(single ? 1 : governed()));
         sb.step(r++);
         for (int64_t k = 0; k < round; ++k) {
           if (!single) follow_load();
@@ -419,7 +420,7 @@ void run_busy_bench(const Config& cfg, const std::vector<int64_t>& sizes, int64_
       }
       done += round;
     }
-    at::set_num_threads(int(following < 2 ? threads : followed_threads()));
+    at::set_num_threads(int(governed()));
     const double worst_many = *std::max_element(many.begin(), many.end());
     const double worst_one = *std::max_element(one.begin(), one.end());
     fmt::print("{:>9} {:>11.3f} {:>11.3f} {:>11.3f} {:>11.3f} {:>12.2f}x {:>11.2f}x\n", sizes[i],

@@ -30,6 +30,14 @@ bool within(int level, int64_t index, int64_t begin, int64_t end, int64_t total)
   return lo >= begin && hi <= end;
 }
 
+// Node (l, j) from its children's values, as the tree adds them: left + right, or a lone left
+// child (Level::pair_up adds a level at once the same way).
+at::Tensor from_children(int l, int64_t j, int64_t total,
+                         const std::function<at::Tensor(int, int64_t)>& value) {
+  const at::Tensor left = value(l - 1, 2 * j);
+  return ((2 * j + 1) << (l - 1)) < total ? left + value(l - 1, 2 * j + 1) : left;
+}
+
 // One level's sums, row by row, as the sweep below takes them: a maximal node out (the first or
 // the last row), the rest paired up into the next level. On CPU the rows are a buffer added in
 // plain loops (a step's sums are small: no ATen call a level); elsewhere a tensor.
@@ -171,18 +179,11 @@ TreeShare tree_share_of(int64_t begin, int64_t end, int64_t total, int64_t max_b
       const at::Tensor V = leaves(lo, hi);
       return swept(lo, total, rows_of(V.to(at::kDouble)))[0].view(V.sizes().slice(1));
     }
-    const at::Tensor left = value(l - 1, 2 * j);
-    return ((2 * j + 1) << (l - 1)) < total ? left + value(l - 1, 2 * j + 1) : left;
+    return from_children(l, j, total, value);
   };
   std::vector<at::Tensor> sums;
   for (const Node& n : nodes_of(begin, end, total)) sums.push_back(value(n.level, n.index));
-  at::Tensor nodes;
-  if (sums.empty()) {
-    nodes = leaves(begin, begin).to(at::kDouble);
-  } else {
-    nodes = at::stack(sums);
-  }
-  return {begin, end, total, nodes};
+  return {begin, end, total, sums.empty() ? leaves(begin, begin).to(at::kDouble) : at::stack(sums)};
 }
 
 TreeShare whole_share(const at::Tensor& value) {
@@ -238,8 +239,7 @@ at::Tensor tree_root(const at::Tensor& summed, const TreeShare& s, int world) {
   const std::function<at::Tensor(int, int64_t)> value = [&](int l, int64_t j) -> at::Tensor {
     if (auto it = known.find({l, j}); it != known.end()) return it->second;
     TORCH_CHECK(l > 0, "block ", j, " of ", s.total, " is in no rank's range");
-    const at::Tensor left = value(l - 1, 2 * j);
-    return ((2 * j + 1) << (l - 1)) < s.total ? left + value(l - 1, 2 * j + 1) : left;
+    return from_children(l, j, s.total, value);
   };
   std::vector<int64_t> shape = s.nodes.sizes().vec();
   shape.erase(shape.begin());
