@@ -4,13 +4,17 @@
 
 namespace mmdflow {
 
-enum class InputDist { Sphere, Gaussian };  // uniform on S^{d-1} | N(0, I_d)
+// uniform on S^{d-1} | N(0, I_d) | the rows of data files (data.train_file, data.valid_file): no
+// law to draw from
+enum class InputDist { Sphere, Gaussian, File };
 
 template <>
 struct Names<InputDist> {
   static constexpr const char* what = "input distribution";
-  static constexpr std::array<std::pair<InputDist, const char*>, 2> table{
-      {{InputDist::Sphere, "sphere"}, {InputDist::Gaussian, "gaussian"}}};
+  static constexpr std::array<std::pair<InputDist, const char*>, 3> table{
+      {{InputDist::Sphere, "sphere"},
+       {InputDist::Gaussian, "gaussian"},
+       {InputDist::File, "file"}}};
 };
 
 }  // namespace mmdflow

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -141,10 +143,11 @@ c10::ScalarType npy_type(const std::string& path, const std::string& descr) {
                          shorten(descr)));
 }
 
-// A .npy file (format 1.0, 2.0 or 3.0): magic, version, header length, header, data.
-at::Tensor read_npy(const std::string& path, const std::string& bytes) {
+// A .npy file (format 1.0, 2.0 or 3.0): magic, version, header length, header, data. A 1-D
+// array is read as a column when `column` allows it.
+at::Tensor read_npy(const std::string& path, std::string_view bytes, bool column = false) {
   constexpr size_t kMaxHeader = 10000;  // as numpy's reader bounds it
-  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0)
+  if (bytes.size() < 10 || bytes.substr(0, 6) != "\x93NUMPY")
     fail(path, "not a .npy file (no \\x93NUMPY at its start)");
   const int version = uint8_t(bytes[6]);
   if (version < 1 || version > 3)
@@ -156,8 +159,9 @@ at::Tensor read_npy(const std::string& path, const std::string& bytes) {
   if (length > kMaxHeader)
     fail(path, fmt::format(".npy header of {} bytes, more than {}", length, kMaxHeader));
   if (length > bytes.size() - at) fail(path, ".npy header past the end of the file");
-  const NpyHeader h = parse_npy_dict(path, std::string_view(bytes).substr(at, length));
+  NpyHeader h = parse_npy_dict(path, bytes.substr(at, length));
   const c10::ScalarType type = npy_type(path, h.descr);
+  if (column && h.shape.size() == 1) h.shape.push_back(1);
   if (h.shape.size() != 2)
     fail(path, fmt::format("a {}-D array of shape ({}), samples are 2-D [M, d]", h.shape.size(),
                            fmt::join(h.shape, ", ")));
@@ -188,35 +192,46 @@ bool within_storage(const at::Tensor& t) {
          bytes <= t.storage().nbytes();
 }
 
-// torch.save of one tensor or of a dict holding one.
-at::Tensor read_pt(const std::string& path, std::string bytes) {
-  NamedTensors ts;
+// The tensors of a .pt file (torch.save of one tensor, or of a dict of them).
+NamedTensors read_pt_tensors(const std::string& path, std::string bytes) {
   try {
-    ts = parse_tensors(std::move(bytes), kMaxSampleBytes);
+    return parse_tensors(std::move(bytes), kMaxSampleBytes);
   } catch (const std::exception& e) {
     const std::string why = e.what();
     fail(path, fmt::format("not a tensor or a dict of tensors in torch.save's format ({})",
                            shorten(why.substr(0, why.find('\n')))));
   }
+}
+
+// t, a tensor `what` of a .pt file, as checked float64 rows [M, d] (a 1-D t, where `column`
+// allows it, as one column).
+at::Tensor rows_of(const std::string& path, at::Tensor t, const std::string& what,
+                   bool column = false) {
+  if (!at::isFloatingType(t.scalar_type()) && !at::isIntegralType(t.scalar_type(), false))
+    fail(path, fmt::format("{} holds {} (floating or integer numbers are read)", what,
+                           c10::toString(t.scalar_type())));
+  if (!within_storage(t))
+    fail(path, fmt::format("{} does not lie within its storage (sizes [{}], strides [{}], "
+                           "offset {}, {} bytes of storage)",
+                           what, fmt::join(t.sizes(), ", "), fmt::join(t.strides(), ", "),
+                           t.storage_offset(), t.storage().nbytes()));
+  if (column && t.dim() == 1) t = t.unsqueeze(1);
+  if (t.dim() != 2)
+    fail(path, fmt::format("{} is {}-D [{}], samples are 2-D [M, d]", what, t.dim(),
+                           fmt::join(t.sizes(), ", ")));
+  check_count(path, uint64_t(t.size(0)), uint64_t(t.size(1)));
+  return checked(path, t.to(at::kCPU, at::kDouble, /*non_blocking=*/false, /*copy=*/true,
+                            at::MemoryFormat::Contiguous));
+}
+
+// torch.save of one tensor or of a dict holding one.
+at::Tensor read_pt(const std::string& path, std::string bytes) {
+  const NamedTensors ts = read_pt_tensors(path, std::move(bytes));
   if (ts.empty()) fail(path, "holds no tensor (an empty dict)");
   if (ts.size() > 1)
     fail(path, fmt::format("holds {} tensors ('{}', '{}', ...), one is read", ts.size(),
                            shorten(ts[0].first), shorten(ts[1].first)));
-  const at::Tensor& t = ts[0].second;
-  if (!at::isFloatingType(t.scalar_type()) && !at::isIntegralType(t.scalar_type(), false))
-    fail(path, fmt::format("a tensor of {} (floating or integer numbers are read)",
-                           c10::toString(t.scalar_type())));
-  if (t.dim() != 2)
-    fail(path, fmt::format("a {}-D tensor [{}], samples are 2-D [M, d]", t.dim(),
-                           fmt::join(t.sizes(), ", ")));
-  check_count(path, uint64_t(t.size(0)), uint64_t(t.size(1)));
-  if (!within_storage(t))
-    fail(path, fmt::format("its tensor does not lie within its storage (sizes [{}], strides [{}], "
-                           "offset {}, {} bytes of storage)",
-                           fmt::join(t.sizes(), ", "), fmt::join(t.strides(), ", "),
-                           t.storage_offset(), t.storage().nbytes()));
-  return checked(path, t.to(at::kCPU, at::kDouble, /*non_blocking=*/false, /*copy=*/true,
-                            at::MemoryFormat::Contiguous));
+  return rows_of(path, ts[0].second, "its tensor");
 }
 
 std::string_view trimmed(std::string_view s) {
@@ -234,9 +249,11 @@ std::optional<double> number(std::string_view f) {
 }
 
 // Lines of numbers separated by commas; the first line that is not blank may be a header, a line
-// of no numbers.
-at::Tensor read_csv(const std::string& path, std::string_view text) {
+// of no numbers (its fields, trimmed, in `header`).
+at::Tensor read_csv(const std::string& path, std::string_view text,
+                    std::vector<std::string>* header = nullptr) {
   std::vector<double> values, row;
+  std::vector<std::string> names;
   int64_t rows = 0, cols_line = 0;
   size_t cols = 0;
   bool first = true;
@@ -249,16 +266,21 @@ at::Tensor read_csv(const std::string& path, std::string_view text) {
     row.clear();
     std::string_view bad;
     size_t bad_col = 0, col = 0;
+    names.clear();
     for (size_t at = 0; at <= line.size(); ++col) {
       const size_t comma = std::min(line.find(',', at), line.size());
       const std::string_view field = trimmed(line.substr(at, comma - at));
       at = comma + 1;
+      names.emplace_back(field);
       if (const std::optional<double> v = number(field))
         row.push_back(*v);
       else if (bad_col == 0)
         bad = field, bad_col = col + 1;
     }
-    if (std::exchange(first, false) && row.empty()) continue;  // the header
+    if (std::exchange(first, false) && row.empty()) {  // the header
+      if (header) *header = names;
+      continue;
+    }
     if (bad_col > 0)
       fail(path, fmt::format("line {}, column {}: '{}' is not a number", line_no, bad_col,
                              shorten(std::string(bad))));
@@ -277,18 +299,121 @@ at::Tensor read_csv(const std::string& path, std::string_view text) {
   return at::tensor(values, at::kDouble).view({rows, int64_t(cols)});
 }
 
-}  // namespace
-
-at::Tensor read_samples(const std::string& path) {
-  const std::string ext = std::filesystem::path(path).extension().string();
-  if (ext != ".npy" && ext != ".pt" && ext != ".csv")
-    fail(path, fmt::format("unknown extension '{}' (.npy, .pt or .csv are read)", shorten(ext)));
-  std::string bytes;
+// A data file's bytes (links followed, never a FIFO), its extension one of `exts`.
+std::string read_data_file(const std::string& path, const std::vector<std::string>& exts,
+                           std::string& ext, bool follow_links = true) {
+  ext = std::filesystem::path(path).extension().string();
+  if (std::find(exts.begin(), exts.end(), ext) == exts.end())
+    fail(path, fmt::format("unknown extension '{}' ({} or {} are read)", shorten(ext),
+                           fmt::join(exts.begin(), exts.end() - 1, ", "), exts.back()));
   try {
-    bytes = read_regular_file(path, kMaxSampleBytes, /*follow_links=*/true);
+    return read_regular_file(path, kMaxSampleBytes, follow_links);
   } catch (const std::runtime_error& e) {  // its message names the file
     throw ConfigError(e.what());
   }
+}
+
+// An output column's name: y, or y followed by a digit or '_' (y0, y_price; not "year").
+bool output_name(const std::string& name) {
+  return !name.empty() && name[0] == 'y' &&
+         (name.size() == 1 || std::isdigit(uint8_t(name[1])) || name[1] == '_');
+}
+
+// The columns of xy [n, k] named by a csv header: inputs and outputs, each in file order.
+LabelledData split_by_header(const std::string& path, const at::Tensor& xy,
+                             const std::vector<std::string>& header) {
+  if (header.empty())
+    fail(path, "no header line: name the columns, the outputs y (or y0, y1, ..., y_<name>)");
+  if (int64_t(header.size()) != xy.size(1))
+    fail(path,
+         fmt::format("its header names {} columns, its rows hold {}", header.size(), xy.size(1)));
+  std::set<std::string> seen;
+  std::vector<int64_t> in, out;
+  for (size_t k = 0; k < header.size(); ++k) {
+    if (header[k].empty()) fail(path, fmt::format("header column {} has no name", k + 1));
+    if (!seen.insert(header[k]).second)
+      fail(path, fmt::format("header names column '{}' twice", shorten(header[k])));
+    (output_name(header[k]) ? out : in).push_back(int64_t(k));
+  }
+  if (out.empty()) fail(path, "its header names no output column (y, or y0, y1, ..., y_<name>)");
+  if (in.empty()) fail(path, "its header names no input column (every name is an output's)");
+  return {xy.index_select(1, at::tensor(in)), xy.index_select(1, at::tensor(out))};
+}
+
+// An .npz archive's arrays x and y (np.savez, or np.savez_compressed).
+LabelledData read_npz(const std::string& path, std::string_view z) {
+  std::vector<ZipEntry> dir;
+  try {
+    dir = zip_directory(z);
+  } catch (const std::runtime_error& e) {
+    fail(path, fmt::format("not an .npz archive ({})", e.what()));
+  }
+  uint64_t total = 0;
+  for (const ZipEntry& e : dir) total = e.size > UINT64_MAX - total ? UINT64_MAX : total + e.size;
+  if (total > kMaxSampleBytes)
+    fail(path, fmt::format("its arrays inflate to {} bytes, more than the {} read", total,
+                           kMaxSampleBytes));
+  at::Tensor x, y;
+  for (const ZipEntry& e : dir) {
+    if (e.name != "x.npy" && e.name != "y.npy")
+      fail(path, fmt::format("holds an array '{}': arrays x and y are read", shorten(e.name)));
+    std::string bytes;
+    try {
+      bytes = zip_record(z, e);
+    } catch (const std::runtime_error& err) {
+      fail(path, err.what());
+    }
+    const std::string inner = path + ":" + e.name;
+    (e.name == "x.npy" ? x : y) = read_npy(inner, bytes, /*column=*/e.name == "y.npy");
+  }
+  if (!x.defined() || !y.defined())
+    fail(path, fmt::format("holds no array '{}' (np.savez(file, x=inputs, y=outputs))",
+                           x.defined() ? "y" : "x"));
+  return {x, y};
+}
+
+}  // namespace
+
+LabelledData read_labelled(const std::string& path, int64_t outputs, bool follow_links) {
+  std::string ext;
+  std::string bytes = read_data_file(path, {".csv", ".npy", ".npz", ".pt"}, ext, follow_links);
+  LabelledData d;
+  if (ext == ".csv") {
+    std::vector<std::string> header;
+    const at::Tensor xy = read_csv(path, bytes, &header);
+    d = split_by_header(path, xy, header);
+  } else if (ext == ".npy") {
+    const at::Tensor xy = read_npy(path, bytes);
+    if (xy.size(1) <= outputs)
+      fail(path, fmt::format("rows of {} numbers: the last {} are the outputs (model.outputs), "
+                             "and at least one input must precede them",
+                             xy.size(1), outputs));
+    d = {xy.narrow(1, 0, xy.size(1) - outputs).contiguous(),
+         xy.narrow(1, xy.size(1) - outputs, outputs).contiguous()};
+  } else if (ext == ".npz") {
+    d = read_npz(path, bytes);
+  } else {
+    at::Tensor x, y;
+    for (const auto& [name, t] : read_pt_tensors(path, std::move(bytes))) {
+      if (name != "x" && name != "y")
+        fail(path, fmt::format("holds a tensor '{}': a dict {{x: [n, d], y: [n, o]}} is read",
+                               shorten(name)));
+      (name == "x" ? x : y) = rows_of(path, t, "'" + name + "'", name == "y");
+    }
+    if (!x.defined() || !y.defined())
+      fail(path, fmt::format("holds no tensor '{}': a dict {{x: [n, d], y: [n, o]}} is read",
+                             x.defined() ? "y" : "x"));
+    d = {x, y};
+  }
+  if (d.x.size(0) != d.y.size(0))
+    fail(path, fmt::format("{} inputs and {} outputs: one output row per input row", d.x.size(0),
+                           d.y.size(0)));
+  return d;
+}
+
+at::Tensor read_samples(const std::string& path) {
+  std::string ext;
+  std::string bytes = read_data_file(path, {".npy", ".pt", ".csv"}, ext);
   if (ext == ".npy") return read_npy(path, bytes);
   if (ext == ".pt") return read_pt(path, std::move(bytes));
   return read_csv(path, bytes);

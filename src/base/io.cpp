@@ -10,6 +10,7 @@
 #include <torch/csrc/jit/serialization/pickle.h>
 #include <torch/csrc/jit/serialization/storage_context.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <atomic>
 #include <cerrno>
@@ -145,63 +146,26 @@ class BoundedReader final : public caffe2::serialize::ReadAdapterInterface {
   std::string bytes_;
 };
 
-// The uncompressed sizes of a zip archive's entries, from its central directory, before any is
-// inflated (a few megabytes can inflate to gigabytes): the pickle and the other small records
-// within kMaxPickle together, the storages (<archive>/data/<key>) within max_storage_bytes
-// together. The directory is found as LibTorch's zip reader (miniz) finds it: the end record
-// searched from the end, and the zip64 end record when a locator precedes it (torch.save writes
-// one). Throws std::runtime_error.
+// The zip archive's sizes checked before any entry is inflated (a few megabytes can inflate to
+// gigabytes): the pickle and the other small records within kMaxPickle together, the storages
+// (<archive>/data/<key>) within max_storage_bytes together. Throws std::runtime_error.
 void check_zip_sizes(std::string_view z, uint64_t max_storage_bytes) {
-  auto fail = [](const std::string& why) { throw std::runtime_error("zip archive: " + why); };
-  auto num = [&](uint64_t at, int bytes) {  // little-endian, within z
-    if (at > z.size() || uint64_t(bytes) > z.size() - at) fail("a record past its end");
-    uint64_t v = 0;
-    for (int k = bytes - 1; k >= 0; --k) v = v << 8 | uint8_t(z[at + k]);
-    return v;
-  };
-  constexpr uint64_t kEnd = 22, kLocator = 20, kEntry = 46, kMax32 = 0xffffffff;
-  uint64_t end = z.size();
-  for (uint64_t k = z.size() >= kEnd ? z.size() - kEnd + 1 : 0;
-       k-- > 0 && z.size() - k <= kEnd + 0xffff;)
-    if (num(k, 4) == 0x06054b50) {
-      end = k;
-      break;
-    }
-  if (end == z.size()) fail("no end of central directory");
-  uint64_t entries = num(end + 10, 2), cd_bytes = num(end + 12, 4), cd_at = num(end + 16, 4);
-  if (end >= kLocator && num(end - kLocator, 4) == 0x07064b50) {
-    const uint64_t at = num(end - kLocator + 8, 8);
-    if (num(at, 4) != 0x06064b50) fail("bad zip64 end of central directory");
-    entries = num(at + 32, 8), cd_bytes = num(at + 40, 8), cd_at = num(at + 48, 8);
-    if (entries > kMax32 || cd_bytes > kMax32) fail("bad zip64 end of central directory");
-  }
-  if (cd_at > end || cd_bytes > end - cd_at) fail("central directory past its end");
   uint64_t small = 0, storages = 0;
-  for (uint64_t e = 0, at = cd_at; e < entries; ++e) {
-    if (at + kEntry > cd_at + cd_bytes || num(at, 4) != 0x02014b50) fail("bad central directory");
-    uint64_t size = num(at + 24, 4);
-    const uint64_t name_len = num(at + 28, 2), extra = at + kEntry + name_len;
-    const uint64_t next = extra + num(at + 30, 2) + num(at + 32, 2);
-    if (next > cd_at + cd_bytes) fail("bad central directory");
-    if (size == kMax32) {  // in the zip64 extra field (id 1), first
-      bool found = false;
-      for (uint64_t f = extra; f + 4 <= extra + num(at + 30, 2) && !found; f += 4 + num(f + 2, 2))
-        if (num(f, 2) == 1 && num(f + 2, 2) >= 8) size = num(f + 4, 8), found = true;
-      if (!found) fail("an entry without its zip64 size");
-    }
-    const std::string_view name = z.substr(at + kEntry, name_len);
-    const size_t slash = name.find('/');
-    const bool storage = slash != std::string_view::npos && name.substr(slash + 1, 5) == "data/";
+  for (const ZipEntry& e : zip_directory(z)) {
+    const size_t slash = e.name.find('/');
+    const bool storage = slash != std::string::npos && e.name.compare(slash + 1, 5, "data/") == 0;
     uint64_t& sum = storage ? storages : small;
-    sum = size > UINT64_MAX - sum ? UINT64_MAX : sum + size;
-    at = next;
+    sum = e.size > UINT64_MAX - sum ? UINT64_MAX : sum + e.size;
   }
   if (small > kMaxPickle)
-    fail(
-        fmt::format("its pickle and records inflate to {} bytes, more than {}", small, kMaxPickle));
+    throw std::runtime_error(
+        fmt::format("zip archive: its pickle and records inflate to {} bytes, more than {}", small,
+                    kMaxPickle));
   if (storages > max_storage_bytes)
-    fail(fmt::format("its storages inflate to {} bytes, more than its tensors need ({} at most)",
-                     storages, max_storage_bytes));
+    throw std::runtime_error(
+        fmt::format("zip archive: its storages inflate to {} bytes, more than its tensors need ({} "
+                    "at most)",
+                    storages, max_storage_bytes));
 }
 
 // The value a .pt file's bytes hold, checked as load_tensors says.
@@ -364,6 +328,103 @@ void LineFile::append(const std::string& lines) {
     fail("append to", path_, err);
   }
   size_ += int64_t(lines.size());
+}
+
+namespace {
+
+// z's little-endian number of `bytes` bytes at `at`; throws when it lies past z's end.
+uint64_t zip_num(std::string_view z, uint64_t at, int bytes) {
+  if (at > z.size() || uint64_t(bytes) > z.size() - at)
+    throw std::runtime_error("zip archive: a record past its end");
+  uint64_t v = 0;
+  for (int k = bytes - 1; k >= 0; --k) v = v << 8 | uint8_t(z[at + k]);
+  return v;
+}
+
+}  // namespace
+
+std::vector<ZipEntry> zip_directory(std::string_view z) {
+  auto fail = [](const std::string& why) { throw std::runtime_error("zip archive: " + why); };
+  auto num = [&](uint64_t at, int bytes) { return zip_num(z, at, bytes); };
+  constexpr uint64_t kEnd = 22, kLocator = 20, kEntry = 46, kMax32 = 0xffffffff;
+  uint64_t end = z.size();
+  for (uint64_t k = z.size() >= kEnd ? z.size() - kEnd + 1 : 0;
+       k-- > 0 && z.size() - k <= kEnd + 0xffff;)
+    if (num(k, 4) == 0x06054b50) {
+      end = k;
+      break;
+    }
+  if (end == z.size()) fail("no end of central directory");
+  uint64_t entries = num(end + 10, 2), cd_bytes = num(end + 12, 4), cd_at = num(end + 16, 4);
+  if (end >= kLocator && num(end - kLocator, 4) == 0x07064b50) {
+    const uint64_t at = num(end - kLocator + 8, 8);
+    if (num(at, 4) != 0x06064b50) fail("bad zip64 end of central directory");
+    entries = num(at + 32, 8), cd_bytes = num(at + 40, 8), cd_at = num(at + 48, 8);
+    if (entries > kMax32 || cd_bytes > kMax32) fail("bad zip64 end of central directory");
+  }
+  if (cd_at > end || cd_bytes > end - cd_at) fail("central directory past its end");
+  std::vector<ZipEntry> out;
+  for (uint64_t e = 0, at = cd_at; e < entries; ++e) {
+    if (at + kEntry > cd_at + cd_bytes || num(at, 4) != 0x02014b50) fail("bad central directory");
+    ZipEntry entry;
+    entry.method = num(at + 10, 2);
+    entry.compressed = num(at + 20, 4);
+    entry.size = num(at + 24, 4);
+    entry.local_at = num(at + 42, 4);
+    const uint64_t name_len = num(at + 28, 2), extra = at + kEntry + name_len;
+    const uint64_t extra_len = num(at + 30, 2), next = extra + extra_len + num(at + 32, 2);
+    if (next > cd_at + cd_bytes) fail("bad central directory");
+    // The zip64 extra field (id 1) holds, in this order, each of the three that reads kMax32.
+    uint64_t* wide[] = {&entry.size, &entry.compressed, &entry.local_at};
+    if (entry.size == kMax32 || entry.compressed == kMax32 || entry.local_at == kMax32) {
+      bool found = false;
+      for (uint64_t f = extra; f + 4 <= extra + extra_len && !found; f += 4 + num(f + 2, 2))
+        if (num(f, 2) == 1) {
+          uint64_t v = f + 4;
+          for (uint64_t* w : wide)
+            if (*w == kMax32) {
+              if (v + 8 > f + 4 + num(f + 2, 2)) fail("an entry without its zip64 sizes");
+              *w = num(v, 8), v += 8;
+            }
+          found = true;
+        }
+      if (!found) fail("an entry without its zip64 sizes");
+    }
+    entry.name = std::string(z.substr(at + kEntry, name_len));
+    out.push_back(std::move(entry));
+    at = next;
+  }
+  return out;
+}
+
+std::string zip_record(std::string_view z, const ZipEntry& e) {
+  auto fail = [&](const std::string& why) {
+    throw std::runtime_error(fmt::format("zip archive: entry '{}': {}", shorten(e.name), why));
+  };
+  if (zip_num(z, e.local_at, 4) != 0x04034b50) fail("no local header where the directory says");
+  const uint64_t data_at =
+      e.local_at + 30 + zip_num(z, e.local_at + 26, 2) + zip_num(z, e.local_at + 28, 2);
+  if (data_at > z.size() || e.compressed > z.size() - data_at) fail("data past the archive's end");
+  const std::string_view data = z.substr(data_at, e.compressed);
+  if (e.method == 0) {
+    if (e.compressed != e.size) fail("stored with two different sizes");
+    return std::string(data);
+  }
+  if (e.method != 8)
+    fail(fmt::format("compression method {} (stored or deflated are read)", e.method));
+  std::string out(e.size, '\0');
+  z_stream s{};
+  if (inflateInit2(&s, -MAX_WBITS) != Z_OK) fail("cannot start inflating");
+  s.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  s.avail_in = uInt(std::min<uint64_t>(data.size(), UINT32_MAX));
+  s.next_out = reinterpret_cast<Bytef*>(out.data());
+  s.avail_out = uInt(std::min<uint64_t>(out.size(), UINT32_MAX));
+  const int rc = inflate(&s, Z_FINISH);
+  const uint64_t got = s.total_out;
+  inflateEnd(&s);
+  if (rc != Z_STREAM_END || got != e.size)
+    fail(fmt::format("does not inflate to the {} bytes its directory gives", e.size));
+  return out;
 }
 
 }  // namespace mmdflow

@@ -3,6 +3,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -69,6 +70,19 @@ NamedTensors load_tensors(const std::string& path, uint64_t max_storage_bytes = 
 // {name: tensor}, or one tensor (torch.save(tensor)), which comes back as one entry named "".
 // Throws.
 NamedTensors parse_tensors(std::string bytes, uint64_t max_storage_bytes);
+
+// An entry of a zip archive's central directory (zip64 sizes read where present).
+struct ZipEntry {
+  std::string name;
+  uint64_t method = 0;  // 0: stored, 8: deflated
+  uint64_t compressed = 0, size = 0, local_at = 0;
+};
+// The archive z's entries, found as LibTorch's zip reader (miniz) finds them: the end record
+// searched from the end, and the zip64 end record when a locator precedes it (torch.save writes
+// one). Nothing is inflated. Throws std::runtime_error.
+std::vector<ZipEntry> zip_directory(std::string_view z);
+// Entry e's bytes (stored or deflated), exactly e.size of them. Throws std::runtime_error.
+std::string zip_record(std::string_view z, const ZipEntry& e);
 
 // A file that grows by whole lines: each append is one write(2), cut back on failure, so the
 // file never ends in a partial line. Throws IoError.

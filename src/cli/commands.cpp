@@ -77,10 +77,20 @@ int cmd_compare(int argc, char** argv) {
   check_memory(cfg, Work::Compare, comm->world());
   const Shard shard = shard_of(cfg, comm->rank(), comm->world());
   const std::unique_ptr<Student> student = student_of(cfg, read_student(dir, cfg, shard), shard);
-  const ParticleNet teacher(teacher_family_of(cfg), particles_of(read_teacher(dir, cfg)));
-  at::Generator gen = stream_generator(cfg.seed, kCompareStream);
-  const Comparison c = compare(*student, teacher, cfg.data.input, cfg.compare.samples,
-                               cfg.compare.nearest, gen, *comm, cfg.flow.kernel == Witness::Exact);
+  Comparison c;
+  if (cfg.data.input == InputDist::File) {  // the validation set: the run's copy, or its file
+    const std::string kept = dir + "/valid_data.pt";
+    const bool own = fs::exists(fs::symlink_status(kept));
+    c = compare_on_data(*student,
+                        data_file(cfg, own ? "the run's copy" : "data.valid_file",
+                                  own ? kept : *cfg.data.valid_file, c10::kCPU, !own),
+                        *comm);
+  } else {
+    const ParticleNet teacher(teacher_family_of(cfg), particles_of(read_teacher(dir, cfg)));
+    at::Generator gen = stream_generator(cfg.seed, kCompareStream);
+    c = compare(*student, teacher, cfg.data.input, cfg.compare.samples, cfg.compare.nearest, gen,
+                *comm, cfg.flow.kernel == Witness::Exact);
+  }
   if (comm->rank() == 0) print_result(format_table(c));
   return kOk;
 }

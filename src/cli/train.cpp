@@ -11,6 +11,7 @@
 #include "src/cli/options.h"
 #include "src/cli/progress.h"
 #include "src/cli/signals.h"
+#include "src/train/build.h"
 #include "src/train/run.h"
 #include "src/train/run_folder.h"
 
@@ -44,6 +45,7 @@ RunRequest request_of(const cxxopts::ParseResult& r) {
   }
   req.out_given = req.resume || r.count("out");
   Config& cfg = req.cfg;
+  resolve_data_files(cfg);
   cfg.threads = set_threads(cfg.threads);
   if (cfg.log.print_every == 0) cfg.log.print_every = std::max<int64_t>(1, cfg.train.epochs / 20);
   return req;

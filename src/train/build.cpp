@@ -3,7 +3,10 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <optional>
+
 #include "data/sample_file.h"
+#include "models/weights.h"
 #include "src/base/device.h"
 #include "src/base/random.h"
 
@@ -132,6 +135,77 @@ c10::Device device_of(const Config& c, const Comm& comm) {
 
 namespace {
 
+// data file `key` at `path`, its columns checked against the model's.
+LabelledData checked_data(const Config& c, const std::string& key, const std::string& path,
+                          bool follow_links = true) {
+  LabelledData d;
+  try {
+    d = read_labelled(path, c.model.outputs, follow_links);
+  } catch (const ConfigError& e) {
+    throw ConfigError(key + ": " + e.what());
+  }
+  if (d.x.size(1) != c.data.dim)
+    throw ConfigError(fmt::format("{}: {} has {} input column{}, data.dim is {}", key,
+                                  shorten(path), d.x.size(1), d.x.size(1) == 1 ? "" : "s",
+                                  c.data.dim));
+  if (d.y.size(1) != c.model.outputs)
+    throw ConfigError(fmt::format("{}: {} has {} output column{}, model.outputs is {}", key,
+                                  shorten(path), d.y.size(1), d.y.size(1) == 1 ? "" : "s",
+                                  c.model.outputs));
+  return d;
+}
+
+}  // namespace
+
+void resolve_data_files(Config& c) {
+  if (c.samples() || c.data.input != InputDist::File) return;
+  c.data.train_size = checked_data(c, "data.train_file", *c.data.train_file).x.size(0);
+  c.data.valid_size = checked_data(c, "data.valid_file", *c.data.valid_file).x.size(0);
+  if (c.train.batch > c.data.train_size)
+    throw ConfigError(
+        fmt::format("train.batch: must be at most the {} rows of data.train_file {}, "
+                    "got {}",
+                    c.data.train_size, shorten(*c.data.train_file), c.train.batch));
+}
+
+Dataset data_file(const Config& c, const std::string& key, const std::string& path, c10::Device dev,
+                  bool follow_links) {
+  const LabelledData d = checked_data(c, key, path, follow_links);
+  const auto opts = at::TensorOptions().dtype(c.dtype).device(dev);
+  return {d.x.to(opts), d.y.to(opts)};
+}
+
+bool has_teacher(const Config& c) {
+  return !c.samples() && (c.data.input != InputDist::File || c.teacher.file);
+}
+
+namespace {
+
+// The weights file `key` (teacher.file, student.init_file), checked against specs in float32 or
+// float64, then in the run's dtype on dev.
+NamedTensors weights_file(const Config& c, const std::string& key, const std::string& path,
+                          const std::vector<WeightSpec>& specs, c10::Device dev) {
+  uint64_t bytes = 1 << 20;  // the storages of twice what the tensors need, as a run folder's
+  for (const WeightSpec& s : specs)
+    bytes += 2 * uint64_t(c10::multiply_integers(s.sizes)) * sizeof(double);
+  NamedTensors w;
+  try {
+    w = parse_tensors(read_regular_file(path, bytes + (1 << 20), /*follow_links=*/true), bytes);
+  } catch (const std::exception& e) {
+    const std::string why = e.what();
+    throw ConfigError(fmt::format("{}: {}: not a dict of tensors in torch.save's format ({})", key,
+                                  shorten(path), shorten(why.substr(0, why.find('\n')))));
+  }
+  const c10::ScalarType type = w.empty() ? c.dtype : w[0].second.scalar_type();
+  try {
+    check_weights(w, specs, type == at::kDouble ? at::kDouble : at::kFloat, shorten(path));
+  } catch (const CheckpointError& e) {
+    throw ConfigError(fmt::format("{}: {}", key, e.what()));
+  }
+  for (auto& [name, t] : w) t = t.to(at::TensorOptions().dtype(c.dtype).device(dev));
+  return w;
+}
+
 // The options of a measure drawn N(init_mean, init_std^2) in the run's dtype, on dev.
 template <typename Measure>  // Config::Teacher or Config::Student
 ParticleNetOptions options_of(const Config& c, const Measure& m, const ParticleFamily& fam,
@@ -146,7 +220,10 @@ ParticleNetOptions options_of(const Config& c, const Measure& m, const ParticleF
 }  // namespace
 
 ParticleNet make_teacher(const Config& c, c10::Device dev, at::Generator gen) {
-  return ParticleNet(options_of(c, c.teacher, teacher_family_of(c), dev), gen);
+  const ParticleFamily fam = teacher_family_of(c);
+  if (!c.teacher.file) return ParticleNet(options_of(c, c.teacher, fam, dev), gen);
+  return ParticleNet(fam, particles_of(weights_file(c, "teacher.file", *c.teacher.file,
+                                                    block_weights(fam, c.teacher.particles), dev)));
 }
 
 std::unique_ptr<Student> make_student(const Config& c, c10::Device dev, at::Generator gen,
@@ -154,6 +231,14 @@ std::unique_ptr<Student> make_student(const Config& c, c10::Device dev, at::Gene
   const ParticleFamily fam = family_of(c);
   const int64_t N = c.student.particles;
   if (shard.total == 0) shard = {0, N, N};
+  if (c.student.init_file) {  // this shard's rows of the whole measure's weights
+    const WeightSchema schema = weight_schema_of(c);
+    NamedTensors w = weights_file(c, "student.init_file", *c.student.init_file,
+                                  schema.specs(schema.by_rows ? N : 0), dev);
+    if (schema.by_rows)
+      for (auto& [name, t] : w) t = t.narrow(0, shard.begin, shard.size()).contiguous();
+    return student_of(c, w, shard);
+  }
   if (c.student.layout == Layout::Dense) {
     TORCH_CHECK(shard.size() == N, "the dense layout cannot be sharded");
     return make_dense_student(fam, N, c.student.init_mean, c.student.init_std,
@@ -177,24 +262,32 @@ std::unique_ptr<Student> student_of(const Config& c, const NamedTensors& w, Shar
 
 namespace {
 
-// The network family: a teacher, its data, the student (this rank's shard).
+// The network family: a teacher (drawn or read; none for data files alone), its data (drawn and
+// labelled by it, or read), the student (this rank's shard).
 void build_network(const Config& c, const Comm& comm, RunParts& p) {
-  ParticleNet teacher = make_teacher(c, p.device, stream_generator(c.seed, kTeacherStream));
+  std::optional<ParticleNet> teacher;
+  if (has_teacher(c)) teacher = make_teacher(c, p.device, stream_generator(c.seed, kTeacherStream));
   std::unique_ptr<Student> student =
       make_student(c, p.device, stream_generator(c.seed, kStudentStream),
                    shard_of(c, comm.rank(), comm.world()));
   // Drawn with the exact kernel too, which needs no training set: the validation set is then the
   // sampled run's.
-  at::Generator data_gen = stream_generator(c.seed, kDataStream);
-  Dataset train = make_dataset(c.data.input, c.data.train_size, teacher, data_gen);
-  Dataset valid = make_dataset(c.data.input, c.data.valid_size, teacher, data_gen);
+  Dataset train, valid;
+  if (c.data.input == InputDist::File) {
+    train = data_file(c, "data.train_file", *c.data.train_file, p.device);
+    valid = data_file(c, "data.valid_file", *c.data.valid_file, p.device);
+  } else {
+    at::Generator data_gen = stream_generator(c.seed, kDataStream);
+    train = make_dataset(c.data.input, c.data.train_size, *teacher, data_gen);
+    valid = make_dataset(c.data.input, c.data.valid_size, *teacher, data_gen);
+  }
+  p.results = make_network_results(c, *student, teacher, train, valid);
   if (c.flow.kernel == Witness::Exact)
-    p.stepper = make_exact_stepper(*student, teacher, c.data.input, std::move(valid));
+    p.stepper = make_exact_stepper(*student, *teacher, c.data.input, std::move(valid));
   else
     p.stepper =
         make_sampled_stepper(*student, teacher, c.data.input, std::move(train), std::move(valid),
                              c.train.batch, c.data.fresh, sub_seed(c.seed, kDeviceStream));
-  p.results = make_network_results(c, *student, std::move(teacher));
   p.measure = std::move(student);
 }
 

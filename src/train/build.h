@@ -42,10 +42,24 @@ void check_shardable(const Config& c, int world);
 // The run's device (checked to exist): a sharded run's plain "cuda" is cuda:LOCAL_RANK.
 c10::Device device_of(const Config& c, const Comm& comm);
 
-// The run's teacher and student (its layout; the shard's particles), drawn from gen.
+// data.input file: data.train_size and data.valid_size set to the files' rows, their columns
+// checked against data.dim and model.outputs, train.batch against the rows. Throws ConfigError
+// naming the key and the file. Other inputs: c as it is.
+void resolve_data_files(Config& c);
+// The labelled rows of the data file at path (`key` names it in messages: data.train_file, ...),
+// checked as resolve_data_files checks them, in the run's dtype on dev. A run folder's file
+// (valid_data.pt) is read without following a link.
+Dataset data_file(const Config& c, const std::string& key, const std::string& path, c10::Device dev,
+                  bool follow_links = true);
+
+// The run's teacher and student (its layout; the shard's particles), drawn from gen, or read from
+// teacher.file and student.init_file (weights files of their schema, float32 or float64, in the
+// run's dtype). Throws ConfigError naming the key for a file that does not fit.
 ParticleNet make_teacher(const Config& c, c10::Device dev, at::Generator gen);
 std::unique_ptr<Student> make_student(const Config& c, c10::Device dev, at::Generator gen,
                                       Shard shard = {});
+// Whether the run has a teacher: drawn (a law of inputs) or read (teacher.file).
+bool has_teacher(const Config& c);
 // A student holding weights read back (those of `shard`, as read_student returns them), on CPU.
 std::unique_ptr<Student> student_of(const Config& c, const NamedTensors& w, Shard shard);
 

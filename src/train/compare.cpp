@@ -63,8 +63,23 @@ Comparison compare(const Student& student, const ParticleNet& teacher, InputDist
   return c;
 }
 
+Comparison compare_on_data(const Student& student, const Dataset& data, Comm& comm) {
+  Comparison c;
+  c.samples = data.size();
+  CommReducer reduce(comm);
+  c.test_loss = half_mse(student, data.X, data.Y, 1000, reduce).item<double>();
+  c.zero_test_loss = 0.5 * data.Y.to(at::kDouble).pow(2).sum(1).mean().item<double>();
+  c.half_mmd2 = *c.test_loss;
+  return c;
+}
+
 std::string format_table(const Comparison& c) {
   std::string s;
+  if (c.test_loss)
+    return fmt::format(
+        "test loss 1/2 mean ||f_student(x) - y||^2 over the {} validation rows: {:.6e}\n"
+        "the zero student's (1/2 mean ||y||^2): {:.6e}; the student's is {:.4g} of it\n",
+        c.samples, *c.test_loss, *c.zero_test_loss, *c.test_loss / *c.zero_test_loss);
   if (c.target_half_mmd2) {
     s += fmt::format("1/2 MMD^2(points, target samples): {:.6e}\n", *c.target_half_mmd2);
     if (c.samples > 0)

@@ -31,6 +31,9 @@ struct Comparison {
     std::vector<double> distance;  // Euclidean, over all coordinates (A, a, B, b)
   };
   std::vector<Match> matches;  // empty when particles are not comparable (dense, misspecified)
+  // network without a teacher (data files): 1/2 (1/n) sum ||f_student(x) - y||^2 over the n =
+  // `samples` rows of the validation set, and the zero student's 1/2 (1/n) sum ||y||^2
+  std::optional<double> test_loss, zero_test_loss;
 };
 
 // Their JSON fields (summary.json's "compare"), each once.
@@ -41,6 +44,8 @@ void visit_comparison(C& c, F&& f) {
   f("exact_half_mmd2", c.exact_half_mmd2);
   f("target_half_mmd2", c.target_half_mmd2);
   f("nearest", c.matches);
+  f("test_loss", c.test_loss);
+  f("zero_test_loss", c.zero_test_loss);
 }
 template <typename M, typename F>  // M: Comparison::Match, const or not
 void visit_match(M& m, F&& f) {
@@ -59,5 +64,9 @@ Comparison compare(const Student& student, const ParticleNet& teacher, InputDist
                    int64_t samples, int64_t nearest, at::Generator& gen, Comm& comm,
                    bool exact = false);
 std::string format_table(const Comparison& c);
+
+// The student's test loss on a labelled set (its rows whole on every rank) and the zero
+// student's, for a run without a teacher.
+Comparison compare_on_data(const Student& student, const Dataset& data, Comm& comm);
 
 }  // namespace mmdflow

@@ -342,6 +342,10 @@ void check_exact(const Config& c) {
     throw ConfigError(
         "flow.method: sobolev descent has no population form (its Gram is indexed by inputs), so "
         "flow.kernel exact cannot run it");
+  if (c.data.input == InputDist::File)
+    refuse("data.input", "file", "a law to integrate over (sphere or gaussian)");
+  if (c.log.data)
+    throw ConfigError("log.data: flow.kernel exact trains on no data set; set it to false");
 }
 
 // kernel.slices > 0: the sliced gradient is the energy kernel's, for the flows that need no kernel
@@ -375,12 +379,36 @@ void check_samples(const Config& c) {
     throw ConfigError(fmt::format("target.file: read only with target.law file, got law {}",
                                   name_of(c.target.law)));
   if (c.kernel.slices > 0) check_sliced(c);
+  if (c.data.input == InputDist::File)
+    throw ConfigError(
+        "data.input: file is the network family's data; problem samples reads its "
+        "target from target.file");
+  if (c.teacher.file) throw ConfigError("teacher.file: problem samples has no teacher");
+  if (c.log.data)
+    throw ConfigError("log.data: problem samples has no data set (its target is target.pt)");
 }
 
-// problem network: the keys that only the samples family reads.
+// problem network: its data files, and the keys that only the samples family reads.
 void check_network(const Config& c) {
-  if (c.student.init_file)
-    throw ConfigError("student.init_file: initial points are read for problem samples only");
+  const bool file = c.data.input == InputDist::File;
+  for (const auto& [key, set] : {std::pair{"data.train_file", bool(c.data.train_file)},
+                                 std::pair{"data.valid_file", bool(c.data.valid_file)}}) {
+    if (file && !set)
+      throw ConfigError(fmt::format("{}: data.input file needs it (.csv, .npy, .npz or .pt)", key));
+    if (!file && set)
+      throw ConfigError(fmt::format("{}: read only with data.input file, got input {}", key,
+                                    name_of(c.data.input)));
+  }
+  if (file && c.data.fresh)
+    throw ConfigError("data.fresh: new inputs need a law to draw from; data.input file has none");
+  if (file && c.flow.method == Method::DrMMD && !c.teacher.file)
+    throw ConfigError(
+        "flow.method: drmmd needs the teacher's particles; with data.input file give them in "
+        "teacher.file");
+  if (c.log.data && c.data.fresh)
+    throw ConfigError(
+        "log.data: data.fresh draws new inputs every step, there is no training set "
+        "to write; set one of them to false");
   if (c.log.snapshot_every != 0)
     throw ConfigError("log.snapshot_every: snapshots are of problem samples' points only");
   if (c.kernel.slices != 0)

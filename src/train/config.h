@@ -48,6 +48,9 @@ struct Config {
 
   struct Data {
     InputDist input = InputDist::Sphere;
+    // input file: the training and validation sets (data/sample_file.h's read_labelled); the
+    // sizes are then the files' rows (resolve_data_files, src/train/build.h)
+    std::optional<std::string> train_file, valid_file;
     int64_t dim = 10;  // d
     int64_t train_size = 500;
     int64_t valid_size = 500;
@@ -73,6 +76,7 @@ struct Config {
     // Unset: the model's. Set to another value, the teacher is misspecified.
     std::optional<int64_t> hidden;
     std::optional<Activation> activation;
+    std::optional<std::string> file;  // weights (a run's teacher.pt) instead of drawn particles
   } teacher;
 
   struct Student {
@@ -80,7 +84,8 @@ struct Config {
     double init_mean = 0.001;
     double init_std = 1.0;
     Layout layout = Layout::Block;
-    // samples: the initial points, one a row (.npy, .pt, .csv); unset: N(init_mean, init_std^2)
+    // unset: N(init_mean, init_std^2); network: the initial weights (a .pt of the layout's
+    // tensors, as a run's student.pt); samples: the initial points, one a row (.npy, .pt, .csv)
     std::optional<std::string> init_file;
   } student;
 
@@ -130,6 +135,7 @@ struct Config {
     int64_t print_every = 0;     // epochs between plain progress lines; 0: about 20 lines a run
     std::optional<bool> theory;  // theory.csv; unset: with flow.kernel exact or samples only
     int64_t snapshot_every = 0;  // samples: the particles every so many steps, in snapshots.pt
+    bool data = false;           // network: train_data.pt, valid_data.pt {x: [n, d], y: [n, o]}
   } log;
 
   struct Compare {
@@ -187,6 +193,8 @@ void visit_config(C& c, F& f) {
   f.key("problem", c.problem, Key());
   f.section("data", [&] {
     f.key("input", c.data.input, Key());
+    f.key("train_file", c.data.train_file, Key());
+    f.key("valid_file", c.data.valid_file, Key());
     f.key("dim", c.data.dim, Key().min(1).max(1e6));
     f.key("train_size", c.data.train_size, Key().min(1).max(kMaxCount));
     f.key("valid_size", c.data.valid_size, Key().min(1).max(kMaxCount));
@@ -209,6 +217,7 @@ void visit_config(C& c, F& f) {
     f.key("init_std", c.teacher.init_std, Key().min(0));
     f.key("hidden", c.teacher.hidden, Key().min(1).max(1e6));
     f.key("activation", c.teacher.activation, Key());
+    f.key("file", c.teacher.file, Key());
   });
   f.section("student", [&] {
     f.key("particles", c.student.particles, Key().min(1).max(kMaxCount));
@@ -258,6 +267,7 @@ void visit_config(C& c, F& f) {
     f.key("theory", c.log.theory, Key());
     f.key("snapshot_every", c.log.snapshot_every,
           Key().min(0).max(kMaxCount).may_change_on_resume());
+    f.key("data", c.log.data, Key());
   });
   f.section("compare", [&] {
     f.key("samples", c.compare.samples, Key().min(1).max(kMaxCount).may_change_on_resume());

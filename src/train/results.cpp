@@ -14,33 +14,77 @@
 namespace mmdflow {
 namespace {
 
+// One tensor `name` of a run folder's file, 2-D and finite.
+at::Tensor read_one(const std::string& path, const std::string& name);
+
 class NetworkResults : public Results {
  public:
-  NetworkResults(const Config& c, const Student& student, ParticleNet teacher)
-      : c_(c), student_(student), teacher_(std::move(teacher)) {}
+  NetworkResults(const Config& c, const Student& student, std::optional<ParticleNet> teacher,
+                 Dataset train, Dataset valid)
+      : c_(c),
+        student_(student),
+        teacher_(std::move(teacher)),
+        train_(std::move(train)),
+        valid_(std::move(valid)) {}
 
+  // log.data: the data sets are filed as the run starts; a resumed run's, drawn or read again,
+  // must be the same bits (a data file changed would continue on other data).
+  void open(const RunFolder& folder, int64_t epoch) override {
+    if (!c_.log.data || epoch == 0) return;
+    for (const auto& [name, set] : data_files())
+      for (const auto& [key, t] : {std::pair{"x", set->X}, std::pair{"y", set->Y}}) {
+        const std::string path = folder.file(name);
+        if (!std::filesystem::exists(path)) continue;
+        if (!at::equal(read_tensor(path, key).to(t.scalar_type()), t.cpu()))
+          throw ConfigError(fmt::format(
+              "{}: the run's data differ from those it started with{}; resume needs the same", path,
+              c_.data.input == InputDist::File ? " (a data file changed?)" : ""));
+      }
+  }
+  void write_start(RunFolder& folder, int64_t epoch) override {
+    if (!c_.log.data || epoch > 0) return;
+    for (const auto& [name, set] : data_files())
+      folder.save_tensors_file(name, {{"x", set->X.cpu()}, {"y", set->Y.cpu()}});
+  }
   std::string finish(RunFolder& folder, Comm& comm, Summary& s, bool lead) override {
     folder.save_student(student_.named_tensors(), student_.shard(), comm);
-    if (lead) folder.save_teacher(teacher_.named_tensors());
-    at::Generator gen = stream_generator(c_.seed, kCompareStream);
-    const Comparison cmp = compare(student_, teacher_, c_.data.input, c_.compare.samples,
-                                   c_.compare.nearest, gen, comm, c_.flow.kernel == Witness::Exact);
+    if (lead && teacher_) folder.save_teacher(teacher_->named_tensors());
+    Comparison cmp;
+    if (teacher_ && c_.data.input != InputDist::File) {
+      at::Generator gen = stream_generator(c_.seed, kCompareStream);
+      cmp = compare(student_, *teacher_, c_.data.input, c_.compare.samples, c_.compare.nearest, gen,
+                    comm, c_.flow.kernel == Witness::Exact);
+    } else {
+      cmp = compare_on_data(student_, valid_, comm);
+    }
     s.compare = cmp;
     return format_table(cmp);
   }
   std::string files(int world) const override {
-    return world == 1 ? "student.pt, teacher.pt" : "student-*.pt, student.index.json, teacher.pt";
+    std::string out = world == 1 ? "student.pt" : "student-*.pt, student.index.json";
+    if (teacher_) out += ", teacher.pt";
+    if (c_.log.data) out += ", train_data.pt, valid_data.pt";
+    return out;
   }
 
  private:
+  std::vector<std::pair<std::string, const Dataset*>> data_files() const {
+    return {{"train_data.pt", &train_}, {"valid_data.pt", &valid_}};
+  }
+  // Tensor `key` of a run folder's data file, 2-D.
+  static at::Tensor read_tensor(const std::string& path, const std::string& key) {
+    for (const auto& [name, t] : load_tensors(path))
+      if (name == key && t.dim() == 2) return t;
+    throw CheckpointError(fmt::format("{}: expected {{\"x\": [n, d], \"y\": [n, o]}}", path));
+  }
+
   const Config c_;
   const Student& student_;
-  ParticleNet teacher_;
+  std::optional<ParticleNet> teacher_;
+  Dataset train_, valid_;
 };
 
 constexpr const char* kSnapshots = "snapshots.pt";
-
-at::Tensor read_one(const std::string& path, const std::string& name);
 
 class SamplesResults : public Results {
  public:
@@ -160,8 +204,10 @@ std::pair<at::Tensor, at::Tensor> read_points(const std::string& dir, const Conf
 }
 
 std::unique_ptr<Results> make_network_results(const Config& c, const Student& student,
-                                              ParticleNet teacher) {
-  return std::make_unique<NetworkResults>(c, student, std::move(teacher));
+                                              std::optional<ParticleNet> teacher, Dataset train,
+                                              Dataset valid) {
+  return std::make_unique<NetworkResults>(c, student, std::move(teacher), std::move(train),
+                                          std::move(valid));
 }
 
 std::unique_ptr<Results> make_samples_results(const Config& c, const Points& points,

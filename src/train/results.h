@@ -1,6 +1,8 @@
 // What a run of each problem family writes beside its logs, and reports when it ends:
-//   network: student.pt (or a file per process and student.index.json), teacher.pt, and the
-//            comparison of the student with its teacher;
+//   network: student.pt (or a file per process and student.index.json), teacher.pt (when it has
+//            one), train_data.pt and valid_data.pt {"x": [n, d], "y": [n, o]} (log.data), and
+//            the comparison of the student with its teacher, or, with data files and no teacher,
+//            its test loss on the validation set;
 //   samples: particles.pt {"Z": [N, d]}, target.pt {"U": [M, d]}, snapshots.pt
 //            {"step": [K], "Z": [K, N, d]} (log.snapshot_every), and 1/2 MMD^2 to the target.
 // Built with the run's parts (src/train/build.h); the run (src/train/run.h) calls it.
@@ -11,6 +13,7 @@
 #include <optional>
 #include <string>
 
+#include "data/dataset.h"
 #include "models/particle_net.h"
 #include "models/points.h"
 #include "src/comm/comm.h"
@@ -53,7 +56,8 @@ Comparison compare_points(const Config& c, const at::Tensor& Z, const SampleTarg
 std::pair<at::Tensor, at::Tensor> read_points(const std::string& dir, const Config& c);
 
 std::unique_ptr<Results> make_network_results(const Config& c, const Student& student,
-                                              ParticleNet teacher);
+                                              std::optional<ParticleNet> teacher, Dataset train,
+                                              Dataset valid);
 std::unique_ptr<Results> make_samples_results(const Config& c, const Points& points,
                                               const SampleTarget& target);
 

@@ -335,13 +335,21 @@ std::string setup_line(const Config& c, const std::string& out, int world) {
         name_of(c.kernel.name), c.kernel.bandwidth, name_of(c.flow.method), c.flow.step_size,
         name_of(c.noise.schedule), c.noise.beta0, c.train.epochs, c.device.str(), name_of(c.dtype),
         c.threads, procs, out);
+  const bool file = c.data.input == InputDist::File;
+  const std::string teacher =
+      c.teacher.file ? fmt::format("teacher {} M={}", shorten(*c.teacher.file), c.teacher.particles)
+      : file         ? std::string("no teacher")
+                     : fmt::format("teacher M={}", c.teacher.particles);
   std::string s = fmt::format(
-      "mmdflow train: teacher M={} student N={} | d={} H={} o={} {}/{} | {} flow, step {} | "
+      "mmdflow train: {} student N={} | d={} H={} o={} {}/{} | {} flow, step {} | "
       "beta {} {} | {} epochs, batch {} of {} | {} {}, {} threads{}\n  -> {}\n",
-      c.teacher.particles, c.student.particles, c.data.dim, c.model.hidden, c.model.outputs,
+      teacher, c.student.particles, c.data.dim, c.model.hidden, c.model.outputs,
       name_of(c.model.activation), name_of(c.model.output), name_of(c.flow.method),
       c.flow.step_size, name_of(c.noise.schedule), c.noise.beta0, c.train.epochs, c.train.batch,
       c.data.train_size, c.device.str(), name_of(c.dtype), c.threads, procs, out);
+  if (file)
+    s += fmt::format("  data: {} rows of {}, validation {} rows of {}\n", c.data.train_size,
+                     shorten(*c.data.train_file), c.data.valid_size, shorten(*c.data.valid_file));
   if (c.misspecified())
     s +=
         fmt::format("  misspecified: the teacher's particles have H={} {}, the student's H={} {}\n",

@@ -36,8 +36,8 @@ class NetworkStepper : public Stepper {
 
 class SampledStepper : public NetworkStepper {
  public:
-  SampledStepper(Student& student, ParticleNet teacher, InputDist dist, Dataset train,
-                 Dataset valid, int64_t batch, bool fresh, uint64_t device_seed)
+  SampledStepper(Student& student, std::optional<ParticleNet> teacher, InputDist dist,
+                 Dataset train, Dataset valid, int64_t batch, bool fresh, uint64_t device_seed)
       : NetworkStepper(student, std::move(valid)),
         teacher_(std::move(teacher)),
         dist_(dist),
@@ -64,7 +64,7 @@ class SampledStepper : public NetworkStepper {
       const bool cpu = train_.X.device().is_cpu();
       if (!cpu) device_gen_.set_current_seed(sub_seed(device_seed_, uint64_t(steps)));
       X = sample_inputs(dist_, len, train_.X.size(1), cpu ? gen : device_gen_, train_.X.options());
-      Y = teacher_.forward(X);
+      Y = teacher_->forward(X);
     } else {
       const at::Tensor idx = order_.narrow(0, i * batch_, len);
       X = train_.X.index_select(0, idx);
@@ -72,7 +72,7 @@ class SampledStepper : public NetworkStepper {
     }
     opt.noise_seed = noise_seed(gen);
     const at::Tensor target =
-        opt.method == Method::DrMMD ? student_.drmmd_target(teacher_, X, Y) : at::Tensor();
+        opt.method == Method::DrMMD ? student_.drmmd_target(*teacher_, X, Y) : at::Tensor();
     return flow_step(student_, X, Y, opt, target, reduce);
   }
   double loss(Reducer& reduce) override {
@@ -85,7 +85,7 @@ class SampledStepper : public NetworkStepper {
   }
 
  private:
-  ParticleNet teacher_;
+  std::optional<ParticleNet> teacher_;
   InputDist dist_;
   Dataset train_;
   int64_t batch_;
@@ -189,9 +189,9 @@ class SamplesStepper : public Stepper {
 
 }  // namespace
 
-std::unique_ptr<Stepper> make_sampled_stepper(Student& student, ParticleNet teacher, InputDist dist,
-                                              Dataset train, Dataset valid, int64_t batch,
-                                              bool fresh, uint64_t device_seed) {
+std::unique_ptr<Stepper> make_sampled_stepper(Student& student, std::optional<ParticleNet> teacher,
+                                              InputDist dist, Dataset train, Dataset valid,
+                                              int64_t batch, bool fresh, uint64_t device_seed) {
   return std::make_unique<SampledStepper>(student, std::move(teacher), dist, std::move(train),
                                           std::move(valid), batch, fresh, device_seed);
 }

@@ -10,6 +10,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <memory>
+#include <optional>
 
 #include "data/dataset.h"
 #include "models/particle_net.h"
@@ -50,10 +51,11 @@ class Stepper {
 
 // Steps on len <= batch inputs at a time: the training set's rows in the epoch's order, or, with
 // `fresh`, new inputs from the run's generator on CPU (elsewhere from a device generator seeded
-// by sub_seed(device_seed, steps)), labelled by the teacher. Validates on `valid`.
-std::unique_ptr<Stepper> make_sampled_stepper(Student& student, ParticleNet teacher, InputDist dist,
-                                              Dataset train, Dataset valid, int64_t batch,
-                                              bool fresh, uint64_t device_seed);
+// by sub_seed(device_seed, steps)), labelled by the teacher. Validates on `valid`. The teacher
+// (none for data files alone) is needed by `fresh` and by drmmd's witness.
+std::unique_ptr<Stepper> make_sampled_stepper(Student& student, std::optional<ParticleNet> teacher,
+                                              InputDist dist, Dataset train, Dataset valid,
+                                              int64_t batch, bool fresh, uint64_t device_seed);
 // Steps the student's particles (the block layout, one process) along the exact witness.
 std::unique_ptr<Stepper> make_exact_stepper(Student& student, ParticleNet teacher, InputDist dist,
                                             Dataset valid);

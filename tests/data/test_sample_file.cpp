@@ -1,5 +1,6 @@
-// Sample files: .npy, .pt and .csv read back as written; every malformed file refused with one
-// line naming it and what is wrong.
+// Sample files: .npy, .pt and .csv read back as written; labelled data sets (.csv with a header,
+// .npy, .npz, .pt) split into inputs and outputs; every malformed file refused with one line
+// naming it and what is wrong.
 #include <ATen/ATen.h>
 #include <caffe2/serialize/inline_container.h>
 #include <fmt/format.h>
@@ -202,8 +203,8 @@ TEST(SampleFile, WrongRankOrNoRows) {
                "a 1-D array of shape (6), samples are 2-D [M, d]");
   expect_error(file("0d.npy", npy(npy_dict("<f8", false, "()"), bytes_of(x[0][0]))),
                "a 0-D array of shape ()");
-  expect_error(file("3d.pt", pickled(x.view({3, 2, 1}))), "a 3-D tensor [3, 2, 1]");
-  expect_error(file("1d.pt", pickled(x.view({6}))), "a 1-D tensor [6]");
+  expect_error(file("3d.pt", pickled(x.view({3, 2, 1}))), "its tensor is 3-D [3, 2, 1]");
+  expect_error(file("1d.pt", pickled(x.view({6}))), "its tensor is 1-D [6]");
   expect_error(file("empty.npy", npy(npy_dict("<f8", false, "(0, 2)"), "")), "no rows (samples)");
   expect_error(file("flat.npy", npy(npy_dict("<f8", false, "(3, 0)"), "")), "rows of no numbers");
   expect_error(file("empty.pt", pickled(at::zeros({0, 2}, at::kDouble))), "no rows (samples)");
@@ -249,7 +250,8 @@ TEST(SampleFile, MalformedPt) {
                "a dict of tensors but a Int)");
   expect_error(file("garbage.pt", "not a zip archive"),
                "not a tensor or a dict of tensors in torch.save's format (");
-  expect_error(file("bool.pt", pickled(x > 0)), "a tensor of Bool (floating or integer numbers");
+  expect_error(file("bool.pt", pickled(x > 0)),
+               "its tensor holds Bool (floating or integer numbers");
   expect_error(cut_storage(pickled(x), 40),
                "its tensor does not lie within its storage (sizes [3, 2], strides [2, 1], offset "
                "0, 40 bytes of storage)");
@@ -299,6 +301,97 @@ TEST(SampleFile, MalformedNpy) {
   };
   for (size_t k = 0; k < cases.size(); ++k)
     expect_error(file(fmt::format("bad{}.npy", k), cases[k].first), cases[k].second);
+}
+
+// ---- labelled data sets (data.input file) ---------------------------------------------------
+
+std::string labelled_error(const std::string& path, int64_t outputs = 1) {
+  try {
+    read_labelled(path, outputs);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+void expect_labelled(const std::string& path, const at::Tensor& x, const at::Tensor& y,
+                     int64_t outputs = 1) {
+  const LabelledData d = read_labelled(path, outputs);
+  EXPECT_TRUE(at::equal(d.x, x)) << path << "\n" << d.x;
+  EXPECT_TRUE(at::equal(d.y, y)) << path << "\n" << d.y;
+}
+
+// The header names the outputs (y, y0, y_name), wherever they stand; the rest are inputs.
+TEST(LabelledFile, CsvHeaderNamesInputsAndOutputs) {
+  const at::Tensor x = small(), y = at::tensor({7.0, 8.0, 9.0}, at::kDouble).view({3, 1});
+  expect_labelled(file("a.csv", "u,v,y\n1,-2,7\n3.5,40,8\n-0.25,6,9\n"), x, y);
+  expect_labelled(file("b.csv", " y , age,year\n7,1,-2\n8,3.5,40\n9,-0.25,6\n"), x, y);
+  const at::Tensor y2 = at::cat({y, -y}, 1);
+  expect_labelled(file("c.csv", "y_a,x1,y_b,x2\n7,1,-7,-2\n8,3.5,-8,40\n9,-0.25,-9,6\n"), x, y2, 2);
+  expect_labelled(file("d.csv", "x0,x1,y0,y1\n1,-2,7,-7\n3.5,40,8,-8\n-0.25,6,9,-9\n"), x, y2, 2);
+}
+
+// A .npy's last `outputs` columns; an .npz's x and y (numpy's own files, stored and deflated);
+// a .pt dict {x, y}; a 1-D y is a column.
+TEST(LabelledFile, NpyNpzAndPt) {
+  const at::Tensor x = small(), y = at::tensor({7.0, 8.0, 9.0}, at::kDouble).view({3, 1});
+  const std::string npy_path = folder() + "/xy.npy";
+  write_npy(npy_path, at::cat({x, y}, 1));
+  expect_labelled(npy_path, x, y);
+  expect_labelled(npy_path, x.narrow(1, 0, 1), at::cat({x.narrow(1, 1, 1), y}, 1), 2);
+  EXPECT_NE(labelled_error(npy_path, 3).find("rows of 3 numbers: the last 3 are the outputs"),
+            std::string::npos);
+  const std::string pt = folder() + "/xy.pt";
+  save_tensors(pt, {{"x", x.to(at::kFloat)}, {"y", y.view({3})}});
+  expect_labelled(pt, x, y);
+  if (std::system("/usr/bin/python3 -c 'import numpy' 2>/dev/null") != 0)
+    GTEST_SKIP() << "no python3 with numpy to write .npz files";
+  for (const char* how : {"savez", "savez_compressed"}) {
+    const std::string path = folder() + "/" + how + ".npz";
+    const std::string cmd = fmt::format(
+        "/usr/bin/python3 -c 'import numpy as np; np.{}(\"{}\", x=np.array([[1,-2],[3.5,40],"
+        "[-0.25,6]]), y=np.array([7.,8.,9.]))'",
+        how, path);
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    expect_labelled(path, x, y);
+  }
+}
+
+// Each malformed data file: one line naming the file and what is wrong (the row, the column).
+TEST(LabelledFile, MalformedFilesNameFileAndRow) {
+  const std::vector<std::pair<std::string, std::string>> csv = {
+      {"1,2,3\n4,5,6\n", "no header line: name the columns"},
+      {"a,b,c\n1,2,3\n", "its header names no output column"},
+      {"y,y1\n1,2\n", "its header names no input column"},
+      {"a,a,y\n1,2,3\n", "header names column 'a' twice"},
+      {"a,,y\n1,2,3\n", "header column 2 has no name"},
+      {"a,b,y\n1,2\n", "its header names 3 columns, its rows hold 2"},
+      {"a,b,y\n1,2,3\n4,nan,6\n", "line 3 holds NaN"},
+      {"a,b,y\n1,2,3\n4,x,6\n", "line 3, column 2: 'x' is not a number"},
+      {"a,b,y\n", "no rows"},
+  };
+  for (size_t k = 0; k < csv.size(); ++k) {
+    const std::string path = file(fmt::format("bad{}.csv", k), csv[k].first);
+    const std::string e = labelled_error(path);
+    EXPECT_EQ(e.rfind(path + ": ", 0), 0u) << e;
+    EXPECT_NE(e.find(csv[k].second), std::string::npos)
+        << "'" << csv[k].second << "' not in: " << e;
+  }
+  const std::string pt = folder() + "/bad.pt";
+  save_tensors(pt, {{"x", small()}});
+  EXPECT_NE(labelled_error(pt).find("holds no tensor 'y'"), std::string::npos);
+  save_tensors(pt, {{"x", small()}, {"y", at::ones({2, 1})}});
+  EXPECT_NE(labelled_error(pt).find("3 inputs and 2 outputs"), std::string::npos);
+  save_tensors(pt, {{"x", small()}, {"y", at::ones({3, 1})}, {"z", at::ones({3, 1})}});
+  EXPECT_NE(labelled_error(pt).find("holds a tensor 'z'"), std::string::npos);
+  at::Tensor bad = small().clone();
+  bad[2][1] = INFINITY;
+  save_tensors(pt, {{"x", bad}, {"y", at::ones({3, 1})}});
+  EXPECT_NE(labelled_error(pt).find("row 2 (counted from 0) holds inf"), std::string::npos);
+  EXPECT_NE(labelled_error(file("x.npz", "PK not a zip")).find("not an .npz archive"),
+            std::string::npos);
+  EXPECT_NE(labelled_error(file("x.txt", "a,y\n1,2\n")).find(".csv, .npy, .npz or .pt are read"),
+            std::string::npos);
 }
 
 }  // namespace
