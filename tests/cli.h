@@ -47,6 +47,13 @@ inline Result run(const std::string& args) {
   return r;
 }
 
+// How many times `what` occurs in text.
+inline int64_t occurrences(const std::string& text, const std::string& what) {
+  int64_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 inline std::vector<std::string> lines_without_seconds(const std::string& csv) {
   std::vector<std::string> out;
   std::stringstream ss(csv);

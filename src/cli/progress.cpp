@@ -30,13 +30,30 @@ std::string fmt_duration(double s) {
 Progress::Progress(int64_t epochs, int64_t every)
     : epochs_(epochs), every_(std::max<int64_t>(1, every)), tty_(isatty(1)) {}
 
-void Progress::update(const EpochLog& l) {
-  const double eta = l.seconds / double(l.epoch) * double(epochs_ - l.epoch);
-  const std::string line = fmt::format(
-      "epoch {:>{}}/{}  train {:.4e}  valid {:.4e}  beta {:.3g}  |grad|^2 {:.3e}  "
-      "{} elapsed, ETA {}",
-      l.epoch, std::to_string(epochs_).size(), epochs_, l.train_loss, l.valid_loss, l.beta,
-      l.noisy_grad_sq, fmt_duration(l.seconds), fmt_duration(eta));
+std::string progress_line(const EpochLog& l, int64_t epochs, const Divergence& d) {
+  const double eta = l.seconds / double(l.epoch) * double(epochs - l.epoch);
+  std::string line = fmt::format(
+      "epoch {:>{}}/{}  train {:.4e}  valid {:.4e}  beta {:.3g}  grad_sq {:.3e}", l.epoch,
+      std::to_string(epochs).size(), epochs, l.train_loss, l.valid_loss, l.beta, l.grad_sq);
+  if (l.beta > 0) line += fmt::format(" (noisy {:.3e})", l.noisy_grad_sq);
+  line += fmt::format("  {} elapsed, ETA {}", fmt_duration(l.seconds), fmt_duration(eta));
+  if (d.diverging()) line += fmt::format("  diverging: valid {:.0f}x its start", *d.ratio());
+  return line;
+}
+
+std::string divergence_warning(const EpochLog& l, const Divergence& d) {
+  return fmt::format(
+      "mmdflow: warning: diverging: at epoch {} the validation loss {:.4e} is {:.0f}x its "
+      "start (more than {:g}x); the run goes on\n",
+      l.epoch, l.valid_loss, d.ratio().value_or(NAN), kDivergeRatio);
+}
+
+void Progress::update(const EpochLog& l, const Divergence& d) {
+  const std::string line = progress_line(l, epochs_, d);
+  if (d.epoch() == l.epoch) {  // on a terminal, in place of the line drawn there
+    say((tty_ && drawn_ ? "\r\x1b[K" : "") + divergence_warning(l, d));
+    last_ = {};
+  }
   if (tty_) {
     const auto now = std::chrono::steady_clock::now();
     if (l.epoch == epochs_ || now - last_ > std::chrono::milliseconds(100)) {

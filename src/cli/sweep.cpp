@@ -19,6 +19,7 @@
 #include "src/base/device.h"
 #include "src/base/io.h"
 #include "src/cli/options.h"
+#include "src/train/divergence.h"
 #include "src/train/run_folder.h"
 #include "src/train/summary.h"
 
@@ -210,26 +211,79 @@ std::string csv_cell(const std::string& v) {
   return out + "\"";
 }
 
-void write_tables(const std::string& out, const std::vector<Setting>& settings,
-                  const std::vector<Run>& runs) {
+// One setting's runs over its seeds, as their summaries say.
+struct Finals {
+  int64_t runs = 0, done = 0, non_finite = 0, diverged = 0;
+  std::vector<double> valid;   // the done runs' final validation losses
+  std::vector<int64_t> seeds;  // and their seeds
+};
+
+// The table a sweep ends with: a line per setting, its done runs' final validation losses.
+std::string finals_table(const std::vector<Setting>& settings,
+                         const std::map<std::string, Finals>& finals) {
+  size_t width = std::string("setting").size();
+  for (const Setting& s : settings) width = std::max(width, s.name.size());
+  std::string table = fmt::format(
+      "final validation loss over each setting's done runs: mean ± sample std, geometric mean, "
+      "the best (its seed); runs done of all, non-finite, diverged (validation loss past {:g}x "
+      "its start)\n{:<{}}  {:<23}  {:<10}  {:<19}  {:>9}  {:>10}  {:>8}\n",
+      kDivergeRatio, "setting", width, "mean ± std", "gmean", "best (seed)", "done/runs",
+      "non-finite", "diverged");
+  for (const Setting& s : settings) {
+    const auto it = finals.find(s.name);
+    const Finals f = it == finals.end() ? Finals{} : it->second;
+    std::string mean = "-", gmean = "-", best = "-";
+    if (!f.valid.empty()) {
+      double m, sd, lo, hi, gm, gsd;
+      stats(f.valid, &m, &sd, &lo, &hi);
+      log_stats(f.valid, &gm, &gsd);
+      const size_t b = size_t(std::min_element(f.valid.begin(), f.valid.end()) - f.valid.begin());
+      mean =
+          f.valid.size() > 1 ? fmt::format("{:.4e} ± {:.2e}", m, sd) : fmt::format("{:.4e} ± -", m);
+      gmean = fmt::format("{:.4e}", gm);
+      best = fmt::format("{:.4e} ({})", lo, f.seeds[b]);
+    }
+    table +=
+        fmt::format("{:<{}}  {:<23}  {:<10}  {:<19}  {:>9}  {:>10}  {:>8}\n", s.name, width, mean,
+                    gmean, best, fmt::format("{}/{}", f.done, f.runs), f.non_finite, f.diverged);
+  }
+  return table;
+}
+
+// Writes sweep.csv and curves.csv; returns finals_table().
+std::string write_tables(const std::string& out, const std::vector<Setting>& settings,
+                         const std::vector<Run>& runs) {
   std::vector<std::string> keys;
   if (!settings.empty())
     for (const auto& kv : settings[0].grid) keys.push_back(kv.first);
   std::string sweep = "setting,variant";
   for (const auto& k : keys) sweep += "," + k;
   sweep +=
-      ",seed,status,final_train_loss,final_valid_loss,best_valid_loss,best_epoch,half_mmd2,"
-      "seconds,run\n";
+      ",seed,status,final_train_loss,final_valid_loss,best_valid_loss,best_epoch,max_loss_ratio,"
+      "diverged_epoch,half_mmd2,seconds,run\n";
   std::map<std::string, Curve> curves;
+  std::map<std::string, Finals> finals;
   for (const Run& r : runs) {
-    std::string status = "missing", cells = ",,,,,";
+    std::string status = "missing", cells = ",,,,,,,";
+    Finals& f = finals[r.setting->name];
+    ++f.runs;
     try {
       if (fs::exists(r.dir + "/summary.json")) {
         const Summary s = read_summary(r.dir + "/summary.json");
         status = s.status;
-        cells = fmt::format("{:.9g},{:.9g},{:.9g},{},{:.9g},{:.3f}",
+        cells = fmt::format("{:.9g},{:.9g},{:.9g},{},{},{},{:.9g},{:.3f}",
                             s.final_train_loss.value_or(NAN), s.final_valid_loss, s.best_valid_loss,
-                            s.best_epoch, s.compare ? s.compare->half_mmd2 : NAN, s.seconds);
+                            s.best_epoch,
+                            s.max_loss_ratio ? fmt::format("{:.9g}", *s.max_loss_ratio) : "",
+                            s.diverged_epoch ? std::to_string(*s.diverged_epoch) : "",
+                            s.compare ? s.compare->half_mmd2 : NAN, s.seconds);
+        f.non_finite += s.status == "non_finite";
+        f.diverged += s.diverged_epoch.has_value();
+        if (s.status == "done") {
+          ++f.done;
+          f.valid.push_back(s.final_valid_loss);
+          f.seeds.push_back(r.seed);
+        }
       } else if (fs::exists(r.dir + "/config.yaml")) {
         status = "partial";
       }
@@ -276,6 +330,7 @@ void write_tables(const std::string& out, const std::vector<Setting>& settings,
     }
   }
   write_file_atomic(out + "/curves.csv", table);
+  return finals_table(settings, finals);
 }
 
 // Every run's configuration is checked before any starts.
@@ -425,9 +480,9 @@ int run_sweep(const SweepOptions& opt, const std::string& self_exe) {
   if (opt.mode == SweepMode::Collect) {
     if (!fs::is_directory(opt.out))
       throw UsageError(fmt::format("--collect: {} is not a sweep folder", opt.out));
-    write_tables(opt.out, settings, runs);
-    fmt::print("wrote {}/sweep.csv and {}/curves.csv from {} run folders\n", opt.out, opt.out,
-               runs.size());
+    const std::string finals = write_tables(opt.out, settings, runs);
+    fmt::print("wrote {}/sweep.csv and {}/curves.csv from {} run folders\n{}", opt.out, opt.out,
+               runs.size(), finals);
     return 0;
   }
   fs::create_directories(opt.out);
@@ -453,8 +508,8 @@ int run_sweep(const SweepOptions& opt, const std::string& self_exe) {
       threads > 0 ? std::to_string(threads) : "one-per-core", opt.out);
   std::fflush(stdout);
   const int failures = run_all(todo, jobs, self_exe, args);
-  write_tables(opt.out, settings, runs);
-  fmt::print("wrote {}/sweep.csv and {}/curves.csv\n", opt.out, opt.out);
+  const std::string finals = write_tables(opt.out, settings, runs);
+  fmt::print("wrote {}/sweep.csv and {}/curves.csv\n{}", opt.out, opt.out, finals);
   if (g_signal != 0) {
     print_message(fmt::format("mmdflow: sweep stopped by {}; rerun the same command to continue\n",
                               signal_name(g_signal)));

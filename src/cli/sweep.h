@@ -1,7 +1,9 @@
 // `mmdflow sweep`: every setting (variant x grid point) x seed as a `train` child process, J at a
 // time, one folder per run; complete runs are kept, partial ones resumed (train --resume). Then
 // sweep.csv (a row per run) and curves.csv (per setting and epoch: mean, std, min, max over
-// seeds). --plan prints the command lines instead (for a scheduler); --collect only tabulates.
+// seeds), and a printed table per setting (its final validation losses over its done runs, the
+// counts of its runs). --plan prints the command lines instead (for a scheduler); --collect only
+// tabulates.
 #pragma once
 #include <string>
 #include <vector>

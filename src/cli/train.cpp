@@ -88,7 +88,7 @@ int cmd_train(int argc, char** argv) {
   if (comm->rank() == 0) progress.emplace(req.cfg.train.epochs, req.cfg.log.print_every);
   RunHooks hooks;
   hooks.stop = [] { return StopSignals::received(); };
-  hooks.on_epoch = [&](const EpochLog& l) { progress->update(l); };
+  hooks.on_epoch = [&](const EpochLog& l, const Divergence& d) { progress->update(l, d); };
   hooks.on_trained = [&] {
     if (progress) progress->finish();
   };

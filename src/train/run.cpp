@@ -156,6 +156,7 @@ class Run {
       trainer_->results().open(*folder_, epoch);
       if (lead_) kept_losses = folder_->losses_upto(epoch);
       if (lead_ && cfg_.theory()) kept_theory = folder_->theory_upto(epoch);
+      if (lead_) diverge_ = divergence_of(kept_losses);
     });
     saved_ = ckpt ? position(ckpt->state) : "";
     if (ckpt) trainer_->restore(std::move(ckpt->state));
@@ -178,6 +179,15 @@ class Run {
       say(fmt::format("  resuming {}\n", saved_.empty() ? "at the start (no checkpoint)" : saved_));
   }
 
+  // Rank 0's divergence over the epochs losses.csv keeps (a resumed run's earlier ones).
+  Divergence divergence_of(const std::string& kept) const {
+    Divergence d(trainer_->initial_valid_loss());
+    const Losses l = parse_losses(kept, folder_->path("losses.csv"));
+    const std::vector<double> epoch = l.values("epoch"), valid = l.values("valid_loss");
+    for (size_t i = 0; i < epoch.size(); ++i) d.add(int64_t(epoch[i]), valid[i]);
+    return d;
+  }
+
   // The epochs, each logged by rank 0 and checkpointed every train.checkpoint_every and last.
   // Sharded, a log line rank 0 cannot write stops every rank: at the next step (its stop answer
   // is kWriteStop) or at the next checkpoint, whichever comes first; then all exit 4.
@@ -198,6 +208,7 @@ class Run {
   }
 
   void log_epoch(const EpochLog& l) {
+    diverge_->add(l.epoch, l.valid_loss);
     try {
       folder_->append_losses(l);
       if (cfg_.theory()) folder_->append_theory(l);
@@ -206,7 +217,7 @@ class Run {
       write_error_ = std::current_exception();
       return;
     }
-    if (hooks_.on_epoch) hooks_.on_epoch(l);
+    if (hooks_.on_epoch) hooks_.on_epoch(l, *diverge_);
   }
 
   // Collective: every rank throws when rank 0 could not write a log line (rank 0 its own error).
@@ -267,6 +278,7 @@ class Run {
     s.final_valid_loss = last.epoch > 0 ? last.valid_loss : trainer_->initial_valid_loss();
     s.best_valid_loss = st.best_valid;
     s.best_epoch = st.best_epoch;
+    if (diverge_) s.max_loss_ratio = diverge_->max_ratio(), s.diverged_epoch = diverge_->epoch();
     s.seconds = st.seconds;
     s.steps = st.steps;
     s.ms_per_step = 1e3 * st.step_seconds / double(std::max<int64_t>(1, st.steps));
@@ -312,8 +324,9 @@ class Run {
   const bool lead_;
   std::optional<Trainer> trainer_;
   std::optional<RunFolder> folder_;
-  std::string saved_;               // where the checkpoint on disk stands, for messages
-  std::exception_ptr write_error_;  // rank 0's failed log write, sharded
+  std::optional<Divergence> diverge_;  // rank 0's
+  std::string saved_;                  // where the checkpoint on disk stands, for messages
+  std::exception_ptr write_error_;     // rank 0's failed log write, sharded
 };
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include "src/comm/comm.h"
 #include "src/train/config.h"
+#include "src/train/divergence.h"
 #include "src/train/records.h"
 #include "src/train/trainer.h"
 
@@ -24,7 +25,8 @@ struct RunRequest {
 // What the caller adds to a run.
 struct RunHooks {
   std::function<int()> stop;  // asked before each step: non-zero (a signal) stops the run there
-  std::function<void(const EpochLog&)> on_epoch;  // rank 0, after each epoch's logs are written
+  // Rank 0, after each epoch's logs are written, with the run's divergence up to that epoch.
+  std::function<void(const EpochLog&, const Divergence&)> on_epoch;
   std::function<void()> on_trained;  // every rank, when training ends, before the final writes
   std::function<void(const std::string&)> say;  // rank 0's messages for stdout
 };

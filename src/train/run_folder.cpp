@@ -43,10 +43,10 @@ std::string header_of(const std::vector<std::string>& columns) {
   return h + "\n";
 }
 
-// A per-epoch CSV file read back: the header, then epoch 1, 2, ... in column 0, numbers in every
-// cell (an empty cell, where `blank` allows it, as NaN). At most kMaxLogBytes.
-Losses read_table(const std::string& path, const std::vector<std::string>& columns, bool blank) {
-  const std::string text = read_log(path);
+// A per-epoch CSV file's text (from `path`) read back: the header, then epoch 1, 2, ... in column
+// 0, numbers in every cell (an empty cell, where `blank` allows it, as NaN).
+Losses parse_table(const std::string& text, const std::string& path,
+                   const std::vector<std::string>& columns, bool blank) {
   const std::string kind = std::filesystem::path(path).filename().string();
   Losses out;
   std::stringstream ss(text);
@@ -128,9 +128,17 @@ std::vector<double> Losses::values(const std::string& name) const {
   return out;
 }
 
-Losses read_losses(const std::string& path) { return read_table(path, loss_columns(), false); }
+Losses read_losses(const std::string& path) {
+  return parse_table(read_log(path), path, loss_columns(), false);
+}
 
-Losses read_theory(const std::string& path) { return read_table(path, theory_columns(), true); }
+Losses parse_losses(const std::string& text, const std::string& path) {
+  return parse_table(text, path, loss_columns(), false);
+}
+
+Losses read_theory(const std::string& path) {
+  return parse_table(read_log(path), path, theory_columns(), true);
+}
 
 namespace {
 

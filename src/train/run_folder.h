@@ -43,6 +43,8 @@ struct Losses {
   std::vector<double> values(const std::string& name) const;  // one column
 };
 Losses read_losses(const std::string& path);
+// The same from losses.csv's text (e.g. the lines a resume keeps), `path` named in errors.
+Losses parse_losses(const std::string& text, const std::string& path);
 // The same for theory.csv; an empty descent_ratio reads as NaN.
 Losses read_theory(const std::string& path);
 

@@ -16,6 +16,11 @@ struct Summary {
   std::optional<double> final_train_loss;  // none at epoch 0
   double final_valid_loss = 0, best_valid_loss = 0;
   int64_t best_epoch = 0;
+  // The largest validation loss over the initial one, epoch 0's 1 included (none: the initial
+  // loss is not positive; a resumed run reads its earlier epochs from losses.csv, to 9 digits),
+  // and the first epoch past kDivergeRatio (src/train/divergence.h).
+  std::optional<double> max_loss_ratio;
+  std::optional<int64_t> diverged_epoch;
   double seconds = 0;  // training time
   int64_t steps = 0;
   double ms_per_step = 0;
@@ -35,6 +40,8 @@ void visit_summary(S& s, F&& f) {
   f("final_valid_loss", s.final_valid_loss);
   f("best_valid_loss", s.best_valid_loss);
   f("best_epoch", s.best_epoch);
+  f("max_loss_ratio", s.max_loss_ratio);
+  f("diverged_epoch", s.diverged_epoch);
   f("seconds", s.seconds);
   f("steps", s.steps);
   f("ms_per_step", s.ms_per_step);

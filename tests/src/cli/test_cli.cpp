@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "src/base/io.h"
+#include "src/train/run_folder.h"
 #include "tests/cli.h"
 
 namespace fs = std::filesystem;
@@ -110,6 +111,84 @@ TEST(Cli, NonFiniteRunStopsWithExitThree) {
 
 // float32, where a regulariser of 1e-300 is 0, makes the flows' linear systems exactly singular:
 // an all-zero student gives Sobolev descent S = 0, an all-zero teacher gives DrMMD K_XX = 0.
+// The largest validation loss of dir's losses.csv over summary.json's initial one, epoch 0's 1
+// included.
+double max_loss_ratio_of(const std::string& dir, const nlohmann::json& summary) {
+  double most = summary["initial_valid_loss"].get<double>();
+  for (double v : read_losses(dir + "/losses.csv").values("valid_loss")) most = std::max(most, v);
+  return most / summary["initial_valid_loss"].get<double>();
+}
+
+// A run whose validation loss rises past 10x its start without going non-finite is not an error
+// (issue 21): gamma = 10^6 takes the quick start's 0.0106 to 0.354 at epoch 1. It exits 0; one
+// warning line names the epoch, every progress line past it is marked, summary.json records the
+// epoch and the largest ratio (as losses.csv gives it). A normal run (gamma = 1) carries none of
+// it; its progress line shows losses.csv's clean grad_sq as `grad_sq`, the noisy one as `noisy`.
+TEST(Cli, DivergingRunWarnsAndExitsZero) {
+  const std::string out = scratch("diverging"), calm = scratch("calm");
+  const std::string args = " --threads 1 --set train.epochs=3 --set log.print_every=1";
+  const Result c = run("train --out " + calm + args);
+  ASSERT_EQ(c.code, 0) << c.output;
+  EXPECT_EQ(c.output.find("diverging"), std::string::npos) << c.output;
+  EXPECT_EQ(c.output.find("|grad|^2"), std::string::npos) << c.output;
+  const Losses l = read_losses(calm + "/losses.csv");
+  for (size_t e = 0; e < 3; ++e)
+    EXPECT_NE(c.output.find(fmt::format("grad_sq {:.3e} (noisy {:.3e})", l.values("grad_sq")[e],
+                                        l.values("noisy_grad_sq")[e])),
+              std::string::npos)
+        << e << "\n"
+        << c.output;
+  const auto cs = nlohmann::json::parse(read_file(calm + "/summary.json"));
+  ASSERT_TRUE(cs.contains("diverged_epoch") && cs.contains("max_loss_ratio")) << cs;
+  EXPECT_TRUE(cs["diverged_epoch"].is_null()) << cs;
+  EXPECT_NEAR(cs["max_loss_ratio"].get<double>(), max_loss_ratio_of(calm, cs), 1e-7);
+
+  const Result r = run("train --out " + out + args + " --set flow.step_size=1e6");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(test::occurrences(r.output, "mmdflow: warning: diverging: at epoch 1 "), 1) << r.output;
+  EXPECT_EQ(test::occurrences(r.output, "warning"), 1) << r.output;
+  EXPECT_EQ(test::occurrences(r.output, "  diverging: valid "), 3) << r.output;
+  const auto s = nlohmann::json::parse(read_file(out + "/summary.json"));
+  ASSERT_TRUE(s.contains("diverged_epoch") && s.contains("max_loss_ratio")) << s;
+  EXPECT_EQ(s["status"], "done");
+  EXPECT_EQ(s["diverged_epoch"], 1);
+  EXPECT_GT(s["max_loss_ratio"].get<double>(), 10);
+  EXPECT_NEAR(s["max_loss_ratio"].get<double>(), max_loss_ratio_of(out, s),
+              1e-7 * s["max_loss_ratio"].get<double>());
+}
+
+// The divergence is the whole run's: a resumed run reads the epochs before its checkpoint back
+// from losses.csv, and a sharded one (every rank has the same losses) is told by rank 0 alone;
+// both record what the uninterrupted single process does.
+TEST(Cli, DivergenceIsTheWholeRunsAcrossResumeAndRanks) {
+  const std::string whole = scratch("div_whole"), resumed = scratch("div_resumed"),
+                    sharded = scratch("div_sharded");
+  const std::string args = " --threads 1 --set flow.step_size=1e6 --set log.print_every=1";
+  ASSERT_EQ(run("train --out " + whole + args + " --set train.epochs=3").code, 0);
+  ASSERT_EQ(run("train --out " + resumed + args + " --set train.epochs=1").code, 0);
+  const Result r = run("train --resume " + resumed + " --threads 1 --set train.epochs=3");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(r.output.find("warning"), std::string::npos) << r.output;  // said at epoch 1
+  EXPECT_EQ(test::occurrences(r.output, "  diverging: valid "), 2) << r.output;
+  const std::string log = scratch("div_sharded_log");
+  EXPECT_EQ(test::train_at("train --out " + sharded + args + " --set train.epochs=3", 2, log),
+            (std::vector<int>{0, 0}));
+  EXPECT_EQ(test::occurrences(read_file(log + ".0"), "mmdflow: warning: diverging: at epoch 1 "),
+            1);
+  EXPECT_EQ(read_file(log + ".1").find("diverging"), std::string::npos);
+  const auto w = nlohmann::json::parse(read_file(whole + "/summary.json"));
+  const auto rs = nlohmann::json::parse(read_file(resumed + "/summary.json")),
+             ss = nlohmann::json::parse(read_file(sharded + "/summary.json"));
+  for (const auto& s : {w, rs, ss})
+    ASSERT_TRUE(s.contains("diverged_epoch") && s.contains("max_loss_ratio")) << s;
+  EXPECT_EQ(rs["diverged_epoch"], 1);
+  EXPECT_EQ(ss["diverged_epoch"], 1);
+  EXPECT_EQ(ss["max_loss_ratio"], w["max_loss_ratio"]);
+  // The resumed run's earlier epochs as losses.csv writes them, to 9 digits.
+  const double most = w["max_loss_ratio"].get<double>();
+  EXPECT_NEAR(rs["max_loss_ratio"].get<double>(), most, 1e-8 * most);
+}
+
 TEST(Cli, SingularSystemStopsWithExitThree) {
   for (const std::string set :
        {" --set flow.method=sobolev --set noise.beta0=0 --set flow.sobolev_eps=1e-300"

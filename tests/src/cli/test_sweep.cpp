@@ -1,4 +1,5 @@
 // `mmdflow sweep`, the study features of `train`, and tools/plot_losses.py.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -94,6 +95,64 @@ TEST(Sweep, RunsEverySettingOnceAndTabulates) {
   EXPECT_NE(fourth.output.find("8 runs, 7 complete, 1 to run"), std::string::npos) << fourth.output;
   EXPECT_EQ(fourth.code, 0) << fourth.output;
   EXPECT_TRUE(fs::exists(broken + "/summary.json"));
+}
+
+// A sweep ends with a line per setting over its seeds' summary.json files: the done runs' final
+// validation losses (mean ± sample std, geometric mean, the best and its seed) and the counts of
+// runs, non-finite and diverged ones (issue 21); `--collect` prints the same table. Two seeds
+// make it checkable by hand: std = |a - b| / sqrt(2), gmean = sqrt(a b).
+TEST(Sweep, EndsWithAPerSettingTable) {
+  const std::string config = scratch("study_table") + ".yaml", out = scratch("sweep_table");
+  std::ofstream(config) << "data: {dim: 4, train_size: 40, valid_size: 40}\n"
+                           "student: {particles: 20}\n"
+                           "train: {epochs: 3, batch: 20}\n"
+                           "sweep:\n  seeds: 2\n  variants:\n"
+                           "    plain: {noise.beta0: 0}\n"
+                           "    large_step: {flow.step_size: 1e6}\n";
+  const test::Result r = run("sweep --config " + config + " --jobs 2 --set threads=1 --out " + out);
+  ASSERT_EQ(r.code, 0) << r.output;
+  const std::string head = "final validation loss over each setting's done runs: mean ± sample std";
+  const size_t at = r.output.find(head);
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const std::string table = r.output.substr(at);
+  std::vector<std::string> lines;
+  std::stringstream ss(table);
+  for (std::string l; std::getline(ss, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 4u) << table;  // what the numbers are, the columns, 2 settings
+  const std::vector<std::string> settings{"plain", "large_step"};  // the config's order
+  std::vector<int> diverged;
+  for (size_t i = 0; i < settings.size(); ++i) {
+    double a = 0, b = 0;
+    int div = 0;
+    for (int seed : {0, 1}) {
+      const auto s = nlohmann::json::parse(
+          read_file(fmt::format("{}/{}/seed{}/summary.json", out, settings[i], seed)));
+      (seed == 0 ? a : b) = s["final_valid_loss"].get<double>();
+      ASSERT_TRUE(s.contains("diverged_epoch")) << s;
+      div += !s["diverged_epoch"].is_null();
+    }
+    diverged.push_back(div);
+    std::stringstream row(lines[2 + i]);
+    std::string name, pm, best_seed, runs;
+    double mean, sd, gmean, best;
+    int non_finite = -1, div_shown = -1;
+    row >> name >> mean >> pm >> sd >> gmean >> best >> best_seed >> runs >> non_finite >>
+        div_shown;
+    EXPECT_EQ(name, settings[i]) << table;
+    EXPECT_NEAR(mean, (a + b) / 2, 1e-4 * mean) << table;
+    EXPECT_NEAR(sd, std::abs(a - b) / std::sqrt(2.0), 1e-2 * sd) << table;
+    EXPECT_NEAR(gmean, std::sqrt(a * b), 1e-4 * gmean) << table;
+    EXPECT_NEAR(best, std::min(a, b), 1e-4 * best) << table;
+    EXPECT_EQ(best_seed, a <= b ? "(0)" : "(1)") << table;
+    EXPECT_EQ(runs, "2/2") << table;
+    EXPECT_EQ(non_finite, 0) << table;
+    EXPECT_EQ(div_shown, div) << table;
+  }
+  EXPECT_EQ(diverged[0], 0);  // plain
+  EXPECT_GE(diverged[1], 1);  // gamma = 10^6
+  const test::Result c = run("sweep --config " + config + " --collect --out " + out);
+  ASSERT_EQ(c.code, 0) << c.output;
+  EXPECT_NE(c.output.find(table), std::string::npos) << c.output;
 }
 
 TEST(Sweep, BadSettingIsRejectedBeforeAnyRun) {
