@@ -13,52 +13,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from join_shards import load as load_pt  # noqa: E402
+from run_config import load_yaml, parse_yaml, setting  # noqa: E402,F401
 
 
 class BadRun(Exception):
     pass
-
-
-def scalar(text):
-    """A YAML scalar as the minimal reader sees it: ~/null, true/false, int, float, or a string."""
-    t = text.strip()
-    if len(t) >= 2 and t[0] == t[-1] and t[0] in "'\"":
-        return t[1:-1]
-    if t in ("", "~", "null"):
-        return None
-    if t in ("true", "false"):
-        return t == "true"
-    if t == "{}":
-        return {}
-    for kind in (int, float):
-        try:
-            return kind(t)
-        except ValueError:
-            pass
-    return t
-
-
-def parse_yaml(text):
-    """`key: value` lines nested by indentation (as mmdflow writes them), without PyYAML."""
-    root = {}
-    stack = [(-1, root)]  # (indent, dict) of the open sections
-    for n, line in enumerate(text.splitlines(), 1):
-        body = line.split(" #")[0].rstrip() if not line.lstrip().startswith("#") else ""
-        if not body.strip() or body.strip() == "---":
-            continue
-        indent = len(body) - len(body.lstrip())
-        key, sep, value = body.strip().partition(":")
-        if not sep:
-            raise ValueError(f"line {n} is not `key: value`")
-        while indent <= stack[-1][0]:
-            stack.pop()
-        section = stack[-1][1]
-        if value.strip():
-            section[key.strip()] = scalar(value)
-        else:
-            section[key.strip()] = {}
-            stack.append((indent, section[key.strip()]))
-    return root
 
 
 def read_config(path):
@@ -68,27 +27,12 @@ def read_config(path):
     except OSError as e:
         raise BadRun(f"{path}: {e.strerror}")
     try:
-        try:
-            import yaml
-        except ImportError:
-            config = parse_yaml(text)
-        else:
-            config = yaml.safe_load(text)
+        config = load_yaml(text)
     except Exception as e:  # noqa: BLE001 (any parse error is the file's)
         raise BadRun(f"{path}: not YAML ({str(e).splitlines()[0]})")
     if not isinstance(config, dict):
         raise BadRun(f"{path}: not a mapping of settings")
     return config
-
-
-def setting(config, dotted, default=None):
-    """config["a"]["b"] for "a.b", or default."""
-    node = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
 
 
 def number(config, dotted, default=None):
