@@ -8,11 +8,10 @@
                                                     spread of log loss), which a log scale shows
                                                     whole
 
-Each curve is labelled by its setting and seed, read from the run's config.yaml and the sweep's
-layout (OUT/<setting>/seed<k>/): a run of a sweep by its setting's name, another run by its
-folder's name and the keys in which its config differs from the other curves'. Where two labels
-would still read the same, the keys that tell them apart are added. The settings that all curves
-share are written under the title.
+Each curve is labelled by its setting and seed, read from the runs' config.yaml and the sweep's
+layout (OUT/<setting>/seed<k>/): by its setting's name in a sweep (its folder's name otherwise),
+the keys in which its config differs from the other curves', and its seed or number of seeds.
+The settings that all curves share are written under the title.
 """
 import argparse
 import csv
@@ -116,14 +115,14 @@ def run_curves(folder, metric, configs):
     parent = os.path.basename(os.path.dirname(os.path.abspath(folder)))
     sweep_run = re.fullmatch(r"seed(\d+)", base)
     seed = config.get("seed", int(sweep_run.group(1)) if sweep_run else "?")
-    # A run of a sweep is named by its setting; another by its folder and, below, its differences.
+    # A run of a sweep is named by its setting, another by its folder.
     name = parent if sweep_run else base
     configs.append(config)
     out = []
     for m in metrics(metric):
         c = Curve(name, seed, config, [int(r["epoch"]) for r in rows],
                   [float(r[m + "_loss"]) for r in rows], origin=folder)
-        c.metric, c.own_run = m, not sweep_run
+        c.metric = m
         out.append(c)
     return out
 
@@ -156,28 +155,22 @@ def sweep_curves(folder, metric, only, configs):
             band = ([g / f for g, f in zip(gmean, gstd)], [g * f for g, f in zip(gmean, gstd)])
             c = Curve(s, None, config, [int(r["epoch"]) for r in sel], gmean, band,
                       seeds=int(sel[0]["runs"]), origin=folder)
-            c.metric, c.own_run = m, False
+            c.metric = m
             out.append(c)
     return out
 
 
 def settle_labels(curves, metric_shown):
-    """Runs outside a sweep get the keys that set them apart; labels that still read the same get
-    the keys that tell them apart, then their folders."""
-    own = [c for c in curves if c.own_run]
-    keys = differing([c.config for c in own])
-    for c in own:
+    """Every curve gets the keys in which its config differs from the others'; labels that still
+    read the same get their folders."""
+    keys = differing([c.config for c in curves])
+    for c in curves:
         c.extra = describe(c.config, keys)
     groups = {}
     for c in curves:
         groups.setdefault(c.label(metric_shown), []).append(c)
     for same in groups.values():
-        if len(same) < 2:
-            continue
-        keys = differing([c.config for c in same])
-        for c in same:
-            c.extra = ", ".join(x for x in (c.extra, describe(c.config, keys)) if x)
-        if len({c.label(metric_shown) for c in same}) < len(same):
+        if len(same) > 1:
             for c in same:
                 c.extra = ", ".join(x for x in (c.extra, c.origin) if x)
 

@@ -131,6 +131,8 @@ class PlotLosses(unittest.TestCase):
         cls.run_b = os.path.join(cls.dir, "b", "run")
         make_run(cls.run_a, CONFIG, losses(1.2e-3, 4))
         make_run(cls.run_b, with_keys(flow__step_size=0.5), losses(1.2e-3, 4))
+        cls.run_c = os.path.join(cls.dir, "c", "run")
+        make_run(cls.run_c, CONFIG, losses(1.1e-3, 4))
 
     @classmethod
     def tearDownClass(cls):
@@ -160,16 +162,19 @@ class PlotLosses(unittest.TestCase):
         _, _, _, labels = self.plot(self.run_a, self.run_b, "--metric", "both")
         self.assertEqual(labels, ["run [γ=1], seed 0 (train)", "run [γ=1], seed 0 (valid)",
                                   "run [γ=0.5], seed 0 (train)", "run [γ=0.5], seed 0 (valid)"])
+        # The same config in two folders of the same name: their paths tell them apart.
+        _, _, _, labels = self.plot(self.run_a, self.run_c)
+        self.assertEqual(labels, [f"run [{self.run_a}], seed 0", f"run [{self.run_c}], seed 0"])
 
     def test_sweeps_with_the_same_setting_names_stay_apart(self):
         _, _, _, labels = self.plot(self.block, self.dense)
-        self.assertEqual(len(set(labels)), 4, labels)
-        self.assertTrue(all("3 seeds" in lab for lab in labels), labels)
-        self.assertIn("layout=block", labels[0])
-        self.assertIn("layout=dense", labels[2])
-        # Within one sweep the setting's name is the label.
+        self.assertEqual(labels, ["mmd [layout=block, β₀=0], 3 seeds",
+                                  "noise [layout=block, β₀=1], 3 seeds",
+                                  "mmd [layout=dense, β₀=0], 3 seeds",
+                                  "noise [layout=dense, β₀=1], 3 seeds"])
+        # Within one sweep: the setting's name and the keys its variant sets.
         _, _, _, labels = self.plot(self.block)
-        self.assertEqual(labels, ["mmd, 3 seeds", "noise, 3 seeds"])
+        self.assertEqual(labels, ["mmd [β₀=0], 3 seeds", "noise [β₀=1], 3 seeds"])
 
     def test_the_shared_settings_are_in_the_title(self):
         _, ax, _, _ = self.plot(self.block, "--title", "Figure 1, small")
