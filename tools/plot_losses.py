@@ -100,7 +100,10 @@ class Curve:
 
     def label(self, metric_shown):
         who = self.name + (f" [{self.extra}]" if self.extra else "")
-        who += f", seed {self.seed}" if self.seeds == 0 else f", {self.seeds} seeds"
+        if self.seeds:
+            who += f", {self.seeds} seeds"
+        elif self.seed is not None:
+            who += f", seed {self.seed}"
         return who + (f" ({self.metric})" if metric_shown else "")
 
 
@@ -114,7 +117,7 @@ def run_curves(folder, metric, configs):
     base = os.path.basename(os.path.normpath(folder))
     parent = os.path.basename(os.path.dirname(os.path.abspath(folder)))
     sweep_run = re.fullmatch(r"seed(\d+)", base)
-    seed = config.get("seed", int(sweep_run.group(1)) if sweep_run else "?")
+    seed = config.get("seed", int(sweep_run.group(1)) if sweep_run else None)
     # A run of a sweep is named by its setting, another by its folder.
     name = parent if sweep_run else base
     configs.append(config)
