@@ -145,6 +145,34 @@ TEST(DataFiles, AWarmStartBeginsWhereTheRunItCameFromEnded) {
   EXPECT_EQ(summary(b)["compare"]["half_mmd2"], summary(a)["compare"]["half_mmd2"]);
 }
 
+// A run on data files resumes only on the data it started with (log.data keeps them): a file
+// edited between the runs is refused, naming the run's copy, and nothing is written.
+TEST(DataFiles, ResumeOnAChangedDataFileIsRefused) {
+  const std::string a = scratch("kept"), b = scratch("changing"), dir = scratch("edited");
+  const std::string args = kArgs + " --set dtype=float64";
+  ASSERT_EQ(run(args + " --set log.data=true --set train.epochs=0 --out " + a).code, 0);
+  fs::create_directories(dir);
+  for (const char* set : {"train", "valid"}) {
+    const std::string pt = fmt::format("{}/{}_data.pt", a, set);
+    write_csv(fmt::format("{}/{}.csv", dir, set), tensor_of(pt, "x"), tensor_of(pt, "y"));
+  }
+  const std::string files = fmt::format(
+      " --set data.input=file --set data.train_file={0}/train.csv"
+      " --set data.valid_file={0}/valid.csv --set log.data=true",
+      dir);
+  ASSERT_EQ(run(args + files + " --set train.epochs=4 --out " + b).code, 0);
+  const at::Tensor x = tensor_of(a + "/train_data.pt", "x");
+  write_csv(dir + "/train.csv", x + 1e-9, tensor_of(a + "/train_data.pt", "y"));
+  const auto before = test::snapshot(b);
+  const test::Result r = run("train --resume " + b + " --set train.epochs=8");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find(b + "/train_data.pt: the run's data differ from those it started with "
+                              "(a data file changed?)"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(test::snapshot(b), before);
+}
+
 // Files that do not fit: exit 2, one line naming the key, the file and what is wrong; no folder.
 TEST(DataFiles, FilesThatDoNotFitExit2NamingKeyFileAndWhat) {
   const std::string a = scratch("source"), dir = scratch("bad");
