@@ -118,9 +118,12 @@ STYLES = ["-", "--", "-.", (0, (5, 1, 1, 1, 1, 1))]
 MARKERS = ["o", "s", "^", "v", "D", "x", "+", "*"]
 
 
-def style_of(i, n_points):
+def style_of(i, n_points, n_runs=1):
+    """Run i of n_runs: its markers every n_points / 8 points, shifted by i / n_runs of that."""
+    every = max(1, n_points // 8)
     return dict(color=f"C{i % 10}", ls=STYLES[i % len(STYLES)], marker=MARKERS[i % len(MARKERS)],
-                markevery=max(1, n_points // 8), markersize=5, markerfacecolor="none")
+                markevery=(i * every // max(1, n_runs), every), markersize=5,
+                markerfacecolor="none")
 
 
 def plot_theory(runs, out, title):
@@ -133,9 +136,10 @@ def plot_theory(runs, out, title):
             continue
         floor = floor_of(run)
         epoch = column(rows, "epoch")
-        half = column(rows, "half_mmd2")
+        # At or below the floor 1/2 MMD^2 is round-off (an exact fit): not drawn on a log axis.
+        half = [f if f > floor else math.nan for f in column(rows, "half_mmd2")]
         k = max(1, len(rows) // 1000)  # at most about 1000 points a line
-        st = style_of(i, len(epoch[::k]))
+        st = style_of(i, len(epoch[::k]), len(runs))
         ax_f.plot(epoch[::k], half[::k], label=label, lw=1.2, **st)
         ax_g.plot(epoch[::k], column(rows, "grad_sq")[::k], lw=1.4, **st)
         ax_g.plot(epoch[::k], column(rows, "noisy_grad_sq")[::k], lw=0.6, alpha=0.7,
@@ -154,10 +158,10 @@ def plot_theory(runs, out, title):
             ax_r.plot([e for e, _ in pairs][::k], [r for _, r in pairs][::k], color=st["color"],
                       lw=0.5, alpha=0.6)
             ax_r.plot([e for e, _ in pairs][::k] + [pairs[-1][0]], mins[::k] + [mins[-1]], lw=1.6,
-                      **style_of(i, len(pairs[::k]) + 1))
+                      **style_of(i, len(pairs[::k]) + 1, len(runs)))
         # The bound's form F_0 exp(-c sum beta^2) through the run's start (F_0 before the first
         # step, summary.json) and its last fit above round-off: c the run's mean rate.
-        last = max((k for k, f in enumerate(half) if f > floor), default=None)
+        last = max((k for k, f in enumerate(half) if f > floor), default=None)  # nan > x: False
         if last is not None and sums[last] > 0:
             f0 = initial_loss(run)
             rate = math.log(f0 / half[last]) / sums[last]
@@ -177,7 +181,7 @@ def plot_theory(runs, out, title):
     fig.legend(*ax_f.get_legend_handles_labels(), loc="center right", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 0.8, 1))
+    fig.tight_layout(rect=(0, 0, 0.83, 1))
     fig.savefig(out)
 
 
@@ -224,7 +228,7 @@ def plot_gap(sweep, out, title):
             rows = read_rows(os.path.join(sampled[(b, seed)], "losses.csv"))
             epoch = column(rows, "epoch")
             ax_l.plot(epoch, column(rows, "valid_loss"), lw=0.9, label=f"sampled, B = {b}",
-                      **style_of(i + 1, len(epoch)))
+                      **style_of(i + 1, len(epoch), len(sizes) + 1))
     # The exact flow on top, black dots on a dashed line: the largest B's curve lies on it.
     rows = read_rows(os.path.join(exact[seed], "theory.csv"))
     epoch = column(rows, "epoch")
