@@ -38,8 +38,8 @@ struct EpochLog {
 };
 
 // The 1/2 MMD^2 below which a float run's value is round-off: a difference of kernel sums whose
-// terms are rounded to the dtype. float32 runs floor near 1.1e-9, float64 ones end within 1e-16
-// of 0, of either sign (docs/theory.md).
+// terms are rounded to the dtype. float32 runs floor near 1.1e-9, float64 ones at a few 1e-16,
+// of either sign (docs/theory.md).
 inline double half_mmd2_floor_of(c10::ScalarType dtype) {
   return dtype == c10::kDouble ? 1e-15 : 1e-8;
 }
