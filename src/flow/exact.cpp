@@ -99,4 +99,14 @@ StepStats exact_stats(const Particles& z, const Particles& teacher, InputDist di
   return st;
 }
 
+std::vector<double> exact_noisy_grad_sq(const Particles& z, const Particles& teacher,
+                                        InputDist dist, const StepOptions& opt,
+                                        const std::vector<uint64_t>& seeds, int64_t chunk) {
+  const FlowWitness h(z, teacher, dist, opt, chunk);
+  std::vector<double> out;
+  for (const uint64_t seed : seeds)
+    out.push_back(h.at(perturb(z, Noise{opt.beta, seed}), true).grad_sq.item<double>());
+  return out;
+}
+
 }  // namespace mmdflow

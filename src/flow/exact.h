@@ -4,6 +4,9 @@
 #pragma once
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
+#include <vector>
+
 #include "data/input.h"
 #include "src/flow/flow.h"
 
@@ -31,5 +34,11 @@ StepStats exact_step(Particles& z, const Particles& teacher, InputDist dist, con
 // opt.noise_seed, for every method: diffusion's too), h the flow's witness (h_lambda for DrMMD).
 StepStats exact_stats(const Particles& z, const Particles& teacher, InputDist dist,
                       const StepOptions& opt, int64_t chunk = 0);
+
+// E_{z~nu} ||grad h(z + beta w_k)||^2 as exact_stats' noisy_grad_sq, one w_k per seed in `seeds`
+// (in their order; opt.noise_seed unused): [seeds.size()].
+std::vector<double> exact_noisy_grad_sq(const Particles& z, const Particles& teacher,
+                                        InputDist dist, const StepOptions& opt,
+                                        const std::vector<uint64_t>& seeds, int64_t chunk = 0);
 
 }  // namespace mmdflow

@@ -283,7 +283,8 @@ void build_network(const Config& c, const Comm& comm, RunParts& p) {
   }
   p.results = make_network_results(c, *student, teacher, train, valid);
   if (c.flow.kernel == Witness::Exact)
-    p.stepper = make_exact_stepper(*student, *teacher, c.data.input, std::move(valid));
+    p.stepper =
+        make_exact_stepper(*student, *teacher, c.data.input, std::move(valid), c.log.noise_draws);
   else
     p.stepper =
         make_sampled_stepper(*student, teacher, c.data.input, std::move(train), std::move(valid),

@@ -427,6 +427,12 @@ void validate(const Config& c) {
   else
     check_network(c);
   if (c.flow.kernel == Witness::Exact) check_exact(c);
+  if (c.log.noise_draws > 1 && (c.flow.kernel != Witness::Exact || !c.theory()))
+    throw ConfigError(
+        fmt::format("log.noise_draws: {} draws need flow.kernel exact and log.theory (a sampled "
+                    "run's theory.csv "
+                    "holds its last step's own draw)",
+                    c.log.noise_draws));
   if (c.flow.method == Method::Sobolev && c.noise.beta0 != 0)
     throw ConfigError(fmt::format(
         "noise.beta0: sobolev descent takes no noise; set it to 0, got {}", c.noise.beta0));

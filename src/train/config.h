@@ -134,6 +134,7 @@ struct Config {
   struct Log {
     int64_t print_every = 0;     // epochs between plain progress lines; 0: about 20 lines a run
     std::optional<bool> theory;  // theory.csv; unset: with flow.kernel exact or samples only
+    int64_t noise_draws = 1;     // draws of w for theory.csv's E ||grad h(z + beta w)||^2 (exact)
     int64_t snapshot_every = 0;  // samples: the particles every so many steps, in snapshots.pt
     bool data = false;           // network: train_data.pt, valid_data.pt {x: [n, d], y: [n, o]}
   } log;
@@ -265,6 +266,7 @@ void visit_config(C& c, F& f) {
   f.section("log", [&] {
     f.key("print_every", c.log.print_every, Key().min(0).max(kMaxCount).may_change_on_resume());
     f.key("theory", c.log.theory, Key());
+    f.key("noise_draws", c.log.noise_draws, Key().min(1).max(1e6));
     f.key("snapshot_every", c.log.snapshot_every,
           Key().min(0).max(kMaxCount).may_change_on_resume());
     f.key("data", c.log.data, Key());

@@ -27,11 +27,22 @@ struct EpochLog {
   double seconds = 0;        // since training started
   bool finite = true;        // losses and particles all finite after the epoch
   // The theory's statistics (log.theory, docs/theory.md) after the epoch's last step. Exact
-  // kernel: 1/2 MMD^2, E ||grad h(z)||^2 and E ||grad h(z + beta w)||^2 at the particles then;
+  // kernel: 1/2 MMD^2, E ||grad h(z)||^2 and E ||grad h(z + beta w)||^2 at the particles then,
+  // the last the mean of log.noise_draws draws of w, with its standard error (none for one draw);
   // sampled: valid_loss, grad_sq and noisy_grad_sq.
   double half_mmd2 = 0, theory_grad_sq = 0, theory_noisy_grad_sq = 0;
-  double beta_sq_sum = 0;  // sum of beta^2 over the steps so far
+  std::optional<double> theory_noisy_grad_se;
+  double half_mmd2_floor = 0;  // half_mmd2 at or below it is round-off (half_mmd2_floor_of)
+  double next_beta = 0;        // beta of the epoch after: the step taken from these particles
+  double beta_sq_sum = 0;      // sum of beta^2 over the steps so far
 };
+
+// The 1/2 MMD^2 below which a float run's value is round-off: a difference of kernel sums whose
+// terms are rounded to the dtype. float32 runs floor near 1.1e-9, float64 ones at a few 1e-16,
+// of either sign (docs/theory.md).
+inline double half_mmd2_floor_of(c10::ScalarType dtype) {
+  return dtype == c10::kDouble ? 1e-15 : 1e-8;
+}
 
 // How a cell of a per-epoch file is written.
 enum class Cell {
@@ -53,15 +64,16 @@ void visit_losses(L& l, F&& f) {
   f("seconds", l.seconds, Cell::Seconds);
 }
 
-// noisy_grad_sq / (beta^2 half_mmd2): the decreasing-direction condition's ratio (docs/theory.md);
-// none when beta = 0.
+// noisy_grad_sq / (beta^2 half_mmd2): the decreasing-direction condition's ratio (docs/theory.md)
+// at the epoch's particles and beta; none when beta = 0 or half_mmd2 is round-off (at or below
+// its floor: there the ratio's size, even its sign, is the rounding's).
 inline std::optional<double> descent_ratio(const EpochLog& l) {
-  if (l.beta == 0) return std::nullopt;
+  if (l.beta == 0 || !(l.half_mmd2 > l.half_mmd2_floor)) return std::nullopt;
   return l.theory_noisy_grad_sq / (l.beta * l.beta * l.half_mmd2);
 }
 
 // theory.csv (log.theory): a line per epoch, its number, then these columns; an empty cell for a
-// ratio that does not exist.
+// value that does not exist.
 template <typename F>
 void visit_theory(const EpochLog& l, F&& f) {
   f("half_mmd2", l.half_mmd2, Cell::Exact);
@@ -71,6 +83,8 @@ void visit_theory(const EpochLog& l, F&& f) {
   f("step_size", l.step_size, Cell::Exact);
   f("beta_sq_sum", l.beta_sq_sum, Cell::Exact);
   f("descent_ratio", descent_ratio(l), Cell::Exact);
+  f("noisy_grad_sq_se", l.theory_noisy_grad_se, Cell::Exact);
+  f("next_beta", l.next_beta, Cell::Exact);
 }
 
 // Everything a run changes and must restore to continue exactly, at any step boundary: a

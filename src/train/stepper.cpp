@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "src/base/random.h"
+#include "src/base/stats.h"
 #include "src/flow/exact.h"
 #include "src/kernels/arccos.h"
 
@@ -100,8 +101,12 @@ class SampledStepper : public NetworkStepper {
 
 class ExactStepper : public NetworkStepper {
  public:
-  ExactStepper(Student& student, ParticleNet teacher, InputDist dist, Dataset valid)
-      : NetworkStepper(student, std::move(valid)), teacher_(std::move(teacher)), dist_(dist) {
+  ExactStepper(Student& student, ParticleNet teacher, InputDist dist, Dataset valid,
+               int64_t noise_draws)
+      : NetworkStepper(student, std::move(valid)),
+        teacher_(std::move(teacher)),
+        dist_(dist),
+        draws_(noise_draws) {
     TORCH_CHECK(student_.mutable_particles(), "the exact kernel steps a block student");
   }
   at::Tensor draw_order(at::Generator&) const override { return {}; }
@@ -114,8 +119,10 @@ class ExactStepper : public NetworkStepper {
   double loss(Reducer&) override {
     return 0.5 * exact_mmd2(*student_.particles(), teacher_.particles(), dist_).item<double>();
   }
-  // At the particles the epoch ends with; the noise w an independent draw from the last step's
-  // seed (the training generator untouched).
+  // At the particles the epoch ends with; draw k of w (k < noise_draws) from
+  // sub_seed(last step's noise seed, 1 + k), independent of the steps' noise and of each other
+  // (the training generator untouched). noisy_grad_sq is the draws' mean, noisy_grad_sq_se its
+  // standard error.
   void theory(const StepOptions& last, EpochLog& log) const override {
     StepOptions at_end = last;
     at_end.noise_seed = sub_seed(last.noise_seed, 1);
@@ -123,11 +130,26 @@ class ExactStepper : public NetworkStepper {
     log.half_mmd2 = t.loss.item<double>();
     log.theory_grad_sq = t.grad_sq.whole().item<double>();
     log.theory_noisy_grad_sq = t.noisy_grad_sq.whole().item<double>();
+    if (draws_ == 1) return;
+    if (last.beta == 0) {  // w does not enter: every draw is the first
+      log.theory_noisy_grad_se = 0.0;
+      return;
+    }
+    std::vector<uint64_t> seeds;
+    for (int64_t k = 1; k < draws_; ++k)
+      seeds.push_back(sub_seed(last.noise_seed, uint64_t(1 + k)));
+    std::vector<double> d =
+        exact_noisy_grad_sq(*student_.particles(), teacher_.particles(), dist_, last, seeds);
+    d.insert(d.begin(), log.theory_noisy_grad_sq);
+    const MeanSe m = mean_se(d);
+    log.theory_noisy_grad_sq = m.mean;
+    log.theory_noisy_grad_se = m.se;
   }
 
  private:
   ParticleNet teacher_;
   InputDist dist_;
+  int64_t draws_;
 };
 
 // One flow step an epoch. The loss before a step is the one after the previous (valid_loss),
@@ -197,8 +219,9 @@ std::unique_ptr<Stepper> make_sampled_stepper(Student& student, std::optional<Pa
 }
 
 std::unique_ptr<Stepper> make_exact_stepper(Student& student, ParticleNet teacher, InputDist dist,
-                                            Dataset valid) {
-  return std::make_unique<ExactStepper>(student, std::move(teacher), dist, std::move(valid));
+                                            Dataset valid, int64_t noise_draws) {
+  return std::make_unique<ExactStepper>(student, std::move(teacher), dist, std::move(valid),
+                                        noise_draws);
 }
 
 std::unique_ptr<Stepper> make_samples_stepper(Points& points, SampleTarget target) {

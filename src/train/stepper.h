@@ -56,9 +56,10 @@ class Stepper {
 std::unique_ptr<Stepper> make_sampled_stepper(Student& student, std::optional<ParticleNet> teacher,
                                               InputDist dist, Dataset train, Dataset valid,
                                               int64_t batch, bool fresh, uint64_t device_seed);
-// Steps the student's particles (the block layout, one process) along the exact witness.
+// Steps the student's particles (the block layout, one process) along the exact witness; the
+// theory's E ||grad h(z + beta w)||^2 from noise_draws draws of w.
 std::unique_ptr<Stepper> make_exact_stepper(Student& student, ParticleNet teacher, InputDist dist,
-                                            Dataset valid);
+                                            Dataset valid, int64_t noise_draws = 1);
 // Steps the points toward the target: one flow step an epoch; the moved rows are exchanged
 // through the step's Reducer (every process then holds the whole measure again).
 std::unique_ptr<Stepper> make_samples_stepper(Points& points, SampleTarget target);

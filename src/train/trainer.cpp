@@ -148,7 +148,11 @@ EpochLog Trainer::end_epoch(const StepOptions& opt, const StepStats& last, Reduc
   log.noisy_grad_sq = norms[1].item<double>();
   s_.beta_sq_sum += double(steps) * opt.beta * opt.beta;
   log.beta_sq_sum = s_.beta_sq_sum;
-  if (cfg_.theory()) p_.stepper->theory(opt, log);
+  if (cfg_.theory()) {
+    log.half_mmd2_floor = half_mmd2_floor_of(cfg_.dtype);
+    log.next_beta = p_.beta.at(log.epoch);
+    p_.stepper->theory(opt, log);
+  }
   log.seconds = seconds0_ + since(t0_);
   log.finite = std::isfinite(log.train_loss) && std::isfinite(log.valid_loss) &&
                std::isfinite(log.half_mmd2) && std::isfinite(log.theory_noisy_grad_sq) &&

@@ -343,6 +343,24 @@ TEST(Config, ExactKernelNeedsItsFamily) {
     EXPECT_EQ(error_of("", with({set})), "") << set;
 }
 
+// log.noise_draws: 1 .. 10^6 draws of w for theory.csv, more than one for the exact kernel's
+// theory only (a sampled run's row holds its last step's own draw).
+TEST(Config, NoiseDrawsAreTheExactTheorys) {
+  const std::vector<std::string> exact = {"flow.kernel=exact", "model.hidden=1",
+                                          "model.output=identity", "log.noise_draws=100"};
+  EXPECT_EQ(Config{}.log.noise_draws, 1);
+  EXPECT_EQ(parse_config("", exact).log.noise_draws, 100);
+  EXPECT_EQ(error_of("", {"log.noise_draws=0"}).find("log.noise_draws: "), 0u);
+  EXPECT_EQ(error_of("", {"log.noise_draws=1000001"}).find("log.noise_draws: "), 0u);
+  EXPECT_EQ(error_of("", {"log.noise_draws=1"}), "");
+  EXPECT_EQ(error_of("", {"log.noise_draws=2", "log.theory=true"}),
+            "log.noise_draws: 2 draws need flow.kernel exact and log.theory (a sampled run's "
+            "theory.csv holds its last step's own draw)");
+  std::vector<std::string> off = exact;
+  off.push_back("log.theory=false");
+  EXPECT_EQ(error_of("", off).find("log.noise_draws: 100 draws need"), 0u);
+}
+
 // kernel.slices: the energy kernel's sliced gradient, for problem samples, the flows without
 // kernel matrices, on CPU; each refusal names the key.
 TEST(Config, SlicesNeedTheEnergyKernel) {

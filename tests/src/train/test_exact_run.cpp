@@ -2,6 +2,7 @@
 // last half_mmd2 is the saved weights' 1/2 MMD^2 by an independent computation, whole sampled runs
 // converge to the exact run as the inputs per step grow, stops and resumes keep theory.csv exact.
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -16,6 +17,7 @@
 #include "src/base/errors.h"
 #include "src/base/random.h"
 #include "src/kernels/arccos.h"
+#include "src/kernels/features.h"
 #include "src/train/run_folder.h"
 #include "src/train/trainer.h"
 #include "tests/cli.h"
@@ -127,6 +129,66 @@ TEST(ExactRun, TrainLossIsTheExactLossBeforeEachStep) {
                          .item<double>());
 }
 
+// log.noise_draws K: a row's noisy_grad_sq is the mean over K draws w_k of
+// E_z ||grad h(z + beta w_k)||^2, w_k from sub_seed(the epoch's last noise seed, 1 + k), and
+// noisy_grad_sq_se the mean's standard error, both computed here directly (the witness at the
+// perturbed particles; the seeds replayed from the training stream, one per step). K = 1 is the
+// first draw alone, as before the key existed; K leaves the trajectory as it was.
+TEST(ExactRun, NoiseDrawsEstimateTheNoisyGradient) {
+  struct Run {
+    std::vector<EpochLog> logs;
+    Particles end;
+  };
+  const auto run_with = [](int64_t K) {
+    const Config c =
+        exact_config({"data.train_size=50", "train.batch=50", "train.epochs=3",
+                      "student.particles=2", "teacher.particles=1", "data.dim=3", "noise.beta0=0.5",
+                      "noise.every=2", "log.noise_draws=" + std::to_string(K)});
+    Trainer t(c);
+    Run r;
+    EXPECT_EQ(t.run([&](const EpochLog& l) { r.logs.push_back(l); }), Trainer::End::Done);
+    const Particles& z = *student_of(t).particles();
+    r.end = z.clone();
+    return r;
+  };
+  const Config c = exact_config({"student.particles=2", "teacher.particles=1", "data.dim=3"});
+  const Particles teacher = teacher_of(c).particles();
+  at::Generator gen = stream_generator(c.seed, kTrainStream);
+  uint64_t last_seed = 0;
+  for (int step = 0; step < 3; ++step) last_seed = gen.get<at::CPUGeneratorImpl>()->random64();
+  const Run one = run_with(1), four = run_with(4);
+  ASSERT_EQ(four.logs.size(), 3u);
+  const EpochLog& l = four.logs.back();
+  EXPECT_EQ(l.beta, 0.25);  // halved after 2 epochs
+  EXPECT_EQ(l.next_beta, 0.25);
+  EXPECT_EQ(four.logs[0].next_beta, 0.5);
+  EXPECT_EQ(four.logs[1].next_beta, 0.25);
+  std::vector<double> d;
+  for (uint64_t k = 0; k < 4; ++k)
+    d.push_back(exact_grad_sq(four.end, teacher, ExactKernel{c.data.input},
+                              Noise{l.beta, sub_seed(last_seed, 1 + k)})
+                    .item<double>());
+  const double mean = (d[0] + d[1] + d[2] + d[3]) / 4;
+  double ss = 0;
+  for (double v : d) ss += (v - mean) * (v - mean);
+  EXPECT_EQ(l.theory_noisy_grad_sq, mean);
+  ASSERT_TRUE(l.theory_noisy_grad_se.has_value());
+  EXPECT_NEAR(*l.theory_noisy_grad_se, std::sqrt(ss / 12), 1e-12 * std::sqrt(ss / 12));
+  EXPECT_GT(*l.theory_noisy_grad_se, 0);
+  EXPECT_EQ(*descent_ratio(l), mean / (l.beta * l.beta * l.half_mmd2));
+  // One draw: the first, exactly; no standard error.
+  EXPECT_EQ(one.logs.back().theory_noisy_grad_sq, d[0]);
+  EXPECT_FALSE(one.logs.back().theory_noisy_grad_se.has_value());
+  // The same trajectory and statistics but the noisy norm's.
+  EXPECT_TRUE(at::equal(one.end.A, four.end.A) && at::equal(one.end.B, four.end.B));
+  for (size_t e = 0; e < 3; ++e) {
+    EXPECT_EQ(one.logs[e].train_loss, four.logs[e].train_loss) << e;
+    EXPECT_EQ(one.logs[e].half_mmd2, four.logs[e].half_mmd2) << e;
+    EXPECT_EQ(one.logs[e].theory_grad_sq, four.logs[e].theory_grad_sq) << e;
+    EXPECT_NE(one.logs[e].theory_noisy_grad_sq, four.logs[e].theory_noisy_grad_sq) << e;
+  }
+}
+
 // Whole runs of the sampled flow on fresh inputs (the same initial student and teacher, plain
 // flow) end closer to the exact run's particles as the inputs per step grow: about 1/sqrt(B).
 TEST(ExactRun, SampledRunsConvergeToTheExactRun) {
@@ -236,7 +298,8 @@ TEST(ExactRun, SampledRunTheory) {
   std::stringstream csv(read_file(out + "/theory.csv"));
   std::string line;
   std::getline(csv, line);
-  while (std::getline(csv, line)) EXPECT_EQ(line.back(), ',') << line;
+  while (std::getline(csv, line))  // descent_ratio and noisy_grad_sq_se, then next_beta 0
+    EXPECT_EQ(line.substr(line.size() - 4), ",,,0") << line;
   const std::string plain = scratch("no_theory");
   ASSERT_EQ(run("train --out " + plain + " --threads 1 --set train.epochs=1").code, 0);
   EXPECT_FALSE(fs::exists(plain + "/theory.csv"));

@@ -1,10 +1,12 @@
 // The run folder: its files, its lock, losses.csv read back by column, weights written and read
 // at any number of processes.
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -22,6 +24,18 @@ std::string fresh(const std::string& name) {
       testing::TempDir() + "/mmdflow_runfolder_" + std::to_string(getpid()) + "_" + name;
   fs::remove_all(dir);
   return dir;
+}
+
+// The cells of a csv line.
+std::vector<std::string> read_cells(const std::string& line) {
+  std::vector<std::string> out(1);
+  for (char ch : line) {
+    if (ch == ',')
+      out.emplace_back();
+    else if (ch != '\n')
+      out.back() += ch;
+  }
+  return out;
 }
 
 EpochLog log_of(int64_t epoch) {
@@ -54,6 +68,58 @@ TEST(RunFolder, LossesAreWrittenAndReadByColumn) {
   EXPECT_THROW(read_losses(dir + "/bad.csv"), CheckpointError);
   std::ofstream(dir + "/gap.csv") << losses_header() << losses_line(log_of(2));
   EXPECT_THROW(read_losses(dir + "/gap.csv"), CheckpointError);
+  fs::remove_all(dir);
+}
+
+// theory.csv: an empty descent_ratio where 1/2 MMD^2 is zero, negative by round-off or at most
+// the dtype's floor (float64 1e-15, float32 1e-8), or beta = 0; noisy_grad_sq_se empty for one
+// draw of w; next_beta the beta of the step taken from the row's particles.
+TEST(RunFolder, TheoryCellsAtRoundOffAreEmpty) {
+  EXPECT_EQ(theory_header(),
+            "epoch,half_mmd2,grad_sq,noisy_grad_sq,beta,step_size,beta_sq_sum,descent_ratio,"
+            "noisy_grad_sq_se,next_beta\n");
+  EXPECT_EQ(half_mmd2_floor_of(c10::kDouble), 1e-15);
+  EXPECT_EQ(half_mmd2_floor_of(c10::kFloat), 1e-8);
+  EpochLog l;
+  l.epoch = 3;
+  l.theory_grad_sq = 0.25;
+  l.theory_noisy_grad_sq = 0.5;
+  l.beta = 0.5;
+  l.step_size = 1;
+  l.beta_sq_sum = 0.75;
+  l.next_beta = 0.25;
+  l.half_mmd2_floor = half_mmd2_floor_of(c10::kDouble);
+  l.half_mmd2 = 2.0;
+  EXPECT_EQ(theory_line(l), "3,2,0.25,0.5,0.5,1,0.75,1,,0.25\n");
+  l.theory_noisy_grad_se = 0.125;
+  EXPECT_EQ(theory_line(l), "3,2,0.25,0.5,0.5,1,0.75,1,0.125,0.25\n");
+  l.theory_noisy_grad_se.reset();
+  for (double f : {0.0, -3e-17, 1e-15}) {
+    l.half_mmd2 = f;
+    EXPECT_EQ(theory_line(l), fmt::format("3,{:.17g},0.25,0.5,0.5,1,0.75,,,0.25\n", f)) << f;
+  }
+  const auto ratio_of = [&] { return read_cells(theory_line(l))[7]; };
+  l.half_mmd2 = 2e-15;
+  EXPECT_EQ(ratio_of(), fmt::format("{:.17g}", 0.5 / (0.25 * 2e-15)));
+  // float32 floors near 1.1e-9: a value below 1e-8 is round-off there, not in float64.
+  l.half_mmd2 = 5e-9;
+  EXPECT_EQ(ratio_of(), fmt::format("{:.17g}", 0.5 / (0.25 * 5e-9)));
+  l.half_mmd2_floor = half_mmd2_floor_of(c10::kFloat);
+  EXPECT_EQ(ratio_of(), "");
+  l.half_mmd2 = 2.0;
+  l.beta = 0;
+  EXPECT_EQ(theory_line(l), "3,2,0.25,0.5,0,1,0.75,,,0.25\n");
+  // Read back: the empty cells as NaN.
+  const std::string dir = fresh("theory");
+  fs::create_directories(dir);
+  l.epoch = 1;
+  l.half_mmd2 = 0;
+  l.beta = 0.5;
+  std::ofstream(dir + "/theory.csv") << theory_header() << theory_line(l);
+  const Losses t = read_theory(dir + "/theory.csv");
+  EXPECT_TRUE(std::isnan(t.values("descent_ratio")[0]));
+  EXPECT_TRUE(std::isnan(t.values("noisy_grad_sq_se")[0]));
+  EXPECT_EQ(t.values("next_beta")[0], 0.25);
   fs::remove_all(dir);
 }
 
