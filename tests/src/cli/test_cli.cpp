@@ -227,7 +227,7 @@ TEST(Cli, QuickStartLowersValidLossTenfoldAndCompares) {
   const double first = s["initial_valid_loss"], last = s["final_valid_loss"];
   EXPECT_LT(last, first / 10) << s.dump(2);
   EXPECT_EQ(s["status"], "done");
-  EXPECT_EQ(s["compare"]["nearest"][0]["student"].size(), 5u);
+  EXPECT_EQ(s["compare"]["nearest_mod_unit_order"][0]["student"].size(), 5u);
   // `compare` recomputes the same numbers from the saved particles.
   Result c = run("compare --run " + out);
   ASSERT_EQ(c.code, 0) << c.output;
