@@ -55,6 +55,20 @@ void check_weights(const NamedTensors& w, const std::vector<WeightSpec>& specs,
   }
 }
 
+NamedTensors load_weights(const std::string& path, const std::vector<WeightSpec>& specs,
+                          size_t element_size, bool follow_links) {
+  uint64_t bytes = 1 << 20;
+  for (const WeightSpec& s : specs)
+    bytes += 2 * uint64_t(c10::multiply_integers(s.sizes)) * element_size;
+  try {
+    return load_tensors(path, bytes, follow_links);
+  } catch (const std::exception& e) {
+    const std::string why = e.what();
+    throw CheckpointError(fmt::format("{}: not a dict of tensors in torch.save's format ({})", path,
+                                      shorten(why.substr(0, why.find('\n')))));
+  }
+}
+
 NamedTensors named(const std::vector<WeightSpec>& specs, const std::vector<at::Tensor>& tensors) {
   TORCH_CHECK(specs.size() == tensors.size(), "weights: ", tensors.size(), " tensors for ",
               specs.size(), " names");

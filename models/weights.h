@@ -26,6 +26,12 @@ std::vector<WeightSpec> dense_weights(const ParticleFamily& f, int64_t N);
 // Throws CheckpointError "<source>: <what is wrong>".
 void check_weights(const NamedTensors& w, const std::vector<WeightSpec>& specs,
                    c10::ScalarType dtype, const std::string& source);
+// A weights file's tensors, not yet checked: storages of at most twice what the specs' tensors
+// need (elements of element_size bytes) and 1 MiB are read, no more, so a file of another shape
+// still reaches check_weights and nothing much larger is inflated. Links are followed only where
+// asked (a user's file, never a run folder's). Throws CheckpointError "<path>: <what is wrong>".
+NamedTensors load_weights(const std::string& path, const std::vector<WeightSpec>& specs,
+                          size_t element_size, bool follow_links);
 // The tensors of specs, in order, paired with their names.
 NamedTensors named(const std::vector<WeightSpec>& specs, const std::vector<at::Tensor>& tensors);
 

@@ -295,11 +295,10 @@ void save_tensors(const std::string& path, const NamedTensors& tensors) {
   write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
 }
 
-NamedTensors load_tensors(const std::string& path, uint64_t max_storage_bytes) {
+NamedTensors load_tensors(const std::string& path, uint64_t max_storage_bytes, bool follow_links) {
   constexpr uint64_t kZipOverhead = 1 << 16;  // headers, names, alignment
   const c10::IValue v =
-      unpickle(read_regular_file(path, max_storage_bytes + kMaxPickle + kZipOverhead,
-                                 /*follow_links=*/false),
+      unpickle(read_regular_file(path, max_storage_bytes + kMaxPickle + kZipOverhead, follow_links),
                max_storage_bytes);
   TORCH_CHECK(v.isGenericDict(), path, " does not hold a dict of tensors");
   return entries(v);

@@ -62,10 +62,11 @@ std::string read_regular_file(const std::string& path, uint64_t max_bytes, bool 
 
 // A dict {name: tensor} with torch::pickle_save (torch.load in Python reads it).
 void save_tensors(const std::string& path, const NamedTensors& tensors);
-// Read as read_regular_file reads (no link, no FIFO), its zip entries' sizes checked before any
-// is inflated (storages at most max_storage_bytes together), its pickle walked before torch
-// reads it, and each tensor's storage its record's bytes. Throws.
-NamedTensors load_tensors(const std::string& path, uint64_t max_storage_bytes = uint64_t(1) << 32);
+// Read as read_regular_file reads (no FIFO; no link unless follow_links), its zip entries' sizes
+// checked before any is inflated (storages at most max_storage_bytes together), its pickle walked
+// before torch reads it, and each tensor's storage its record's bytes. Throws.
+NamedTensors load_tensors(const std::string& path, uint64_t max_storage_bytes = uint64_t(1) << 32,
+                          bool follow_links = false);
 // A .pt file's bytes, read by the caller, checked as load_tensors checks them: a dict
 // {name: tensor}, or one tensor (torch.save(tensor)), which comes back as one entry named "".
 // Throws.

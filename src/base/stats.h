@@ -5,6 +5,20 @@
 
 namespace mmdflow {
 
+// The mean of x (summed in its order) and the sum of squared deviations from it.
+struct Moments {
+  double mean = 0;
+  double ss = 0;
+};
+inline Moments moments(const std::vector<double>& x) {
+  double sum = 0;
+  for (double v : x) sum += v;
+  Moments m;
+  m.mean = sum / double(x.size());
+  for (double v : x) m.ss += (v - m.mean) * (v - m.mean);
+  return m;
+}
+
 struct MeanSe {
   double mean = 0;
   double se = 0;  // the mean's standard error: sqrt(sum (x - mean)^2 / (K (K - 1)))
@@ -13,12 +27,8 @@ struct MeanSe {
 // Of K >= 2 values, summed in their order.
 inline MeanSe mean_se(const std::vector<double>& x) {
   const double K = double(x.size());
-  double sum = 0;
-  for (double v : x) sum += v;
-  const double mean = sum / K;
-  double ss = 0;
-  for (double v : x) ss += (v - mean) * (v - mean);
-  return {mean, std::sqrt(ss / (K * (K - 1)))};
+  const Moments m = moments(x);
+  return {m.mean, std::sqrt(m.ss / (K * (K - 1)))};
 }
 
 }  // namespace mmdflow

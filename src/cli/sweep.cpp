@@ -18,6 +18,7 @@
 
 #include "src/base/device.h"
 #include "src/base/io.h"
+#include "src/base/stats.h"
 #include "src/cli/options.h"
 #include "src/train/divergence.h"
 #include "src/train/run_folder.h"
@@ -179,17 +180,12 @@ struct Curve {  // losses by epoch over the seeds of one setting
 };
 
 void stats(const std::vector<double>& v, double* mean, double* sd, double* lo, double* hi) {
-  double s = 0, ss = 0;
   *lo = INFINITY;
   *hi = -INFINITY;
-  for (double x : v) {
-    s += x;
-    *lo = std::min(*lo, x);
-    *hi = std::max(*hi, x);
-  }
-  *mean = s / double(v.size());
-  for (double x : v) ss += (x - *mean) * (x - *mean);
-  *sd = v.size() > 1 ? std::sqrt(ss / double(v.size() - 1)) : 0.0;  // sample std
+  for (double x : v) *lo = std::min(*lo, x), *hi = std::max(*hi, x);
+  const Moments m = moments(v);
+  *mean = m.mean;
+  *sd = v.size() > 1 ? std::sqrt(m.ss / double(v.size() - 1)) : 0.0;  // sample std
 }
 
 // The geometric mean and geometric standard deviation exp(std(log v)): on a log scale the band

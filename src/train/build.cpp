@@ -185,19 +185,10 @@ namespace {
 // float64, then in the run's dtype on dev.
 NamedTensors weights_file(const Config& c, const std::string& key, const std::string& path,
                           const std::vector<WeightSpec>& specs, c10::Device dev) {
-  uint64_t bytes = 1 << 20;  // the storages of twice what the tensors need, as a run folder's
-  for (const WeightSpec& s : specs)
-    bytes += 2 * uint64_t(c10::multiply_integers(s.sizes)) * sizeof(double);
   NamedTensors w;
   try {
-    w = parse_tensors(read_regular_file(path, bytes + (1 << 20), /*follow_links=*/true), bytes);
-  } catch (const std::exception& e) {
-    const std::string why = e.what();
-    throw ConfigError(fmt::format("{}: {}: not a dict of tensors in torch.save's format ({})", key,
-                                  shorten(path), shorten(why.substr(0, why.find('\n')))));
-  }
-  const c10::ScalarType type = w.empty() ? c.dtype : w[0].second.scalar_type();
-  try {
+    w = load_weights(path, specs, sizeof(double), /*follow_links=*/true);
+    const c10::ScalarType type = w.empty() ? c.dtype : w[0].second.scalar_type();
     check_weights(w, specs, type == at::kDouble ? at::kDouble : at::kFloat, shorten(path));
   } catch (const CheckpointError& e) {
     throw ConfigError(fmt::format("{}: {}", key, e.what()));

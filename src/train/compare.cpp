@@ -132,6 +132,15 @@ at::Tensor unit_order_distances(const Particles& teacher, const Particles& stude
   return D;
 }
 
+namespace {
+
+// The zero student's loss on outputs Y [n, o]: 1/2 (1/n) sum ||y||^2, in float64.
+double zero_student_loss(const at::Tensor& Y) {
+  return 0.5 * Y.to(at::kDouble).square().sum(1).mean().item<double>();
+}
+
+}  // namespace
+
 Comparison compare(const Student& student, const ParticleNet& teacher, InputDist dist,
                    int64_t samples, int64_t nearest, at::Generator& gen, Comm& comm, bool exact) {
   Comparison c;
@@ -141,7 +150,7 @@ Comparison compare(const Student& student, const ParticleNet& teacher, InputDist
   const at::Tensor Y = teacher.forward(X);  // [samples, o]
   CommReducer reduce(comm);
   c.half_mmd2 = half_mse(student, X, Y, 1000, reduce).item<double>();
-  c.zero_half_mmd2 = 0.5 * Y.to(at::kDouble).square().sum(1).mean().item<double>();
+  c.zero_half_mmd2 = zero_student_loss(Y);
   const Particles* zs = student.particles();
   // Exact runs are never sharded: every pair of particles enters the exact sum.
   TORCH_CHECK(!exact || (zs && student.shard().size() == student.size()),
@@ -190,7 +199,7 @@ Comparison compare_on_data(const Student& student, const Dataset& data, Comm& co
   c.samples = data.size();
   CommReducer reduce(comm);
   c.test_loss = half_mse(student, data.X, data.Y, 1000, reduce).item<double>();
-  c.zero_test_loss = 0.5 * data.Y.to(at::kDouble).pow(2).sum(1).mean().item<double>();
+  c.zero_test_loss = zero_student_loss(data.Y);
   c.half_mmd2 = *c.test_loss;
   return c;
 }

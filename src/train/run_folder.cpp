@@ -153,6 +153,7 @@ bool is_temporary(const std::string& name) {
   static const std::regex form(
       std::string(R"((config\.yaml|losses\.csv|theory\.csv|summary\.json|checkpoint\.bin|)") +
       R"(student\.pt|teacher\.pt|student\.index\.json|particles\.pt|target\.pt|snapshots\.pt|)" +
+      R"(train_data\.pt|valid_data\.pt|)" +
       kStudentShard + R"()\.tmp\.[0-9]+\.[0-9]+)");
   return std::regex_match(name, form);
 }
@@ -470,19 +471,7 @@ NamedTensors read_weights_file(const std::string& path, const std::vector<Weight
                                c10::ScalarType dtype) {
   if (const std::string what = not_regular(path); !what.empty())
     throw CheckpointError(fmt::format("{}: {}", path, what));
-  // Storages of twice what the tensors need and 1 MiB are read, no more: a file of another
-  // shape still reaches the shape check, and nothing much larger is inflated.
-  uint64_t bytes = 1 << 20;
-  for (const WeightSpec& s : specs)
-    bytes += 2 * uint64_t(c10::multiply_integers(s.sizes)) * c10::elementSize(dtype);
-  NamedTensors w;
-  try {
-    w = load_tensors(path, bytes);
-  } catch (const std::exception& e) {
-    const std::string why = e.what();
-    throw CheckpointError(fmt::format("{}: not a dict of tensors in torch.save's format ({})", path,
-                                      shorten(why.substr(0, why.find('\n')))));
-  }
+  const NamedTensors w = load_weights(path, specs, c10::elementSize(dtype), /*follow_links=*/false);
   check_weights(w, specs, dtype, path);
   return w;
 }

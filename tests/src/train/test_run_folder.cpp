@@ -170,9 +170,11 @@ TEST(RunFolder, LockAndModes) {
   const std::string killed = fresh("killed");
   fs::create_directories(killed);
   std::ofstream(killed + "/config.yaml.tmp.4242.0") << "seed: 0\n";
+  std::ofstream(killed + "/train_data.pt.tmp.4242.1") << "a killed run's log.data";
   EXPECT_THROW(RunFolder(killed, RunFolder::Mode::Resume, true), UsageError);
   { RunFolder again(killed, RunFolder::Mode::Fresh, true); }
   EXPECT_FALSE(fs::exists(killed + "/config.yaml.tmp.4242.0"));
+  EXPECT_FALSE(fs::exists(killed + "/train_data.pt.tmp.4242.1"));
   EXPECT_THROW(RunFolder(fresh("none"), RunFolder::Mode::Resume, true), UsageError);
   EXPECT_THROW(RunFolder("", RunFolder::Mode::Fresh, true), UsageError);
   fs::remove_all(dir);
