@@ -61,6 +61,22 @@ inline std::vector<std::string> lines_without_seconds(const std::string& csv) {
   return out;
 }
 
+// Run folder dir's losses.csv, each line without its last column (seconds).
+inline std::string losses_without_seconds(const std::string& dir) {
+  std::string out;
+  for (const std::string& line : lines_without_seconds(read_file(dir + "/losses.csv")))
+    out += line + "\n";
+  return out;
+}
+
+// The tensor `name` of a weights file (a test failure when it has none).
+inline at::Tensor tensor_of(const std::string& path, const std::string& name) {
+  for (const auto& [n, t] : load_tensors(path))
+    if (n == name) return t;
+  ADD_FAILURE() << path << " holds no " << name;
+  return {};
+}
+
 // Everything below dir by its path from dir: a regular file's content, "-> target" for a symbolic
 // link, "/" for a folder; temporaries too.
 inline std::map<std::string, std::string> snapshot(const std::string& dir) {
@@ -151,15 +167,17 @@ inline int free_port() {
 // Starts the ranks of a sharded run as torchrun would: each runs the binary with args (split at
 // spaces) and more_args[rank] (if any), with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR=127.0.0.1
 // and MASTER_PORT=port, and env[rank] ("NAME=value", which wins over those) added, in the folder
-// cwd[rank] (if any); rank r's output goes to log.r.
+// cwd[rank] (if any); rank r's output goes to log.r. binary: mmdflow, or MMDFLOW_FAILPOINT_BIN for
+// a test hook in env.
 inline std::vector<pid_t> spawn_ranks(const std::string& args, int world, int port,
                                       const std::string& log,
                                       const std::map<int, std::string>& more_args = {},
                                       const std::map<int, std::string>& env = {},
-                                      const std::map<int, std::string>& cwd = {}) {
+                                      const std::map<int, std::string>& cwd = {},
+                                      const std::string& binary = MMDFLOW_BIN) {
   std::vector<pid_t> pids;
   for (int r = 0; r < world; ++r) {
-    std::vector<std::string> words{MMDFLOW_BIN};
+    std::vector<std::string> words{binary};
     std::stringstream ss(args + " " + (more_args.count(r) ? more_args.at(r) : ""));
     for (std::string w; ss >> w;) words.push_back(w);
     std::vector<std::string> vars;

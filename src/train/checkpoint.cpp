@@ -20,6 +20,7 @@
 #include <variant>
 
 #include "models/weights.h"
+#include "src/base/failpoint.h"
 #include "src/base/io.h"
 #include "src/base/random.h"
 #include "src/train/build.h"
@@ -612,8 +613,7 @@ void save_checkpoint(const std::string& dir, const Config& cfg, const TrainerSta
       comm, 0,
       [&]() -> std::vector<double> {
         if (comm.rank() != 0) return {};
-        if (const char* at = std::getenv("MMDFLOW_FAILPOINT");
-            at && std::string(at) == "checkpoint-before-manifest")
+        if (failpoint_armed(Failpoint::CheckpointBeforeManifest))
           std::raise(SIGKILL);  // a test's crash between the two phases (docs/reliability.md)
         std::vector<ShardFile> files;
         for (int r = 0; r < world; ++r) {

@@ -3,10 +3,10 @@
 #include <fmt/format.h>
 
 #include <csignal>
-#include <cstdlib>
 #include <exception>
 #include <optional>
 
+#include "src/base/failpoint.h"
 #include "src/base/random.h"
 #include "src/train/compare.h"
 #include "src/train/memory.h"
@@ -98,11 +98,10 @@ void agree_on_folder(Comm& comm, RunFolder& folder) {
 // A stop answer above every signal number: rank 0 could not write a log line.
 constexpr int kWriteStop = 1000;
 
-// Test hook (docs/reliability.md): MMDFLOW_FAILPOINT=sigterm-at-<point> in a process's
-// environment makes it send itself SIGTERM there, as a pre-emption's late signal would arrive.
-void failpoint(const std::string& point) {
-  const char* at = std::getenv("MMDFLOW_FAILPOINT");
-  if (at && at == "sigterm-at-" + point) std::raise(SIGTERM);
+// Test hook (src/base/failpoint.h): SIGTERM sent by the process itself at point p, as a
+// pre-emption's late signal would arrive.
+void failpoint(Failpoint p) {
+  if (failpoint_armed(p)) std::raise(SIGTERM);
 }
 
 class Run {
@@ -234,7 +233,7 @@ class Run {
   // and at a stop.
   void save_checkpoint() {
     const TrainerState s = trainer_->state();
-    failpoint("checkpoint");
+    failpoint(Failpoint::SigtermAtCheckpoint);
     folder_->save_checkpoint(cfg_, s, trainer_->measure().shard(), comm_);
     on_every_rank(
         comm_, [&] { trainer_->results().on_checkpoint(*folder_, lead_); },
@@ -304,7 +303,7 @@ class Run {
 
   // The final measure's files, its comparison, the summary.
   Outcome done(Summary& s) {
-    failpoint("final-files");
+    failpoint(Failpoint::SigtermAtFinalFiles);
     Results& results = trainer_->results();
     const std::string table = results.finish(*folder_, comm_, s, lead_);
     if (!lead_) return {};

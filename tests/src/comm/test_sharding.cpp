@@ -355,10 +355,10 @@ TEST(Sharding, CrashBetweenShardsAndManifestKeepsThePreviousCheckpoint) {
   const std::string manifest = read_file(dir + "/checkpoint.bin");
   // Rank 0 kills itself once every shard of the epoch-6 checkpoint is durable, before its
   // manifest.
-  const auto codes =
-      wait_all(spawn_ranks("train --resume " + dir + " --set train.epochs=8", 2, free_port(), log,
-                           {}, {{0, "MMDFLOW_FAILPOINT=checkpoint-before-manifest"}}),
-               std::chrono::seconds(60));
+  const auto codes = wait_all(
+      spawn_ranks("train --resume " + dir + " --set train.epochs=8", 2, free_port(), log, {},
+                  {{0, "MMDFLOW_FAILPOINT=checkpoint-before-manifest"}}, {}, MMDFLOW_FAILPOINT_BIN),
+      std::chrono::seconds(60));
   EXPECT_EQ(codes, (std::vector<int>{128 + SIGKILL, kLostPeer})) << logs(log, 2);
   EXPECT_EQ(read_file(dir + "/checkpoint.bin"), manifest);
   EXPECT_TRUE(fs::exists(dir + "/checkpoint.shards/" + shard_name(3, 1, 2)));
@@ -475,7 +475,8 @@ TEST(Sharding, SignalDuringACheckpointOrTheFinalFilesEndsNoRankHalfWay) {
     const std::string dir = scratch("sig_ckpt" + std::to_string(world)), log = dir + ".log";
     EXPECT_EQ(wait_all(spawn_ranks(kBase + kNoise + " --set train.epochs=100000 --out " + dir,
                                    world, free_port(), log, {},
-                                   {{world - 1, "MMDFLOW_FAILPOINT=sigterm-at-checkpoint"}}),
+                                   {{world - 1, "MMDFLOW_FAILPOINT=sigterm-at-checkpoint"}}, {},
+                                   MMDFLOW_FAILPOINT_BIN),
                        std::chrono::seconds(60), true),
               std::vector<int>(world, 143))
         << logs(log, world);
@@ -490,7 +491,8 @@ TEST(Sharding, SignalDuringACheckpointOrTheFinalFilesEndsNoRankHalfWay) {
     const std::string done = scratch("sig_final" + std::to_string(world)), dlog = done + ".log";
     EXPECT_EQ(wait_all(spawn_ranks(kBase + kNoise + " --set train.epochs=3 --out " + done, world,
                                    free_port(), dlog, {},
-                                   {{world - 1, "MMDFLOW_FAILPOINT=sigterm-at-final-files"}}),
+                                   {{world - 1, "MMDFLOW_FAILPOINT=sigterm-at-final-files"}}, {},
+                                   MMDFLOW_FAILPOINT_BIN),
                        std::chrono::seconds(60), true),
               std::vector<int>(world, 0))
         << logs(dlog, world);
@@ -499,6 +501,23 @@ TEST(Sharding, SignalDuringACheckpointOrTheFinalFilesEndsNoRankHalfWay) {
   }
   for (size_t i = 0; i < weights[0].size(); ++i)
     EXPECT_TRUE(at::equal(weights[1][i].second, weights[0][i].second)) << weights[0][i].first;
+}
+
+// The test hooks are the test binary's alone: mmdflow runs to its end whatever MMDFLOW_FAILPOINT
+// says. Found before (issue 20): every build honoured it, so a stray variable killed runs.
+TEST(Sharding, FailpointVariableStopsNoRunOfMmdflow) {
+  const std::map<int, std::string> env[] = {{{0, "MMDFLOW_FAILPOINT=checkpoint-before-manifest"},
+                                             {1, "MMDFLOW_FAILPOINT=sigterm-at-checkpoint"}},
+                                            {{0, "MMDFLOW_FAILPOINT=sigterm-at-final-files"}}};
+  for (int world : {2, 1}) {
+    const std::string dir = scratch("stray_failpoint" + std::to_string(world)), log = dir + ".log";
+    EXPECT_EQ(wait_all(spawn_ranks(kBase + kNoise + " --set train.epochs=3 --out " + dir, world,
+                                   free_port(), log, {}, env[2 - world]),
+                       std::chrono::seconds(60)),
+              std::vector<int>(world, 0))
+        << logs(log, world);
+    EXPECT_EQ(summary_of(dir)["status"], "done") << logs(log, world);
+  }
 }
 
 TEST(Sharding, BadStartsExitTwoOnEveryRankAndWriteNothing) {
