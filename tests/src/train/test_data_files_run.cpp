@@ -29,23 +29,10 @@ const std::string kArgs =
     " --set train.epochs=30 --set noise.beta0=1 --set noise.every=10 --set flow.step_size=2"
     " --set compare.samples=500";
 
-at::Tensor tensor_of(const std::string& path, const std::string& name) {
-  for (const auto& [n, t] : load_tensors(path))
-    if (n == name) return t;
-  ADD_FAILURE() << path << " holds no " << name;
-  return {};
-}
-
-std::string losses(const std::string& dir) {
-  std::string out;
-  for (const std::string& line : test::lines_without_seconds(read_file(dir + "/losses.csv")))
-    out += line + "\n";
-  return out;
-}
-
 void expect_same_student(const std::string& a, const std::string& b) {
   for (const char* w : {"A", "B"})
-    EXPECT_TRUE(at::equal(tensor_of(a + "/student.pt", w), tensor_of(b + "/student.pt", w)))
+    EXPECT_TRUE(
+        at::equal(test::tensor_of(a + "/student.pt", w), test::tensor_of(b + "/student.pt", w)))
         << w << " of " << a << " and " << b;
 }
 
@@ -73,10 +60,10 @@ TEST(DataFiles, ARunFromItsOwnDataFilesIsTheSameRunBitForBit) {
   const std::string a = scratch("drawn"), b = scratch("files"), c = scratch("files_alone");
   ASSERT_EQ(run(kArgs + " --set log.data=true --out " + a).code, 0);
   for (const char* f : {"train_data.pt", "valid_data.pt"}) {
-    EXPECT_EQ(tensor_of(a + "/" + f, "x").scalar_type(), at::kFloat) << f;
-    EXPECT_EQ(tensor_of(a + "/" + f, "y").size(1), 1) << f;
+    EXPECT_EQ(test::tensor_of(a + "/" + f, "x").scalar_type(), at::kFloat) << f;
+    EXPECT_EQ(test::tensor_of(a + "/" + f, "y").size(1), 1) << f;
   }
-  EXPECT_EQ(tensor_of(a + "/train_data.pt", "x").sizes(), (std::vector<int64_t>{100, 5}));
+  EXPECT_EQ(test::tensor_of(a + "/train_data.pt", "x").sizes(), (std::vector<int64_t>{100, 5}));
   const std::string files = fmt::format(
       " --set data.input=file --set data.train_file={0}/train_data.pt"
       " --set data.valid_file={0}/valid_data.pt",
@@ -84,11 +71,11 @@ TEST(DataFiles, ARunFromItsOwnDataFilesIsTheSameRunBitForBit) {
   const test::Result rb =
       run(kArgs + files + " --set teacher.file=" + a + "/teacher.pt --out " + b);
   ASSERT_EQ(rb.code, 0) << rb.output;
-  EXPECT_EQ(losses(a), losses(b));
+  EXPECT_EQ(test::losses_without_seconds(a), test::losses_without_seconds(b));
   expect_same_student(a, b);
   const test::Result rc = run(kArgs + files + " --out " + c);
   ASSERT_EQ(rc.code, 0) << rc.output;
-  EXPECT_EQ(losses(a), losses(c));
+  EXPECT_EQ(test::losses_without_seconds(a), test::losses_without_seconds(c));
   expect_same_student(a, c);
   EXPECT_FALSE(fs::exists(c + "/teacher.pt"));
   EXPECT_NE(rc.output.find("test loss 1/2 mean ||f_student(x) - y||^2 over the 50 validation rows"),
@@ -98,7 +85,7 @@ TEST(DataFiles, ARunFromItsOwnDataFilesIsTheSameRunBitForBit) {
   EXPECT_EQ(s["compare"]["samples"], 50);
   EXPECT_NEAR(s["compare"]["test_loss"].get<double>(), s["final_valid_loss"].get<double>(),
               1e-6 * s["final_valid_loss"].get<double>());
-  const at::Tensor y = tensor_of(a + "/valid_data.pt", "y").to(at::kDouble);
+  const at::Tensor y = test::tensor_of(a + "/valid_data.pt", "y").to(at::kDouble);
   EXPECT_NEAR(s["compare"]["zero_test_loss"].get<double>(), 0.5 * y.pow(2).mean().item<double>(),
               1e-12);
   // compare --run reads the run's copy of the validation set (valid_data.pt needs log.data:
@@ -118,14 +105,15 @@ TEST(DataFiles, ARunFromItsDataExportedAsCsvIsTheSameRunBitForBit) {
   fs::create_directories(dir);
   for (const char* set : {"train", "valid"}) {
     const std::string pt = fmt::format("{}/{}_data.pt", a, set);
-    write_csv(fmt::format("{}/{}.csv", dir, set), tensor_of(pt, "x"), tensor_of(pt, "y"));
+    write_csv(fmt::format("{}/{}.csv", dir, set), test::tensor_of(pt, "x"),
+              test::tensor_of(pt, "y"));
   }
   const test::Result r =
       run(args + fmt::format(" --set data.input=file --set data.train_file={0}/train.csv"
                              " --set data.valid_file={0}/valid.csv --out {1}",
                              dir, b));
   ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_EQ(losses(a), losses(b));
+  EXPECT_EQ(test::losses_without_seconds(a), test::losses_without_seconds(b));
   expect_same_student(a, b);
   // the resolved sizes are the files' rows
   EXPECT_NE(read_file(b + "/config.yaml").find("train_size: 100"), std::string::npos);
@@ -154,15 +142,16 @@ TEST(DataFiles, ResumeOnAChangedDataFileIsRefused) {
   fs::create_directories(dir);
   for (const char* set : {"train", "valid"}) {
     const std::string pt = fmt::format("{}/{}_data.pt", a, set);
-    write_csv(fmt::format("{}/{}.csv", dir, set), tensor_of(pt, "x"), tensor_of(pt, "y"));
+    write_csv(fmt::format("{}/{}.csv", dir, set), test::tensor_of(pt, "x"),
+              test::tensor_of(pt, "y"));
   }
   const std::string files = fmt::format(
       " --set data.input=file --set data.train_file={0}/train.csv"
       " --set data.valid_file={0}/valid.csv --set log.data=true",
       dir);
   ASSERT_EQ(run(args + files + " --set train.epochs=4 --out " + b).code, 0);
-  const at::Tensor x = tensor_of(a + "/train_data.pt", "x");
-  write_csv(dir + "/train.csv", x + 1e-9, tensor_of(a + "/train_data.pt", "y"));
+  const at::Tensor x = test::tensor_of(a + "/train_data.pt", "x");
+  write_csv(dir + "/train.csv", x + 1e-9, test::tensor_of(a + "/train_data.pt", "y"));
   const auto before = test::snapshot(b);
   const test::Result r = run("train --resume " + b + " --set train.epochs=8");
   EXPECT_EQ(r.code, 2) << r.output;

@@ -28,13 +28,6 @@ const std::string kBase =
     " --set target.law=gaussian --set data.dim=3 --set target.size=200 --set kernel.bandwidth=0.5"
     " --set compare.samples=100 --set dist.timeout=30";
 
-at::Tensor tensor_of(const std::string& path, const std::string& name) {
-  for (const auto& [n, t] : load_tensors(path))
-    if (n == name) return t;
-  ADD_FAILURE() << path << " holds no " << name;
-  return {};
-}
-
 // epoch, train_loss, valid_loss of each line: exact sums, added in row order at any world size
 // (the gradient norms are sums over the processes, in their order).
 std::string loss_columns(const std::string& dir) {
@@ -45,13 +38,6 @@ std::string loss_columns(const std::string& dir) {
     for (int k = 0; k < 3 && end != std::string::npos; ++k) end = line.find(',', end + 1);
     out += line.substr(0, end) + "\n";
   }
-  return out;
-}
-
-std::string losses_without_seconds(const std::string& dir) {
-  std::string out;
-  for (const std::string& line : test::lines_without_seconds(read_file(dir + "/losses.csv")))
-    out += line + "\n";
   return out;
 }
 
@@ -75,7 +61,7 @@ TEST(SamplesRun, EveryFlowIsTheSameBitsAtOneTwoAndThreeProcesses) {
       ASSERT_EQ(train_at(args, world, out + ".log"), std::vector<int>(world, 0))
           << flow << "\n"
           << read_file(out + ".log.0");
-      const at::Tensor Z = tensor_of(out + "/particles.pt", "Z");
+      const at::Tensor Z = test::tensor_of(out + "/particles.pt", "Z");
       if (world == 1) {
         first = Z;
         first_losses = loss_columns(out);
@@ -99,13 +85,13 @@ TEST(SamplesRun, ResumedRunContinuesExactly) {
   ASSERT_EQ(run(kBase + sets + " --set train.epochs=20 --out " + part).code, 0);
   const test::Result r = run(kBase + sets + " --set train.epochs=45 --resume " + part);
   ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_TRUE(
-      at::equal(tensor_of(part + "/particles.pt", "Z"), tensor_of(whole + "/particles.pt", "Z")));
-  EXPECT_TRUE(
-      at::equal(tensor_of(part + "/snapshots.pt", "step"), at::tensor({0, 15, 30, 45}, at::kLong)));
-  EXPECT_TRUE(
-      at::equal(tensor_of(part + "/snapshots.pt", "Z"), tensor_of(whole + "/snapshots.pt", "Z")));
-  EXPECT_EQ(losses_without_seconds(part), losses_without_seconds(whole));
+  EXPECT_TRUE(at::equal(test::tensor_of(part + "/particles.pt", "Z"),
+                        test::tensor_of(whole + "/particles.pt", "Z")));
+  EXPECT_TRUE(at::equal(test::tensor_of(part + "/snapshots.pt", "step"),
+                        at::tensor({0, 15, 30, 45}, at::kLong)));
+  EXPECT_TRUE(at::equal(test::tensor_of(part + "/snapshots.pt", "Z"),
+                        test::tensor_of(whole + "/snapshots.pt", "Z")));
+  EXPECT_EQ(test::losses_without_seconds(part), test::losses_without_seconds(whole));
 }
 
 // A resumed run whose target file changed is refused (exit 2, naming target.pt and the file)
@@ -138,8 +124,8 @@ TEST(SamplesRun, ZeroEpochsWriteTheInitialPointsAndTheTarget) {
   const test::Result r = run(kBase + " --set train.epochs=0 --out " + out);
   ASSERT_EQ(r.code, 0) << r.output;
   const Config c = load_config(out + "/config.yaml");
-  EXPECT_TRUE(at::equal(tensor_of(out + "/target.pt", "U"), target_samples(c)));
-  EXPECT_TRUE(at::equal(tensor_of(out + "/particles.pt", "Z"), initial_points(c, 3)));
+  EXPECT_TRUE(at::equal(test::tensor_of(out + "/target.pt", "U"), target_samples(c)));
+  EXPECT_TRUE(at::equal(test::tensor_of(out + "/particles.pt", "Z"), initial_points(c, 3)));
   EXPECT_NE(r.output.find("1/2 MMD^2(points, target samples)"), std::string::npos) << r.output;
 }
 
