@@ -2,19 +2,33 @@
 # Fuzzes the readers of every file a user or a crash may hand to mmdflow with libFuzzer (clang,
 # ASan + UBSan), for a bounded time per target; prints executions and crashes. Not part of CI.
 #   config      the YAML config loader (tests/fuzz/fuzz_config.cpp)
+#   set         --set overrides, one a line (fuzz_set.cpp)
 #   checkpoint  the checkpoint's manifest, checkpoint.bin (fuzz_checkpoint.cpp)
 #   pt          student.pt and teacher.pt, as `compare` reads them (fuzz_pt.cpp)
 #   shard       the checkpoint's weight shards, checkpoint.shards/*.bin (fuzz_shard.cpp)
-#   tools/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 300 s; all four)
+#   index       student.index.json of a sharded run (fuzz_index.cpp)
+#   data        sample files and labelled data files: .npy, .npz, .csv, .pt (fuzz_data.cpp)
+#   tools/fuzz.sh [--runs N] [SECONDS_PER_TARGET] [TARGET...]   (default: 300 s; all seven)
+# With --runs, each target runs N executions, or SECONDS if that comes first (default then 4 h).
 # Builds in build-fuzz/ (MMDFLOW_FUZZ=ON). Each target starts from its seed corpus in
 # tests/fuzz/corpus/<target>/ plus what earlier runs found (build-fuzz/fuzz-<target>/corpus), and
 # stops at its first crash, whose input lands in build-fuzz/fuzz-<target>/crashes-<time>/: make it
 # a regression test (tests/src/train/test_fuzz_regressions.cpp), fix, run again.
 set -euo pipefail
-seconds=${1:-300}
-shift || true
+runs=()
+default_seconds=300
+if [ "${1:-}" = --runs ]; then
+  runs=(-runs="$2")
+  default_seconds=14400
+  shift 2
+fi
+seconds=$default_seconds
+if [[ "${1:-}" =~ ^[0-9]+$ ]]; then
+  seconds=$1
+  shift
+fi
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(config checkpoint pt shard)
+[ ${#targets[@]} -eq 0 ] && targets=(config set checkpoint pt shard index data)
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build-fuzz
 
@@ -33,13 +47,14 @@ for t in "${targets[@]}"; do
   dict=()
   [ -f "$root/tests/fuzz/$t.dict" ] && dict=(-dict="$root/tests/fuzz/$t.dict")
   unwind=()
-  [ "$t" = pt ] && unwind=(env ASAN_OPTIONS=fast_unwind_on_malloc=0${ASAN_OPTIONS:+:$ASAN_OPTIONS})
+  [[ "$t" =~ ^(pt|index|data)$ ]] && unwind=(env ASAN_OPTIONS=fast_unwind_on_malloc=0${ASAN_OPTIONS:+:$ASAN_OPTIONS})
   "${unwind[@]}" "$build/fuzz_$t" "$work/corpus" "$root/tests/fuzz/corpus/$t" "${dict[@]}" \
-    -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -max_len=16384 \
+    -max_total_time="$seconds" "${runs[@]}" -timeout=20 -rss_limit_mb=4096 -max_len=16384 \
     -artifact_prefix="$crashes/" -print_final_stats=1 >"$work/log" 2>&1 || status=1
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log")
   found=$(find "$crashes" -type f | wc -l)
   [ "$found" -eq 0 ] && rmdir "$crashes"
-  echo "fuzz_$t: ${execs:-?} executions, $found crashes (log: $work/log)"
+  took=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$work/log")
+  echo "fuzz_$t: ${execs:-?} executions in ${took:-?} s, $found crashes (log: $work/log)"
 done
 exit $status

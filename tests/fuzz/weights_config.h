@@ -9,6 +9,9 @@
 //     [--set student.layout=dense]
 // pt/: block_student.pt, dense_student.pt, teacher.pt and each one's data.pkl (*.pkl);
 // shard/: block.bin, dense.bin (RUN/checkpoint.shards/g000001-00000-of-00001.bin).
+// The weights files fuzz_index reads (tests/fuzz/index/) and the seed tests/fuzz/corpus/index/
+// student.index.json are those of the block run with --set student.particles=130 at 2 processes
+// (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set as torchrun sets them): 128 particles and 2.
 #pragma once
 #include <caffe2/serialize/inline_container.h>
 #include <unistd.h>
@@ -36,6 +39,14 @@ inline Config weights_config(Layout layout) {
   c.train.epochs = 2;
   return c;
 }
+
+// fuzz_index's run: two files of the block layout, one a noise block of particles.
+inline Config index_config() {
+  Config c = weights_config(Layout::Block);
+  c.student.particles = 130;
+  return c;
+}
+inline const std::string kIndexFiles = std::string(MMDFLOW_SOURCE_DIR) + "/tests/fuzz/index/";
 
 // A .pt archive (torch.save's zip) holding `pickle` as its data.pkl and storages data/0 ..
 // data/7 of 128 bytes each.

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 
+#include "data/sample_file.h"
 #include "src/base/io.h"
 #include "src/train/checkpoint.h"
 #include "src/train/config.h"
@@ -129,6 +131,51 @@ TEST(FuzzSeeds, WeightFilesReadBack) {
     std::filesystem::create_directories(dir + "/" + kShardFolder);
     write_file_atomic(dir + "/" + kShardFolder + "/" + ckpt.shards[0].name, bytes);
     EXPECT_EQ(read_weights(dir, ckpt, c, {0, 4, 4}).size(), 4u) << file;
+  }
+}
+
+// The seed of fuzz_index still reads back beside the run's weights files (tests/fuzz/index/).
+TEST(FuzzSeeds, IndexReadsBack) {
+  const std::string dir = folder_with("");
+  for (const char* f : {"student-00000-of-00002.pt", "student-00001-of-00002.pt"})
+    write_file_atomic(dir + "/" + f, read_file(fuzz::kIndexFiles + f));
+  write_file_atomic(dir + "/student.index.json", read_file(kCorpus + "index/student.index.json"));
+  const Config c = fuzz::index_config();
+  const NamedTensors w = read_student(dir, c, {100, 130, 130});
+  ASSERT_EQ(w.size(), 4u);
+  EXPECT_EQ(w[0].second.size(0), 30);
+}
+
+// The seeds of fuzz_data read as the target reads them (the first byte picks the format): each
+// that numpy or torch wrote as labelled data or samples reads back as such.
+TEST(FuzzSeeds, DataFilesReadBack) {
+  const std::map<std::string, std::pair<bool, bool>> seeds = {
+      // labelled, samples
+      {"f64.npy", {true, true}},          {"f32_fortran.npy", {true, true}},
+      {"int16.npy", {true, true}},        {"stored.npz", {true, false}},
+      {"deflated.npz", {true, false}},    {"header.csv", {true, true}},
+      {"header_names.csv", {true, true}}, {"plain.csv", {false, true}},
+      {"dict.pt", {true, false}},         {"int_dict.pt", {true, false}},
+      {"tensor.pt", {false, true}}};
+  const char* const formats[] = {".npy", ".npz", ".csv", ".pt"};
+  const std::string dir = folder_with("");
+  for (const auto& [name, reads] : seeds) {
+    const std::string bytes = read_file(kCorpus + "data/" + name);
+    ASSERT_FALSE(bytes.empty()) << name;
+    const std::string path = dir + "/seed" + formats[uint8_t(bytes[0]) % 4];
+    write_file_atomic(path, bytes.substr(1));
+    bool labelled = true, samples = true;
+    try {
+      read_labelled(path, 1);
+    } catch (const ConfigError&) {
+      labelled = false;
+    }
+    try {
+      read_samples(path);
+    } catch (const ConfigError&) {
+      samples = false;
+    }
+    EXPECT_EQ(std::pair(labelled, samples), reads) << name;
   }
 }
 
