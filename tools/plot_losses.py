@@ -178,6 +178,14 @@ def settle_labels(curves, metric_shown):
                 c.extra = ", ".join(x for x in (c.extra, c.origin) if x)
 
 
+def loss_meaning(configs):
+    """What the losses are, for the y label: ½MMD² to a teacher or target, or half the squared
+    error to a data file's outputs (data.input: file); nothing when the runs differ in it."""
+    kinds = {"1/2 squared error to the data's outputs" if c.get("data.input") == "file"
+             else "1/2 MMD$^2$" for c in configs}
+    return f"  ({kinds.pop()})" if len(kinds) == 1 else ""
+
+
 def caption(configs):
     """The settings every curve shares, in words (those that differ are in the labels)."""
     common = {}
@@ -303,7 +311,7 @@ def main(argv):
     log_ticks(ax)
     ax.set_xlabel("epoch")
     ax.set_ylabel({"train": "train loss", "valid": "validation loss",
-                   "both": "loss"}[a.metric] + "  (1/2 MMD$^2$)")
+                   "both": "loss"}[a.metric] + loss_meaning(configs))
     note = caption(configs)
     if any(c.band for c in curves):
         note += ("; " if note else "") + "lines: geometric mean over seeds, bands: ×/÷ one " \

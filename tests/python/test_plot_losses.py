@@ -187,6 +187,17 @@ class PlotLosses(unittest.TestCase):
         _, ax, _, _ = self.plot(self.run_a)
         self.assertIn("β₀ = 1, β × 0.5 every 200 epochs", ax.get_title())
 
+    def test_the_y_label_says_what_the_loss_is(self):
+        _, ax, _, _ = self.plot(self.run_a)
+        self.assertEqual(ax.get_ylabel(), "validation loss  (1/2 MMD$^2$)")
+        data = os.path.join(self.dir, "data", "run")
+        make_run(data, with_keys(data__input="file"), losses(1.2e-3, 4))
+        _, ax, _, _ = self.plot(data)
+        self.assertEqual(ax.get_ylabel(), "validation loss  (1/2 squared error to the data's "
+                                          "outputs)")
+        _, ax, _, _ = self.plot(data, self.run_a)
+        self.assertEqual(ax.get_ylabel(), "validation loss")
+
     def test_the_legend_lies_outside_the_axes(self):
         fig, ax, _, _ = self.plot(self.block, self.dense)
         fig.canvas.draw()
