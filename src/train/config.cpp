@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
@@ -455,14 +456,53 @@ YAML::Node unmarked(const YAML::Node& n, int64_t& nodes) {
   return out;
 }
 
+// Where a text's first YAML documents start (up to 3), and the mark of each one's first node.
+struct DocumentStarts : YAML::EventHandler {
+  std::vector<YAML::Mark> start, first;
+  void OnDocumentStart(const YAML::Mark& m) override {
+    start.push_back(m);
+    first.push_back(m);
+  }
+  void node(const YAML::Mark& m) {
+    if (first.back().pos == start.back().pos) first.back() = m;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { node(m); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { node(m); }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    node(m);
+  }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    node(m);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    node(m);
+  }
+  void OnMapEnd() override {}
+};
+
 // The one YAML document of text (null when it holds none); a second one is refused, as a key
-// given twice is, instead of ignored. Throws YAML::ParserException.
+// given twice is, instead of ignored. Throws YAML::ParserException. The documents are counted
+// before any is built, at most 3: yaml-cpp 0.7 reads a token outside any collection (a ',' after
+// a value) as an empty document that it never gets past, so that YAML::LoadAll fills memory.
 YAML::Node one_document(const std::string& text, const std::string& source) {
-  const std::vector<YAML::Node> docs = YAML::LoadAll(text);
-  if (docs.size() > 1)
+  std::stringstream in(text);
+  YAML::Parser parser(in);
+  DocumentStarts docs;
+  while (docs.start.size() < 3 && parser.HandleNextDocument(docs)) {
+  }
+  for (size_t k = 1; k < docs.start.size(); ++k)
+    if (docs.start[k].pos == docs.start[k - 1].pos)
+      throw ConfigError(fmt::format("{} line {} column {}: not YAML (a ',' outside any list or map?)",
+                                    source, docs.start[k].line + 1, docs.start[k].column + 1));
+  if (docs.start.size() > 1)
     throw ConfigError(fmt::format("{} line {}: a second YAML document ('---'); a config is one",
-                                  source, docs[1].Mark().line + 1));
-  return docs.empty() ? YAML::Node() : docs[0];
+                                  source, docs.first[1].line + 1));
+  return YAML::Load(text);
 }
 
 // "a.b.c=value": sets root[a][b][c] to the YAML scalar (or flow collection) `value`.

@@ -304,6 +304,19 @@ TEST(Config, SeveralDocumentsAreRefused) {
   EXPECT_EQ(parse_config("---\nseed: 3\n").seed, 3);
 }
 
+// A token outside any collection: yaml-cpp 0.7's LoadAll read it as an empty document it never got
+// past, filling memory until killed (found by fuzz_set: `--set 'x=!a,'` took gigabytes in seconds;
+// a config of one ',' alike).
+TEST(Config, StrayCommaIsRefusedAtOnce) {
+  EXPECT_EQ(error_of(","), "test.yaml line 1 column 1: not YAML (a ',' outside any list or map?)");
+  EXPECT_EQ(error_of("{seed: 3}\n,\n"),
+            "test.yaml line 2 column 1: not YAML (a ',' outside any list or map?)");
+  for (const char* value : {"!a,", "&a,", "[1], 2", "!a ,"})
+    EXPECT_NE(error_of("", {std::string("seed=") + value}).find("--set seed line 1 column"),
+              std::string::npos)
+        << value;
+}
+
 // flow.kernel exact: the family of the closed-form kernel and a flow with a population form, or
 // the first key (in file order) that breaks it; log.theory follows it unless set.
 TEST(Config, ExactKernelNeedsItsFamily) {
