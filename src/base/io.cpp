@@ -44,13 +44,16 @@ bool write_all(int fd, const char* data, size_t size) {
   return true;
 }
 
-// Torch's unpickler trusts the lengths and memo indices in a pickle: a few bytes can make it
-// allocate and fill gigabytes (a LONG_BINPUT of index 2^32 - 1 grows its memo to 64 GB). So the
-// pickle of a .pt file is walked first: a dict of tensors is small, every opcode must be one of
-// the protocol's, every argument and length must lie within it and every memo index below its
-// length. It builds at most kMaxContainers tuples, lists, dicts and objects, so its values nest no
-// deeper (the unpickler and the values' destructors recurse once per level: 300 000 nested tuples
-// overflow the stack). Throws std::runtime_error.
+// Torch's unpickler trusts the lengths, memo indices and stack of a pickle: a few bytes can make
+// it allocate and fill gigabytes (a LONG_BINPUT of index 2^32 - 1 grows its memo to 64 GB), and an
+// opcode that takes more values than the stack holds reads freed memory (TUPLE2 over a stack of
+// one). So the pickle of a .pt file is walked first: a dict of tensors is small, every opcode must
+// be one of the protocol's, every argument and length must lie within it, every memo index below
+// its length, and every opcode must find the values it takes, as Python's unpickler counts them
+// (since the last MARK; pairs for DICT and SETITEMS), ending with one value at STOP. It builds at
+// most kMaxContainers tuples, lists, dicts and objects, so its values nest no deeper (the
+// unpickler and the values' destructors recurse once per level: 300 000 nested tuples overflow
+// the stack). Throws std::runtime_error.
 constexpr size_t kMaxPickle = 1 << 20;
 
 void check_pickle(std::string_view p) {
@@ -95,6 +98,56 @@ void check_pickle(std::string_view p) {
   constexpr std::string_view kContainer = ")]}\x8f\x85\x86\x87tld\x91oiR\x81\x92";
   constexpr int kMaxContainers = 4096;
   int containers = 0;
+  // The values on the stack since each MARK (the first: since the start).
+  std::vector<uint64_t> frames{0};
+  auto take = [&](uint64_t n, uint64_t put) {  // n values off the stack, put on
+    if (frames.back() < n)
+      fail(fmt::format("opcode 0x{:02x} takes {} values, {} on the stack since its mark",
+                       uint8_t(p[at]), n, frames.back()));
+    frames.back() += put - n;
+  };
+  auto to_mark = [&](uint64_t put) {  // the values since the last MARK off, with the mark
+    if (frames.size() == 1) fail(fmt::format("opcode 0x{:02x} without a MARK", uint8_t(p[at])));
+    frames.pop_back();
+    frames.back() += put;
+  };
+  // Stack effects: opcodes that put one value on, take one or more and put one on, take one and
+  // put it back (memo stores), take all since the mark and put one on, or add them to the value
+  // below the mark.
+  constexpr std::string_view kPush =
+      "N\x88\x89IJKMLFG\x8a\x8bSTUXVBC\x8c\x8d\x8e\x96Pcghj)]}\x8f\x82\x83\x84\x97";
+  constexpr std::string_view kTake1 = "Q\x85", kTake2 = "Rb\x81\x93\x86", kTake3 = "\x92\x87",
+                             kKeep = "pqr\x94\x98", kMarkToOne = "tldoi\x91",
+                             kMarkIntoBelow = "eu\x90";
+  auto stack = [&](char op) {
+    auto is = [&](std::string_view ops) { return ops.find(op) != std::string_view::npos; };
+    if (op == '(') {
+      frames.push_back(0);
+    } else if (op == '1') {
+      to_mark(0);
+    } else if (op == '0') {
+      take(1, 0);
+    } else if (op == '2') {
+      take(1, 2);
+    } else if (op == 'a') {
+      take(2, 1);
+    } else if (op == 's') {
+      take(3, 1);
+    } else if (is(kPush)) {
+      take(0, 1);
+    } else if (is(kTake1) || is(kTake2) || is(kTake3)) {
+      take(is(kTake1) ? 1 : is(kTake2) ? 2 : 3, 1);
+    } else if (is(kKeep)) {
+      take(1, 1);
+    } else if (is(kMarkToOne) || is(kMarkIntoBelow)) {
+      if ((op == 'd' || op == 'u') && frames.back() % 2 != 0)
+        fail(fmt::format("opcode 0x{:02x} over {} values, not key-value pairs", uint8_t(op),
+                         frames.back()));
+      if (op == 'o' && frames.back() == 0) fail("OBJ without a class");
+      to_mark(is(kMarkToOne) ? 1 : 0);
+      if (is(kMarkIntoBelow)) take(1, 1);
+    }
+  };
   while (i < p.size()) {
     at = i;
     const char op = p[i++];
@@ -103,6 +156,9 @@ void check_pickle(std::string_view p) {
       fail(fmt::format("more than {} tuples, lists, dicts and objects", kMaxContainers));
     if (op == '.') {
       if (i != p.size()) fail("bytes after STOP");
+      if (frames.size() != 1 || frames[0] != 1)
+        fail(fmt::format("STOP over {} values and {} marks, not one value", frames.back(),
+                         frames.size() - 1));
       return;
     } else if (is(kNone)) {
     } else if (is(kNumber1) || is(kNumber2) || is(kNumber4) || is(kNumber8)) {
@@ -123,6 +179,7 @@ void check_pickle(std::string_view p) {
     } else {
       fail(fmt::format("unknown opcode 0x{:02x}", uint8_t(op)));
     }
+    stack(op);
   }
   at = p.size();
   fail("no STOP at the end");
@@ -138,7 +195,7 @@ class BoundedReader final : public caffe2::serialize::ReadAdapterInterface {
   size_t read(uint64_t pos, void* buf, size_t n, const char*) const override {
     if (pos >= bytes_.size()) return 0;
     n = std::min<uint64_t>(n, bytes_.size() - pos);
-    std::memcpy(buf, bytes_.data() + pos, n);
+    if (n > 0) std::memcpy(buf, bytes_.data() + pos, n);  // LibTorch asks for 0 bytes into null
     return n;
   }
 
