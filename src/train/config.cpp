@@ -442,17 +442,21 @@ void validate(const Config& c) {
 }
 
 // A copy without source marks: a value from the command line has no line in the file. Counts
-// the nodes copied in `nodes`, and stops past kMaxSetNodes: aliases nested ten deep make a
-// 300-byte value a tree of billions of nodes.
+// the nodes copied in `nodes`, and stops past kMaxSetNodes, or kMaxSetDepth levels down (then
+// counting it as past kMaxSetNodes): aliases nested ten deep make a 300-byte value a tree of
+// billions of nodes, and an alias inside its own anchor (&a [*a]) a tree without end.
 constexpr int64_t kMaxSetNodes = 10000;
-YAML::Node unmarked(const YAML::Node& n, int64_t& nodes) {
+constexpr int kMaxSetDepth = 32;
+YAML::Node unmarked(const YAML::Node& n, int64_t& nodes, int depth = 0) {
+  if (depth > kMaxSetDepth) nodes = kMaxSetNodes;
   if (++nodes > kMaxSetNodes) return YAML::Node();
   if (n.IsScalar()) return YAML::Node(n.Scalar());
   YAML::Node out(n.Type());
   if (n.IsSequence())
-    for (const auto& item : n) out.push_back(unmarked(item, nodes));
+    for (const auto& item : n) out.push_back(unmarked(item, nodes, depth + 1));
   if (n.IsMap())
-    for (const auto& kv : n) out[unmarked(kv.first, nodes)] = unmarked(kv.second, nodes);
+    for (const auto& kv : n)
+      out[unmarked(kv.first, nodes, depth + 1)] = unmarked(kv.second, nodes, depth + 1);
   return out;
 }
 
@@ -497,8 +501,9 @@ YAML::Node one_document(const std::string& text, const std::string& source) {
   }
   for (size_t k = 1; k < docs.start.size(); ++k)
     if (docs.start[k].pos == docs.start[k - 1].pos)
-      throw ConfigError(fmt::format("{} line {} column {}: not YAML (a ',' outside any list or map?)",
-                                    source, docs.start[k].line + 1, docs.start[k].column + 1));
+      throw ConfigError(
+          fmt::format("{} line {} column {}: not YAML (a ',' outside any list or map?)", source,
+                      docs.start[k].line + 1, docs.start[k].column + 1));
   if (docs.start.size() > 1)
     throw ConfigError(fmt::format("{} line {}: a second YAML document ('---'); a config is one",
                                   source, docs.first[1].line + 1));
@@ -521,8 +526,8 @@ void apply_set(YAML::Node& root, const std::string& assignment) {
     throw ConfigError(fmt::format("--set {}: {}", shorten(path), e.msg));
   }
   if (nodes > kMaxSetNodes)
-    throw ConfigError(
-        fmt::format("--set {}: more than {} YAML nodes (aliases?)", shorten(path), kMaxSetNodes));
+    throw ConfigError(fmt::format("--set {}: more than {} YAML nodes or {} levels (aliases?)",
+                                  shorten(path), kMaxSetNodes, kMaxSetDepth));
   std::vector<std::string> keys;
   std::stringstream ss(path);
   for (std::string k; std::getline(ss, k, '.');) {

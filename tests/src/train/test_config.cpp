@@ -290,8 +290,9 @@ TEST(Config, AliasBombInASetIsRefused) {
     bomb += "]";
   }
   bomb += "]";
-  EXPECT_NE(error_of("", {"seed=" + bomb}).find("--set seed: more than 10000 YAML nodes"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of("", {"seed=" + bomb}).find("--set seed: more than 10000 YAML nodes or 32 levels"),
+      std::string::npos);
 }
 
 // N18: the documents after a config's first were ignored silently; they are refused as a key
@@ -302,6 +303,21 @@ TEST(Config, SeveralDocumentsAreRefused) {
             std::string::npos);
   EXPECT_NE(error_of("", {"seed=1\n---\n2"}).find("a second YAML document"), std::string::npos);
   EXPECT_EQ(parse_config("---\nseed: 3\n").seed, 3);
+}
+
+// An alias inside its own anchor makes a value without end; a copy of it recursed 10 000 levels
+// before the node bound stopped it, which overflowed the stack under ASan (found by fuzz_set and
+// fuzz_config, whose first line is also a --set). Values nest at most 32 levels below the top.
+TEST(Config, AliasInsideItsOwnAnchorIsRefused) {
+  for (const char* value : {"&b [*b]", "a: &b {x: *b}", "[&b [1, *b]]"})
+    EXPECT_NE(error_of("", {std::string("seed=") + value})
+                  .find("--set seed: more than 10000 YAML nodes or 32 levels (aliases?)"),
+              std::string::npos)
+        << value;
+  EXPECT_NE(error_of("", {"seed=" + std::string(34, '[') + std::string(34, ']')}).find("32 levels"),
+            std::string::npos);
+  EXPECT_EQ(error_of("", {"seed=" + std::string(33, '[') + std::string(33, ']')}),
+            "seed: must be a single value");
 }
 
 // A token outside any collection: yaml-cpp 0.7's LoadAll read it as an empty document it never got
