@@ -445,7 +445,7 @@ void validate(const Config& c) {
 // the nodes copied in `nodes`, and stops past kMaxSetNodes, or kMaxSetDepth levels down (then
 // counting it as past kMaxSetNodes): aliases nested ten deep make a 300-byte value a tree of
 // billions of nodes, and an alias inside its own anchor (&a [*a]) a tree without end.
-constexpr int64_t kMaxSetNodes = 10000;
+constexpr int64_t kMaxSetNodes = 1000;
 constexpr int kMaxSetDepth = 32;
 YAML::Node unmarked(const YAML::Node& n, int64_t& nodes, int depth = 0) {
   if (depth > kMaxSetDepth) nodes = kMaxSetNodes;
