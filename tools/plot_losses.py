@@ -10,7 +10,8 @@
 
 Each curve is labelled by its setting and seed, read from the runs' config.yaml and the sweep's
 layout (OUT/<setting>/seed<k>/): by its setting's name in a sweep (its folder's name otherwise),
-the keys in which its config differs from the other curves', and its seed or number of seeds.
+the keys in which its config differs from the other curves' (those that act on it: no λ outside
+DrMMD, no β schedule without noise), and its seed or number of seeds.
 The settings that all curves share are written under the title.
 """
 import argparse
@@ -84,8 +85,24 @@ def differing(configs):
             len({show(c.get(k)) for c in configs}) > 1]
 
 
+def inert(config, key):
+    """Whether key has no effect on this run: λ outside DrMMD, the β schedule without noise, the
+    plateau's settings under a constant step, the Sobolev ε outside Sobolev descent."""
+    method = show(config.get("flow.method", "mmd"))
+    if key == "flow.drmmd_lambda":
+        return method != "drmmd"
+    if key == "flow.sobolev_eps":
+        return method != "sobolev"
+    if key in ("noise.schedule", "noise.factor", "noise.every", "noise.tau"):
+        return show(config.get("noise.beta0", 1)) == "0"
+    if key in ("flow.patience", "flow.step_factor"):
+        return show(config.get("flow.step_schedule", "constant")) != "plateau"
+    return False
+
+
 def describe(config, keys):
-    return ", ".join(f"{key_name(k)}={show(config.get(k))}" for k in keys)
+    return ", ".join(f"{key_name(k)}={show(config.get(k))}" for k in keys
+                     if not inert(config, k))
 
 
 class Curve:

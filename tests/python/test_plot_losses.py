@@ -187,6 +187,18 @@ class PlotLosses(unittest.TestCase):
         _, ax, _, _ = self.plot(self.run_a)
         self.assertIn("β₀ = 1, β × 0.5 every 200 epochs", ax.get_title())
 
+    def test_a_label_leaves_out_what_does_not_act_on_its_run(self):
+        # As the three-ring runs: plain, noise with its own schedule, DrMMD with λ and no noise.
+        runs = [os.path.join(self.dir, "inert", name, "run") for name in ("mmd", "noise", "drmmd")]
+        make_run(runs[0], with_keys(noise__beta0=0), losses(1e-3, 4))
+        make_run(runs[1], with_keys(noise__beta0=0.3, noise__every=2000), losses(1e-3, 4))
+        make_run(runs[2], with_keys(noise__beta0=0, flow__method="drmmd", flow__drmmd_lambda=1e-3,
+                                    flow__step_size=1e-4), losses(1e-3, 4))
+        _, _, _, labels = self.plot(*runs)
+        self.assertEqual(labels, ["run [flow=mmd, γ=1, β₀=0], seed 0",
+                                  "run [flow=mmd, γ=1, β₀=0.3, β every=2000], seed 0",
+                                  "run [flow=drmmd, γ=0.0001, β₀=0, λ=0.001], seed 0"])
+
     def test_the_y_label_says_what_the_loss_is(self):
         _, ax, _, _ = self.plot(self.run_a)
         self.assertEqual(ax.get_ylabel(), "validation loss  (1/2 MMD$^2$)")
