@@ -255,11 +255,6 @@ NamedTensors entries(const c10::IValue& dict) {
 
 }  // namespace
 
-void Fd::reset(int fd) {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
-
 AtomicFile::AtomicFile(const std::string& path) : AtomicFile(AT_FDCWD, path, path) {}
 
 AtomicFile::AtomicFile(int dir, const std::string& name, const std::string& shown)
@@ -313,36 +308,6 @@ void write_file_atomic(const std::string& path, const std::string& content) {
   AtomicFile f(path);
   f.write(content.data(), content.size());
   f.commit();
-}
-
-std::string read_file(const std::string& path) {
-  return read_regular_file(path, std::numeric_limits<uint64_t>::max(), true);
-}
-
-std::string read_regular_file(const std::string& path, uint64_t max_bytes, bool follow_links) {
-  const int flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | (follow_links ? 0 : O_NOFOLLOW);
-  Fd fd(::open(path.c_str(), flags));
-  struct stat st {};
-  if (fd.get() < 0 && errno == ELOOP && !follow_links)
-    throw std::runtime_error(fmt::format("{}: a symbolic link, not a file", path));
-  if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0)
-    throw std::runtime_error(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
-  if (!S_ISREG(st.st_mode)) throw std::runtime_error(fmt::format("{}: not a regular file", path));
-  if (uint64_t(st.st_size) > max_bytes)
-    throw std::runtime_error(
-        fmt::format("{}: {} bytes, more than the {} it may hold", path, st.st_size, max_bytes));
-  std::string out(size_t(st.st_size), '\0');
-  size_t got = 0;
-  while (got < out.size()) {  // a file that shrinks meanwhile ends early
-    const ssize_t n = ::read(fd.get(), out.data() + got, out.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0)
-      throw std::runtime_error(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
-    if (n == 0) break;
-    got += size_t(n);
-  }
-  out.resize(got);
-  return out;
 }
 
 void save_tensors(const std::string& path, const NamedTensors& tensors) {

@@ -8,27 +8,11 @@
 #include <vector>
 
 #include "src/base/errors.h"
+#include "src/base/files.h"
 
 namespace mmdflow {
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
-
-// An open file descriptor, closed when dropped (also when a constructor throws after opening it).
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    reset(std::exchange(o.fd_, -1));
-    return *this;
-  }
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  void reset(int fd = -1);  // closes the one held
-
- private:
-  int fd_;
-};
 
 // A file written whole or not at all: into a fresh temporary beside it (path.tmp.<pid>.<k>,
 // created exclusively, never through a symbolic link), fsynced, then renamed over path by
@@ -52,13 +36,6 @@ class AtomicFile {
 };
 
 void write_file_atomic(const std::string& path, const std::string& content);
-// A regular file's bytes, through symbolic links; anything else (a FIFO too) is refused, never
-// waited on. Throws std::runtime_error.
-std::string read_file(const std::string& path);
-// A file read back from a run folder: opened without blocking (a FIFO is refused, never waited
-// on) and, unless follow_links, without following a symbolic link; a regular file of at most
-// max_bytes. Throws std::runtime_error naming path and what is wrong.
-std::string read_regular_file(const std::string& path, uint64_t max_bytes, bool follow_links);
 
 // A dict {name: tensor} with torch::pickle_save (torch.load in Python reads it).
 void save_tensors(const std::string& path, const NamedTensors& tensors);

@@ -1,18 +1,16 @@
 #include "src/train/config.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
-#include <cerrno>
 #include <charconv>
 #include <functional>
 #include <map>
 #include <set>
 #include <sstream>
+
+#include "src/base/files.h"
 
 namespace mmdflow {
 
@@ -574,35 +572,12 @@ Config parse_config(const std::string& yaml, const std::vector<std::string>& set
 
 Config load_config(const std::string& path, const std::vector<std::string>& sets) {
   if (path.empty()) return parse_config("", sets);
-  // Opened without blocking, then checked on its descriptor: a FIFO is refused, never waited on,
-  // even one put in the file's place after a look at it.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  struct stat st {};
-  const bool regular = fd >= 0 && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-  if (!regular || size_t(st.st_size) > kMaxConfigBytes) {
-    if (fd >= 0) ::close(fd);
-    if (!regular) throw ConfigError(fmt::format("config {}: not a regular file", shorten(path)));
-    throw ConfigError(fmt::format("config {}: {} bytes, more than the {} a config may hold",
-                                  shorten(path), st.st_size, kMaxConfigBytes));
+  std::string text;
+  try {
+    text = read_regular_file(path, kMaxConfigBytes, true);
+  } catch (const FileError& e) {
+    throw ConfigError(fmt::format("config {}: {}", shorten(path), e.why()));
   }
-  std::string text(kMaxConfigBytes + 1, '\0');
-  size_t got = 0;
-  bool failed = false;
-  while (got < text.size()) {
-    const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      failed = n < 0;
-      break;
-    }
-    got += size_t(n);
-  }
-  ::close(fd);
-  if (failed) throw ConfigError(fmt::format("config {}: cannot read it", shorten(path)));
-  if (got > kMaxConfigBytes)
-    throw ConfigError(fmt::format("config {}: more than the {} bytes a config may hold",
-                                  shorten(path), kMaxConfigBytes));
-  text.resize(got);
   return parse_config(text, sets, path);
 }
 

@@ -79,7 +79,7 @@ TEST(Cli, BadInputExitsTwoWithOneLineAndWritesNothing) {
       {"--set data.train_size=-3", "data.train_size"},
       {"--set flow.step_size=.nan", "flow.step_size: must be finite"},
       {"--set flow.step_size=-0.5", "flow.step_size: must be positive"},
-      {"--config /nonexistent.yaml", "config /nonexistent.yaml: not a regular file"},
+      {"--config /nonexistent.yaml", "config /nonexistent.yaml: cannot read it: No such file"},
       {"--device cuda:99", "device"},  // no such GPU, in CPU-only and CUDA builds alike
       {"--bogus", "bogus"},
   };

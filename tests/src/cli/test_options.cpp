@@ -67,7 +67,7 @@ TEST(Options, ConfigMustBeARegularFile) {
     cases.push_back({cmd + " --config " + dir, "config " + dir + ": not a regular file"});
     cases.push_back({cmd + " --config \"\"", "--config: an empty file name"});
     cases.push_back({cmd + " --config " + dir + "/none.yaml",
-                     "config " + dir + "/none.yaml: not a regular file"});
+                     "config " + dir + "/none.yaml: cannot read it: No such file"});
   }
   expect_refused(cases, out);
 }

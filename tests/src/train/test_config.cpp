@@ -1,5 +1,6 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <filesystem>
@@ -255,7 +256,10 @@ TEST(Config, IntegersOutOfRangeAreRefused) {
 // Only a regular file of at most 1 MiB is a config; long values are cut short in messages.
 TEST(Config, FilesAreBoundedAndRegular) {
   EXPECT_NE(std::string(error_of("")).size(), 1u);
-  for (const std::string& bad : {std::string("/tmp"), std::string("/dev/zero")}) {
+  const std::string fifo = testing::TempDir() + "/mmdflow_fifo.yaml";
+  std::filesystem::remove(fifo);
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);  // no writer: a blocking open would wait for ever
+  for (const std::string& bad : {std::string("/tmp"), std::string("/dev/zero"), fifo}) {
     try {
       load_config(bad);
       ADD_FAILURE() << bad;
@@ -263,6 +267,7 @@ TEST(Config, FilesAreBoundedAndRegular) {
       EXPECT_NE(std::string(e.what()).find("not a regular file"), std::string::npos) << e.what();
     }
   }
+  std::filesystem::remove(fifo);
   const std::string big = testing::TempDir() + "/mmdflow_big.yaml";
   {
     std::ofstream out(big);
