@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <charconv>
 #include <filesystem>
+#include <optional>
 
 #include "models/weights.h"
 #include "src/base/device.h"
@@ -48,7 +49,8 @@ commands:
 int cmd_compare(int argc, char** argv) {
   cxxopts::Options o("mmdflow compare",
                      "Compare a finished run's student with its teacher: 1/2 MMD^2 on fresh "
-                     "inputs, nearest student particles of each teacher particle.");
+                     "inputs (on data files: the test loss on the validation rows), nearest "
+                     "student particles of each teacher particle.");
   o.add_options()("r,run", "the run's output folder", cxxopts::value<std::string>())(
       "samples", "fresh inputs (default: the run's compare.samples)",
       cxxopts::value<std::string>())("nearest", "student particles listed per teacher particle",
@@ -78,17 +80,19 @@ int cmd_compare(int argc, char** argv) {
   const Shard shard = shard_of(cfg, comm->rank(), comm->world());
   const std::unique_ptr<Student> student = student_of(cfg, read_student(dir, cfg, shard), shard);
   Comparison c;
+  std::optional<ParticleNet> teacher;
+  if (has_teacher(cfg))
+    teacher.emplace(teacher_family_of(cfg), particles_of(read_teacher(dir, cfg)));
   if (cfg.data.input == InputDist::File) {  // the validation set: the run's copy, or its file
     const std::string kept = dir + "/valid_data.pt";
     const bool own = fs::exists(fs::symlink_status(kept));
     c = compare_on_data(*student,
                         data_file(cfg, own ? "the run's copy" : "data.valid_file",
                                   own ? kept : *cfg.data.valid_file, c10::kCPU, !own),
-                        *comm);
+                        *comm, teacher ? &*teacher : nullptr, cfg.compare.nearest);
   } else {
-    const ParticleNet teacher(teacher_family_of(cfg), particles_of(read_teacher(dir, cfg)));
     at::Generator gen = stream_generator(cfg.seed, kCompareStream);
-    c = compare(*student, teacher, cfg.data.input, cfg.compare.samples, cfg.compare.nearest, gen,
+    c = compare(*student, *teacher, cfg.data.input, cfg.compare.samples, cfg.compare.nearest, gen,
                 *comm, cfg.flow.kernel == Witness::Exact);
   }
   if (comm->rank() == 0) print_result(format_table(c));

@@ -139,24 +139,13 @@ double zero_student_loss(const at::Tensor& Y) {
   return 0.5 * Y.to(at::kDouble).square().sum(1).mean().item<double>();
 }
 
-}  // namespace
-
-Comparison compare(const Student& student, const ParticleNet& teacher, InputDist dist,
-                   int64_t samples, int64_t nearest, at::Generator& gen, Comm& comm, bool exact) {
-  Comparison c;
-  c.samples = samples;
-  const Particles& zt = teacher.particles();
-  at::Tensor X = sample_inputs(dist, samples, teacher.family().dim, gen, zt.A.options());
-  const at::Tensor Y = teacher.forward(X);  // [samples, o]
-  CommReducer reduce(comm);
-  c.half_mmd2 = half_mse(student, X, Y, 1000, reduce).item<double>();
-  c.zero_half_mmd2 = zero_student_loss(Y);
+// For each teacher particle its `nearest` nearest student particles (every rank gets all); none
+// when the particles are not comparable (dense, misspecified).
+std::optional<std::vector<Comparison::Match>> nearest_particles(const Student& student,
+                                                                const Particles& zt,
+                                                                int64_t nearest, Comm& comm) {
   const Particles* zs = student.particles();
-  // Exact runs are never sharded: every pair of particles enters the exact sum.
-  TORCH_CHECK(!exact || (zs && student.shard().size() == student.size()),
-              "the exact 1/2 MMD^2 needs a whole block student");
-  if (exact) c.exact_half_mmd2 = 0.5 * exact_mmd2(*zs, zt, dist).item<double>();
-  if (!zs || !comparable(*zs, zt)) return c;
+  if (!zs || !comparable(*zs, zt)) return std::nullopt;
   // Each rank's nearest k of its own particles, as (distance, global index), padded with
   // (inf, -1) where it holds fewer; then the k nearest of all. Ties go to the lower index.
   const int64_t M = zt.size(), k = std::min<int64_t>(nearest, student.size());
@@ -175,7 +164,7 @@ Comparison compare(const Student& student, const ParticleNet& teacher, InputDist
     }
   }
   const auto all = comm.gather(local);
-  c.nearest.emplace();
+  std::vector<Comparison::Match> out;
   for (int64_t m = 0; m < M; ++m) {
     std::vector<std::pair<double, int64_t>> candidates;
     for (const auto& rank : all)
@@ -189,28 +178,46 @@ Comparison compare(const Student& student, const ParticleNet& teacher, InputDist
       match.student.push_back(candidates[j].second);
       match.distance.push_back(candidates[j].first);
     }
-    c.nearest->push_back(std::move(match));
+    out.push_back(std::move(match));
   }
+  return out;
+}
+
+}  // namespace
+
+Comparison compare(const Student& student, const ParticleNet& teacher, InputDist dist,
+                   int64_t samples, int64_t nearest, at::Generator& gen, Comm& comm, bool exact) {
+  Comparison c;
+  c.samples = samples;
+  const Particles& zt = teacher.particles();
+  at::Tensor X = sample_inputs(dist, samples, teacher.family().dim, gen, zt.A.options());
+  const at::Tensor Y = teacher.forward(X);  // [samples, o]
+  CommReducer reduce(comm);
+  c.half_mmd2 = half_mse(student, X, Y, 1000, reduce).item<double>();
+  c.zero_half_mmd2 = zero_student_loss(Y);
+  const Particles* zs = student.particles();
+  // Exact runs are never sharded: every pair of particles enters the exact sum.
+  TORCH_CHECK(!exact || (zs && student.shard().size() == student.size()),
+              "the exact 1/2 MMD^2 needs a whole block student");
+  if (exact) c.exact_half_mmd2 = 0.5 * exact_mmd2(*zs, zt, dist).item<double>();
+  c.nearest = nearest_particles(student, zt, nearest, comm);
   return c;
 }
 
-Comparison compare_on_data(const Student& student, const Dataset& data, Comm& comm) {
+Comparison compare_on_data(const Student& student, const Dataset& data, Comm& comm,
+                           const ParticleNet* teacher, int64_t nearest) {
   Comparison c;
   c.samples = data.size();
   CommReducer reduce(comm);
   c.test_loss = half_mse(student, data.X, data.Y, 1000, reduce).item<double>();
   c.zero_test_loss = zero_student_loss(data.Y);
   c.half_mmd2 = *c.test_loss;
+  if (teacher) c.nearest = nearest_particles(student, teacher->particles(), nearest, comm);
   return c;
 }
 
 std::string format_table(const Comparison& c) {
   std::string s;
-  if (c.test_loss)
-    return fmt::format(
-        "test loss 1/2 mean ||f_student(x) - y||^2 over the {} validation rows: {:.6e}\n"
-        "the zero student's (1/2 mean ||y||^2): {:.6e}; the student's is {:.4g} of it\n",
-        c.samples, *c.test_loss, *c.zero_test_loss, *c.test_loss / *c.zero_test_loss);
   if (c.target_half_mmd2) {
     s += fmt::format("1/2 MMD^2(points, target samples): {:.6e}\n", *c.target_half_mmd2);
     if (c.samples > 0)
@@ -218,16 +225,25 @@ std::string format_table(const Comparison& c) {
                        c.half_mmd2);
     return s;
   }
-  if (c.exact_half_mmd2)
-    s += fmt::format("1/2 MMD^2(student, teacher), closed-form kernel: {:.6e}\n",
-                     *c.exact_half_mmd2);
-  s += fmt::format("1/2 E_x ||f_student(x) - f_teacher(x)||^2 on {} fresh inputs: {:.6e}",
-                   c.samples, c.half_mmd2);
-  if (c.zero_half_mmd2) {
-    s += fmt::format("; the zero student's, 1/2 E_x ||f_teacher(x)||^2: {:.6e}", *c.zero_half_mmd2);
-    if (*c.zero_half_mmd2 > 0) s += fmt::format("; ratio {:.3e}", c.half_mmd2 / *c.zero_half_mmd2);
+  if (c.test_loss) {
+    s += fmt::format(
+        "test loss 1/2 mean ||f_student(x) - y||^2 over the {} validation rows: {:.6e}\n"
+        "the zero student's (1/2 mean ||y||^2): {:.6e}; the student's is {:.4g} of it\n",
+        c.samples, *c.test_loss, *c.zero_test_loss, *c.test_loss / *c.zero_test_loss);
+  } else {
+    if (c.exact_half_mmd2)
+      s += fmt::format("1/2 MMD^2(student, teacher), closed-form kernel: {:.6e}\n",
+                       *c.exact_half_mmd2);
+    s += fmt::format("1/2 E_x ||f_student(x) - f_teacher(x)||^2 on {} fresh inputs: {:.6e}",
+                     c.samples, c.half_mmd2);
+    if (c.zero_half_mmd2) {
+      s += fmt::format("; the zero student's, 1/2 E_x ||f_teacher(x)||^2: {:.6e}",
+                       *c.zero_half_mmd2);
+      if (*c.zero_half_mmd2 > 0)
+        s += fmt::format("; ratio {:.3e}", c.half_mmd2 / *c.zero_half_mmd2);
+    }
+    s += "\n";
   }
-  s += "\n";
   if (!c.nearest) return s;
   s += "Nearest student particles of each teacher particle: Euclidean distance over all "
        "coordinates (A, a, B, b), minimised over the orders of the student particle's hidden "

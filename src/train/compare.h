@@ -37,7 +37,7 @@ struct Comparison {
   };
   // None when particles are not comparable (dense, misspecified, samples).
   std::optional<std::vector<Match>> nearest;
-  // network without a teacher (data files): 1/2 (1/n) sum ||f_student(x) - y||^2 over the n =
+  // network on data files: 1/2 (1/n) sum ||f_student(x) - y||^2 over the n =
   // `samples` rows of the validation set, and the zero student's 1/2 (1/n) sum ||y||^2
   std::optional<double> test_loss, zero_test_loss;
 };
@@ -86,7 +86,9 @@ Comparison compare(const Student& student, const ParticleNet& teacher, InputDist
 std::string format_table(const Comparison& c);
 
 // The student's test loss on a labelled set (its rows whole on every rank) and the zero
-// student's, for a run without a teacher.
-Comparison compare_on_data(const Student& student, const Dataset& data, Comm& comm);
+// student's, for a run on data files; with a teacher (teacher.file), also each teacher
+// particle's `nearest` nearest student particles, as compare() lists them.
+Comparison compare_on_data(const Student& student, const Dataset& data, Comm& comm,
+                           const ParticleNet* teacher = nullptr, int64_t nearest = 0);
 
 }  // namespace mmdflow

@@ -55,7 +55,8 @@ class NetworkResults : public Results {
       cmp = compare(student_, *teacher_, c_.data.input, c_.compare.samples, c_.compare.nearest, gen,
                     comm, c_.flow.kernel == Witness::Exact);
     } else {
-      cmp = compare_on_data(student_, valid_, comm);
+      cmp = compare_on_data(student_, valid_, comm, teacher_ ? &*teacher_ : nullptr,
+                            c_.compare.nearest);
     }
     s.compare = cmp;
     return format_table(cmp);

@@ -55,7 +55,8 @@ void write_csv(const std::string& path, const at::Tensor& x, const at::Tensor& y
 
 // float32: the run's own train_data.pt and valid_data.pt give the same losses and weights, with
 // its teacher.pt and without a teacher; the test loss without one is the last validation loss,
-// and the zero student's is 1/2 mean y^2 of valid_data.pt.
+// and the zero student's is 1/2 mean y^2 of valid_data.pt; with the teacher, the nearest
+// particles are listed too.
 TEST(DataFiles, ARunFromItsOwnDataFilesIsTheSameRunBitForBit) {
   const std::string a = scratch("drawn"), b = scratch("files"), c = scratch("files_alone");
   ASSERT_EQ(run(kArgs + " --set log.data=true --out " + a).code, 0);
@@ -95,6 +96,23 @@ TEST(DataFiles, ARunFromItsOwnDataFilesIsTheSameRunBitForBit) {
   EXPECT_NE(cmp.output.find(fmt::format("{:.6e}", s["compare"]["test_loss"].get<double>())),
             std::string::npos)
       << cmp.output;
+  const auto nearest = [](const nlohmann::json& sum) {
+    const nlohmann::json& c = sum.at("compare");
+    return c.contains("nearest_mod_unit_order") ? c.at("nearest_mod_unit_order") : nullptr;
+  };
+  EXPECT_TRUE(nearest(s).is_null()) << s.dump();
+  EXPECT_EQ(cmp.output.find("Nearest student particles"), std::string::npos) << cmp.output;
+  // With its teacher, the run on data files lists the nearest particles of the same student to
+  // the same teacher as the run that drew the data: the same table, in the summary and printed.
+  const nlohmann::json sa = summary(a), sb = summary(b);
+  ASSERT_TRUE(nearest(sa).is_array()) << sa.dump();
+  EXPECT_EQ(nearest(sa).size(), 2u);
+  EXPECT_EQ(nearest(sb), nearest(sa));
+  EXPECT_TRUE(sb["compare"].contains("test_loss")) << sb.dump();
+  const test::Result cmp_b = run("compare --run " + b);
+  EXPECT_EQ(cmp_b.code, 0) << cmp_b.output;
+  for (const char* line : {"test loss 1/2 mean", "Nearest student particles"})
+    EXPECT_NE(cmp_b.output.find(line), std::string::npos) << line << "\n" << cmp_b.output;
 }
 
 // float64: the data exported as CSV with a header (17 digits) train the same run again.
