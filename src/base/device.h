@@ -32,6 +32,12 @@ void follow_load();
 // or libgomp's default.
 std::string wait_policy();
 
+// Keeps 64 MiB free on top of glibc's heap (M_TOP_PAD) instead of its 128 KiB: a step's ATen
+// temporaries of a few MB (Sobolev descent's Jacobian Gram: [N, H, B] each) were given back to
+// the system as each step freed them and faulted in again at the next, about 10 000 page faults
+// an epoch at the paper's size and 4x its time. Called once, at the start of a command.
+void keep_heap_pad();
+
 // Threads of OpenBLAS's own pool (where OpenBLAS is the BLAS in use), e.g. for a reference
 // matrix product.
 void set_blas_threads(int64_t n);

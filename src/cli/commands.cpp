@@ -226,6 +226,7 @@ std::string message_of(const std::exception_ptr& e) {
 
 int run_cli(int argc, char** argv) {
   ignore_file_size_signal();
+  keep_heap_pad();
   const std::string cmd = argc > 1 ? argv[1] : "";
   try {
     if (cmd == "train") return cmd_train(argc - 1, argv + 1);
