@@ -239,7 +239,7 @@ def caption(configs):
     if has("noise.beta0"):
         parts.append(f"β₀ = {v('noise.beta0')}")
     if has("noise.schedule") and common["noise.schedule"] == "step" and \
-            has("noise.factor", "noise.every") and show(common.get("noise.beta0", 1)) != "0":
+            has("noise.factor", "noise.every") and not inert(common, "noise.every"):
         parts.append(f"β × {v('noise.factor')} every {v('noise.every')} epochs")
     if has("train.epochs"):
         parts.append(f"{v('train.epochs')} epochs")
